@@ -1,0 +1,79 @@
+//! The one error type of the coordinator, and its single mapping to gRPC.
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    #[error("root: {0}")]
+    Root(#[from] arbor_root::RootError),
+    #[error("no region covers key {key:?} yet (view at cursor {cursor}); the cluster may still be bootstrapping")]
+    NoRegionForKey { key: Vec<u8>, cursor: u64 },
+    #[error("bad request: {hint}")]
+    InvalidArgument { hint: String },
+    #[error("could not bind {address}: {source}")]
+    Bind {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("gRPC server failed: {0}")]
+    Transport(String),
+}
+
+impl CoordinatorError {
+    /// The single place coordinator errors become gRPC status codes.
+    pub fn to_status(&self) -> tonic::Status {
+        let message = self.to_string();
+        match self {
+            CoordinatorError::Root(_) | CoordinatorError::NoRegionForKey { .. } => {
+                tonic::Status::unavailable(message)
+            }
+            CoordinatorError::InvalidArgument { .. } => tonic::Status::invalid_argument(message),
+            CoordinatorError::Bind { .. } | CoordinatorError::Transport(_) => {
+                tonic::Status::internal(message)
+            }
+        }
+    }
+}
+
+impl From<CoordinatorError> for tonic::Status {
+    fn from(error: CoordinatorError) -> Self {
+        error.to_status()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    #[test]
+    fn every_variant_maps_to_a_status() {
+        let cases = [
+            (
+                CoordinatorError::Root(arbor_root::RootError::NoLeader { peer_id: 1 }),
+                Code::Unavailable,
+            ),
+            (
+                CoordinatorError::NoRegionForKey {
+                    key: vec![1],
+                    cursor: 3,
+                },
+                Code::Unavailable,
+            ),
+            (
+                CoordinatorError::InvalidArgument { hint: "x".into() },
+                Code::InvalidArgument,
+            ),
+            (
+                CoordinatorError::Bind {
+                    address: "a".into(),
+                    source: std::io::Error::other("x"),
+                },
+                Code::Internal,
+            ),
+            (CoordinatorError::Transport("x".into()), Code::Internal),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.to_status().code(), code, "{error}");
+        }
+    }
+}

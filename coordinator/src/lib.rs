@@ -1,0 +1,27 @@
+//! `arbor-coordinator`: the control plane.
+//!
+//! Owns the coordinator lease (who performs singleton duties), the cluster
+//! view (root state plus store heartbeats), routing answers and the
+//! cluster-view RPC behind the system tables.
+//!
+//! Never knows: regions' data, SQL, or any disk. It never depends on
+//! `raftstore` or `sql-gateway`.
+//!
+//! Invariants:
+//! - **A coordinator has no durable state.** Everything it knows is rebuilt
+//!   from root (`ReadState` then `Watch`) plus heartbeats, which are view
+//!   only and never written to root.
+//! - **Singleton duties run only while the local lease deadline holds**: the
+//!   deadline is measured from when the grant/renewal was *sent*, minus a
+//!   clock-skew margin, so a holder stops before root could let a successor
+//!   in ([`lease`]).
+//! - **Every answer carries the root cursor its view reflects.**
+
+pub mod error;
+pub mod lease;
+pub mod server;
+pub mod service;
+pub mod view;
+
+pub use error::CoordinatorError;
+pub use server::{run_coordinator, CoordinatorConfig};

@@ -1,0 +1,272 @@
+//! The coordinator process: three small driver loops around the pure parts.
+//!
+//! - tail: `ReadState`, then `Watch` root, replacing the view's root state.
+//! - lease: [`crate::lease::decide`] every tick, proposing grants/renewals.
+//! - duties (holder only): bootstrap the cluster, let heartbeating stores
+//!   join, bootstrap the first region.
+//!
+//! On shutdown a holder seals its lease so a standby takes over at once.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use arbor_proto::coordinator_server::CoordinatorServer;
+use arbor_proto::root_event::Kind;
+use arbor_proto::*;
+use arbor_root::RootClient;
+use futures::StreamExt;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::error::CoordinatorError;
+use crate::lease::{decide, LeaseAction, LocalTenure, LEASE_TTL_MS};
+use crate::service::{system_clock, Coordinator, CoordinatorHandle};
+use crate::view::ClusterView;
+
+/// How often the lease loop looks at the lease.
+pub const LEASE_TICK_MS: u64 = 100;
+/// How often the holder looks for bootstrap work.
+pub const DUTIES_TICK_MS: u64 = 300;
+/// Pause before re-subscribing to root after the watch stream broke.
+pub const TAIL_RETRY_MS: u64 = 300;
+
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    pub coordinator_id: String,
+    pub listen: SocketAddr,
+    pub advertise_address: String,
+    pub root_addresses: Vec<String>,
+}
+
+/// Runs one coordinator until `shutdown` completes.
+pub async fn run_coordinator(
+    config: CoordinatorConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), CoordinatorError> {
+    if config.root_addresses.is_empty() {
+        return Err(CoordinatorError::InvalidArgument {
+            hint: "no root addresses given".into(),
+        });
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| CoordinatorError::Bind {
+            address: config.listen.to_string(),
+            source,
+        })?;
+    let coordinator = Arc::new(Coordinator {
+        id: config.coordinator_id.clone(),
+        address: config.advertise_address.clone(),
+        root: RootClient::new(config.root_addresses.clone()),
+        clock: system_clock(),
+        view: RwLock::new(ClusterView::default()),
+        tenure: Mutex::new(LocalTenure::default()),
+    });
+    let loops = [
+        tokio::spawn(tail_root(coordinator.clone())),
+        tokio::spawn(lease_loop(coordinator.clone())),
+        tokio::spawn(duties_loop(coordinator.clone())),
+    ];
+    tracing::info!(id = %config.coordinator_id, listen = %config.listen, "coordinator serving");
+    let served = tonic::transport::Server::builder()
+        .add_service(CoordinatorServer::new(CoordinatorHandle(
+            coordinator.clone(),
+        )))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+    for task in loops {
+        task.abort();
+    }
+    seal_if_holder(&coordinator).await;
+    served.map_err(|e| CoordinatorError::Transport(e.to_string()))
+}
+
+async fn tail_root(coordinator: Arc<Coordinator>) {
+    loop {
+        if let Err(error) = tail_once(&coordinator).await {
+            tracing::debug!("root tail interrupted: {error}");
+        }
+        tokio::time::sleep(Duration::from_millis(TAIL_RETRY_MS)).await;
+    }
+}
+
+async fn tail_once(coordinator: &Coordinator) -> Result<(), CoordinatorError> {
+    let state = coordinator.root.read_state().await?;
+    let from = state.cursor + 1;
+    install_state(coordinator, state);
+    let mut stream = coordinator.root.watch(from).await?;
+    while let Some(item) = stream.next().await {
+        let state = item.map_err(|status| arbor_root::RootError::Unreachable {
+            addresses: coordinator.root.addresses(),
+            last_error: status.to_string(),
+        })?;
+        install_state(coordinator, state);
+    }
+    Ok(())
+}
+
+/// Replaces the view's root state unless it would move the cursor backwards
+/// (a watch from a lagging peer must not undo what a fresher read showed).
+fn install_state(coordinator: &Coordinator, state: RootState) {
+    let mut view = coordinator.view_mut();
+    if state.cursor >= view.root.cursor {
+        view.root = state;
+    }
+}
+
+async fn lease_loop(coordinator: Arc<Coordinator>) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(LEASE_TICK_MS));
+    loop {
+        ticker.tick().await;
+        let lease = coordinator.view().root.lease.clone();
+        let tenure = coordinator.tenure();
+        let sent_ms = coordinator.now_ms();
+        let (kind, generation) = match decide(lease.as_ref(), &coordinator.id, tenure, sent_ms) {
+            LeaseAction::Wait => continue,
+            LeaseAction::Campaign { generation } => (
+                Kind::LeaseGranted(LeaseGranted {
+                    holder_id: coordinator.id.clone(),
+                    holder_address: coordinator.address.clone(),
+                    generation,
+                    ttl_ms: LEASE_TTL_MS,
+                }),
+                generation,
+            ),
+            LeaseAction::Renew { generation } => (
+                Kind::LeaseRenewed(LeaseRenewed {
+                    holder_id: coordinator.id.clone(),
+                    generation,
+                    ttl_ms: LEASE_TTL_MS,
+                }),
+                generation,
+            ),
+        };
+        match coordinator.root.propose(kind).await {
+            Ok(answer) if answer.accepted => {
+                if tenure.generation != generation {
+                    tracing::info!(id = %coordinator.id, generation, "lease acquired");
+                }
+                coordinator.set_tenure(LocalTenure::confirmed(generation, sent_ms));
+                refresh_view(&coordinator).await;
+            }
+            Ok(answer) => {
+                tracing::debug!(
+                    generation,
+                    "lease proposal rejected: {}",
+                    answer.rejection_detail
+                );
+                // Whatever we held is gone: only a root-accepted renewal
+                // extends a tenure.
+                if tenure.generation == generation {
+                    coordinator.set_tenure(LocalTenure::default());
+                }
+                refresh_view(&coordinator).await;
+            }
+            Err(error) => tracing::debug!("lease proposal failed: {error}"),
+        }
+    }
+}
+
+/// A linearizable read so the next decision does not rest on a stale watch.
+async fn refresh_view(coordinator: &Coordinator) {
+    if let Ok(state) = coordinator.root.read_state().await {
+        install_state(coordinator, state);
+    }
+}
+
+async fn duties_loop(coordinator: Arc<Coordinator>) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(DUTIES_TICK_MS));
+    loop {
+        ticker.tick().await;
+        if !coordinator.is_holder() {
+            continue;
+        }
+        let work = bootstrap_work(&coordinator.view(), &coordinator.id, coordinator.now_ms());
+        for event in work {
+            // Re-check before each proposal: the tenure may lapse mid-way.
+            if !coordinator.is_holder() {
+                break;
+            }
+            match coordinator.root.propose(event).await {
+                Ok(answer) if !answer.accepted => {
+                    tracing::debug!("bootstrap step rejected: {}", answer.rejection_detail)
+                }
+                Ok(_) => {}
+                Err(error) => tracing::debug!("bootstrap step failed: {error}"),
+            }
+        }
+        refresh_view(&coordinator).await;
+    }
+}
+
+/// What the holder still has to propose to bring the cluster up. Pure.
+pub fn bootstrap_work(view: &ClusterView, coordinator_id: &str, now_ms: u64) -> Vec<Kind> {
+    if view.root.cluster_id.is_empty() {
+        return vec![Kind::ClusterBootstrapped(ClusterBootstrapped {
+            cluster_id: format!("arbor-{now_ms:x}-{coordinator_id}"),
+        })];
+    }
+    let mut work: Vec<Kind> = view
+        .stores_waiting_to_join()
+        .into_iter()
+        .map(|store| Kind::StoreJoined(StoreJoined { store: Some(store) }))
+        .collect();
+    if let Some(region) = view.first_region_to_bootstrap() {
+        work.push(Kind::RegionBootstrapped(RegionBootstrapped {
+            region: Some(region),
+        }));
+    }
+    work
+}
+
+async fn seal_if_holder(coordinator: &Coordinator) {
+    let tenure = coordinator.tenure();
+    if !tenure.holds(coordinator.now_ms()) {
+        return;
+    }
+    coordinator.set_tenure(LocalTenure::default());
+    let seal = Kind::LeaseSealed(LeaseSealed {
+        holder_id: coordinator.id.clone(),
+        generation: tenure.generation,
+    });
+    match coordinator.root.propose(seal).await {
+        Ok(answer) if answer.accepted => {
+            tracing::info!(generation = tenure.generation, "lease sealed for hand-off")
+        }
+        Ok(answer) => tracing::warn!("lease seal rejected: {}", answer.rejection_detail),
+        Err(error) => tracing::warn!("lease seal failed: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstrap_starts_with_the_cluster_id_then_stores_then_the_first_region() {
+        let mut view = ClusterView::default();
+        let work = bootstrap_work(&view, "c1", 5);
+        assert!(matches!(work.as_slice(), [Kind::ClusterBootstrapped(_)]));
+
+        view.root.cluster_id = "x".into();
+        for id in 1..=3 {
+            let store = StoreDescriptor {
+                store_id: id,
+                address: format!("s{id}"),
+            };
+            view.record_heartbeat(&store, vec![], 1);
+        }
+        let work = bootstrap_work(&view, "c1", 5);
+        assert_eq!(work.len(), 3);
+        assert!(work.iter().all(|k| matches!(k, Kind::StoreJoined(_))));
+
+        view.root.stores = (1..=3)
+            .map(|id| StoreDescriptor {
+                store_id: id,
+                address: format!("s{id}"),
+            })
+            .collect();
+        let work = bootstrap_work(&view, "c1", 5);
+        assert!(matches!(work.as_slice(), [Kind::RegionBootstrapped(_)]));
+    }
+}

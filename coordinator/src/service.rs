@@ -1,0 +1,190 @@
+//! The `Coordinator` gRPC service: heartbeats in, routes and views out.
+//! Served by holder and standbys alike; nothing here needs the lease.
+
+use std::sync::{Arc, Mutex, RwLock};
+
+use arbor_proto::coordinator_server::Coordinator as CoordinatorService;
+use arbor_proto::*;
+use arbor_root::RootClient;
+use tonic::{Request, Response, Status};
+
+use crate::error::CoordinatorError;
+use crate::lease::LocalTenure;
+use crate::view::ClusterView;
+
+/// Most regions one heartbeat may report; a bound on a message from the network.
+pub const HEARTBEAT_REGIONS_MAX: usize = 100_000;
+/// Most events a cluster view carries.
+pub const VIEW_EVENTS_MAX: u32 = 1_000;
+
+/// Milliseconds since the Unix epoch; injected so tests can drive time.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    })
+}
+
+/// State shared by the service and the driver loops of one coordinator.
+pub struct Coordinator {
+    pub id: String,
+    pub address: String,
+    pub root: RootClient,
+    pub clock: Clock,
+    pub view: RwLock<ClusterView>,
+    pub tenure: Mutex<LocalTenure>,
+}
+
+impl Coordinator {
+    pub fn now_ms(&self) -> u64 {
+        (self.clock)()
+    }
+
+    pub fn view(&self) -> std::sync::RwLockReadGuard<'_, ClusterView> {
+        self.view
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn view_mut(&self) -> std::sync::RwLockWriteGuard<'_, ClusterView> {
+        self.view
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn tenure(&self) -> LocalTenure {
+        *self
+            .tenure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn set_tenure(&self, tenure: LocalTenure) {
+        *self
+            .tenure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = tenure;
+    }
+
+    pub fn is_holder(&self) -> bool {
+        self.tenure().holds(self.now_ms())
+    }
+
+    pub fn status(&self) -> CoordinatorStatus {
+        let tenure = self.tenure();
+        let holder = tenure.holds(self.now_ms());
+        CoordinatorStatus {
+            coordinator_id: self.id.clone(),
+            address: self.address.clone(),
+            role: if holder { "holder" } else { "standby" }.to_string(),
+            generation: if holder { tenure.generation } else { 0 },
+            cursor: self.view().root.cursor,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct CoordinatorHandle(pub Arc<Coordinator>);
+
+#[tonic::async_trait]
+impl CoordinatorService for CoordinatorHandle {
+    async fn store_heartbeat(
+        &self,
+        request: Request<StoreHeartbeatRequest>,
+    ) -> Result<Response<StoreHeartbeatResponse>, Status> {
+        let request = request.into_inner();
+        let store = request
+            .store
+            .ok_or_else(|| CoordinatorError::InvalidArgument {
+                hint: "heartbeat without store".into(),
+            })?;
+        if store.store_id == 0
+            || store.address.is_empty()
+            || request.regions.len() > HEARTBEAT_REGIONS_MAX
+        {
+            return Err(CoordinatorError::InvalidArgument {
+                hint: format!(
+                    "heartbeat needs a store id, an address and at most {HEARTBEAT_REGIONS_MAX} regions"
+                ),
+            }
+            .into());
+        }
+        let now = self.0.now_ms();
+        let mut view = self.0.view_mut();
+        view.record_heartbeat(&store, request.regions, now);
+        Ok(Response::new(StoreHeartbeatResponse {
+            regions: view.regions_of_store(store.store_id),
+            cursor: view.root.cursor,
+            joined: view.is_joined(store.store_id),
+            stores: view.root.stores.clone(),
+        }))
+    }
+
+    async fn locate_region(
+        &self,
+        request: Request<LocateRegionRequest>,
+    ) -> Result<Response<LocateRegionResponse>, Status> {
+        let key = request.into_inner().key;
+        let view = self.0.view();
+        let route = view
+            .route_for_key(&key)
+            .ok_or(CoordinatorError::NoRegionForKey {
+                key,
+                cursor: view.root.cursor,
+            })?;
+        Ok(Response::new(LocateRegionResponse {
+            route: Some(route),
+            cursor: view.root.cursor,
+        }))
+    }
+
+    async fn list_stores(
+        &self,
+        _request: Request<ListStoresRequest>,
+    ) -> Result<Response<ListStoresResponse>, Status> {
+        let view = self.0.view();
+        Ok(Response::new(ListStoresResponse {
+            stores: view.root.stores.clone(),
+            cursor: view.root.cursor,
+        }))
+    }
+
+    async fn cluster_view(
+        &self,
+        request: Request<ClusterViewRequest>,
+    ) -> Result<Response<ClusterViewResponse>, Status> {
+        let events_limit = request.into_inner().events_limit.min(VIEW_EVENTS_MAX);
+        // Root peers and events are read live from root; an unreachable root
+        // shows up as unreachable peers and no events, not as a failed view.
+        let root_peers = self.0.root.status_all().await;
+        let events = if events_limit == 0 {
+            Vec::new()
+        } else {
+            self.0
+                .root
+                .list_events(0, events_limit)
+                .await
+                .unwrap_or_else(|error| {
+                    tracing::debug!("events unavailable: {error}");
+                    Vec::new()
+                })
+        };
+        let now = self.0.now_ms();
+        // Taken before the view lock: status() reads the view itself.
+        let coordinator = self.0.status();
+        let view = self.0.view();
+        Ok(Response::new(ClusterViewResponse {
+            coordinator: Some(coordinator),
+            root: Some(view.root.clone()),
+            regions: view.region_statuses(),
+            stores: view.store_statuses(now),
+            root_peers,
+            events,
+            observed_at_ms: now,
+        }))
+    }
+}

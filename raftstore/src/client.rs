@@ -1,0 +1,764 @@
+//! The region client: what the SQL gateway uses to read and write keys
+//! without knowing where regions live.
+//!
+//! It locates regions through `Coordinator.LocateRegion` (each coordinator in
+//! turn), caches routes, sends to the leader it knows (any peer otherwise),
+//! follows `NotLeader` hints, drops a route on `EpochNotMatch`,
+//! `KeyNotInRegion` and `RegionNotFound`, and retries with backoff until
+//! [`REQUEST_RETRY_DEADLINE_MS`] — then fails with a typed error.
+//!
+//! **Retry caveat:** a write whose answer was lost (timeout, dropped
+//! connection, leader change mid-commit) may have been applied; the retry
+//! then applies it again. Unconditional puts and deletes are idempotent, but
+//! a retried `MUST_NOT_EXIST` insert can come back as a failed condition
+//! caused by its own first attempt.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use arbor_proto::coordinator_client::CoordinatorClient;
+use arbor_proto::region_error::Kind as RegionErrorKind;
+use arbor_proto::store_client::StoreClient;
+use arbor_proto::{
+    GetRequest, GetResponse, LocateRegionRequest, Mutation, RegionContext, RegionDescriptor,
+    RegionError, RegionRoute, ScanRequest, ScanResponse, WriteRequest, WriteResponse,
+};
+use tokio::time::Instant;
+use tonic::Code;
+
+use crate::config::{KEY_BYTES_MAX, SCAN_ROWS_MAX, STORE_MESSAGE_BYTES_MAX};
+use crate::error::RaftstoreError;
+use crate::network::ChannelPool;
+use crate::operation::write::validate_batch;
+use crate::types::{RegionId, StoreId};
+
+/// A request gives up retrying region errors after this long.
+pub const REQUEST_RETRY_DEADLINE_MS: u64 = 10_000;
+/// First and largest pause between retries (doubling in between).
+pub const RETRY_BACKOFF_MIN_MS: u64 = 20;
+pub const RETRY_BACKOFF_MAX_MS: u64 = 500;
+/// `NotLeader` answers with a fresh hint followed without pausing, in a row.
+pub const LEADER_REDIRECTS_IMMEDIATE_MAX: u32 = 3;
+/// One `LocateRegion` call gives up after this long.
+pub const COORDINATOR_TIMEOUT_MS: u64 = 2_000;
+/// One store call gives up after this long (above the store's own
+/// `REQUEST_TIMEOUT_MS`, so the store answers `ServerBusy` first).
+pub const STORE_CALL_TIMEOUT_MS: u64 = 6_000;
+/// Most routes cached; past it the cache starts over.
+pub const ROUTE_CACHE_REGIONS_MAX: usize = 65_536;
+
+const _: () = assert!(STORE_CALL_TIMEOUT_MS > crate::config::REQUEST_TIMEOUT_MS);
+const _: () = assert!(RETRY_BACKOFF_MIN_MS <= RETRY_BACKOFF_MAX_MS);
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOutcome {
+    Applied { existed: Vec<bool> },
+    ConditionFailed { mutation_index: usize },
+}
+
+/// Cheap to clone; clones share the route cache and connections.
+#[derive(Clone)]
+pub struct RegionClient {
+    inner: Arc<ClientInner>,
+}
+
+struct ClientInner {
+    coordinators: Vec<String>,
+    retry_deadline: Duration,
+    routes: RwLock<RouteCache>,
+    pool: ChannelPool,
+}
+
+/// Where a region is: its descriptor, the leader hint, its stores.
+#[derive(Debug, Clone)]
+struct Route {
+    region: RegionDescriptor,
+    leader_store_id: StoreId,
+    addresses: HashMap<StoreId, String>,
+}
+
+impl Route {
+    fn from_proto(route: RegionRoute) -> Option<Self> {
+        let region = route.region?;
+        let addresses = route
+            .stores
+            .into_iter()
+            .filter(|store| !store.address.is_empty())
+            .map(|store| (store.store_id, store.address))
+            .collect();
+        Some(Self {
+            region,
+            leader_store_id: route.leader_store_id,
+            addresses,
+        })
+    }
+
+    fn contains(&self, key: &[u8]) -> bool {
+        key >= self.region.start_key.as_slice()
+            && (self.region.end_key.is_empty() || key < self.region.end_key.as_slice())
+    }
+
+    fn context(&self) -> RegionContext {
+        RegionContext {
+            region_id: self.region.region_id,
+            epoch: self.region.epoch,
+        }
+    }
+
+    /// The leader when known and addressable, else the peers in turn.
+    fn target(&self, rotation: usize) -> Option<(StoreId, String)> {
+        if let Some(address) = self.addresses.get(&self.leader_store_id) {
+            return Some((self.leader_store_id, address.clone()));
+        }
+        let peers: Vec<(StoreId, &String)> = self
+            .region
+            .peers
+            .iter()
+            .filter_map(|peer| {
+                self.addresses
+                    .get(&peer.store_id)
+                    .map(|address| (peer.store_id, address))
+            })
+            .collect();
+        if peers.is_empty() {
+            return None;
+        }
+        let (store_id, address) = peers[rotation % peers.len()];
+        Some((store_id, address.clone()))
+    }
+}
+
+/// Routes keyed by region start key; ranges never overlap.
+#[derive(Default)]
+struct RouteCache {
+    by_start: BTreeMap<Vec<u8>, Route>,
+}
+
+impl RouteCache {
+    fn find(&self, key: &[u8]) -> Option<Route> {
+        let (_, route) = self.by_start.range(..=key.to_vec()).next_back()?;
+        route.contains(key).then(|| route.clone())
+    }
+
+    fn insert(&mut self, route: Route) {
+        let start = route.region.start_key.clone();
+        let end = route.region.end_key.clone();
+        self.by_start.retain(|_, cached| {
+            let cached_end = &cached.region.end_key;
+            let before = !cached_end.is_empty() && cached_end.as_slice() <= start.as_slice();
+            let after = !end.is_empty() && cached.region.start_key.as_slice() >= end.as_slice();
+            before || after
+        });
+        if self.by_start.len() >= ROUTE_CACHE_REGIONS_MAX {
+            self.by_start.clear();
+        }
+        self.by_start.insert(start, route);
+    }
+
+    fn remove_region(&mut self, region_id: RegionId) {
+        self.by_start
+            .retain(|_, route| route.region.region_id != region_id);
+    }
+
+    fn set_leader(&mut self, region_id: RegionId, leader_store_id: StoreId, address: &str) {
+        for route in self.by_start.values_mut() {
+            if route.region.region_id == region_id {
+                route.leader_store_id = leader_store_id;
+                if !address.is_empty() {
+                    route.addresses.insert(leader_store_id, address.to_string());
+                }
+            }
+        }
+    }
+}
+
+enum Call {
+    Get(GetRequest),
+    Scan(ScanRequest),
+    Write(WriteRequest),
+}
+
+enum Reply {
+    Get(GetResponse),
+    Scan(ScanResponse),
+    Write(WriteResponse),
+}
+
+impl Reply {
+    fn region_error(&self) -> Option<&RegionError> {
+        match self {
+            Reply::Get(reply) => reply.region_error.as_ref(),
+            Reply::Scan(reply) => reply.region_error.as_ref(),
+            Reply::Write(reply) => reply.region_error.as_ref(),
+        }
+    }
+}
+
+/// Why locating a key failed.
+struct LocateFailure {
+    any_coordinator_answered: bool,
+    last_error: String,
+}
+
+/// What one attempt tells the retry loop. Short-lived and moved once, so
+/// the size gap between variants costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
+enum Next {
+    Done(Route, Reply),
+    Fail(RaftstoreError),
+    /// Retry; `pause` false for a fresh leader hint.
+    Retry {
+        pause: bool,
+    },
+}
+
+/// Progress of one request through its retries.
+struct RetryState {
+    attempts: u32,
+    rotation: usize,
+    immediate_redirects: u32,
+    region_id: Option<RegionId>,
+    locate_failure: Option<LocateFailure>,
+    last_error: String,
+}
+
+fn unexpected_reply(what: &str) -> RaftstoreError {
+    RaftstoreError::Transport {
+        address: String::new(),
+        hint: format!("store answered a {what} request with another reply type"),
+    }
+}
+
+fn timed<T>(message: T, timeout_ms: u64) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(Duration::from_millis(timeout_ms));
+    request
+}
+
+impl RegionClient {
+    pub fn new(coordinator_addresses: Vec<String>) -> Self {
+        Self::with_retry_deadline(
+            coordinator_addresses,
+            Duration::from_millis(REQUEST_RETRY_DEADLINE_MS),
+        )
+    }
+
+    /// A client giving up after `retry_deadline` instead of
+    /// [`REQUEST_RETRY_DEADLINE_MS`] (tests use a short one).
+    pub fn with_retry_deadline(
+        coordinator_addresses: Vec<String>,
+        retry_deadline: Duration,
+    ) -> Self {
+        Self {
+            inner: Arc::new(ClientInner {
+                coordinators: coordinator_addresses,
+                retry_deadline,
+                routes: RwLock::new(RouteCache::default()),
+                pool: ChannelPool::default(),
+            }),
+        }
+    }
+
+    pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, RaftstoreError> {
+        check_key(key)?;
+        let (_, reply) = self
+            .execute(key, |route| {
+                Call::Get(GetRequest {
+                    context: Some(route.context()),
+                    key: key.to_vec(),
+                })
+            })
+            .await?;
+        match reply {
+            Reply::Get(reply) => Ok(reply.found.then_some(reply.value)),
+            _ => Err(unexpected_reply("get")),
+        }
+    }
+
+    /// [start, end) where an empty `end` means "to the end of the key space";
+    /// at most `limit` pairs, in key order, across regions.
+    pub async fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, RaftstoreError> {
+        check_key(start)?;
+        check_key(end)?;
+        let mut pairs = Vec::new();
+        if limit == 0 || (!end.is_empty() && start >= end) {
+            return Ok(pairs);
+        }
+        let mut cursor = start.to_vec();
+        loop {
+            let rows = (limit - pairs.len()).min(SCAN_ROWS_MAX);
+            let rows = u32::try_from(rows).expect("SCAN_ROWS_MAX fits in u32");
+            let (route, reply) = self
+                .execute(&cursor, |route| {
+                    Call::Scan(ScanRequest {
+                        context: Some(route.context()),
+                        start_key: cursor.clone(),
+                        end_key: end.to_vec(),
+                        limit: rows,
+                    })
+                })
+                .await?;
+            let Reply::Scan(reply) = reply else {
+                return Err(unexpected_reply("scan"));
+            };
+            let last_key = reply.pairs.last().map(|pair| pair.key.clone());
+            pairs.extend(
+                reply
+                    .pairs
+                    .into_iter()
+                    .filter(|pair| {
+                        pair.key >= cursor && (end.is_empty() || pair.key.as_slice() < end)
+                    })
+                    .map(|pair| (pair.key, pair.value)),
+            );
+            if pairs.len() >= limit {
+                pairs.truncate(limit);
+                return Ok(pairs);
+            }
+            match (reply.more, last_key) {
+                (true, Some(mut last_key)) => {
+                    // The smallest key after `last_key`.
+                    last_key.push(0);
+                    cursor = last_key;
+                }
+                _ => {
+                    let region_end = route.region.end_key;
+                    if region_end.is_empty() || (!end.is_empty() && region_end.as_slice() >= end) {
+                        return Ok(pairs);
+                    }
+                    cursor = region_end;
+                }
+            }
+        }
+    }
+
+    /// Applies the mutations; atomic when they fall in one region (the only
+    /// case today). Mutations spanning several regions are sent per region in
+    /// key order and are NOT atomic across regions: when a later region's
+    /// condition fails, the earlier regions' mutations stay applied.
+    pub async fn write(&self, mutations: Vec<Mutation>) -> Result<WriteOutcome, RaftstoreError> {
+        validate_batch(&mutations)?;
+        let mut existed = vec![false; mutations.len()];
+        let mut pending: Vec<usize> = (0..mutations.len()).collect();
+        while let Some(&first) = pending.iter().min_by_key(|index| &mutations[**index].key) {
+            let in_region = |route: &Route| -> Vec<usize> {
+                pending
+                    .iter()
+                    .copied()
+                    .filter(|index| route.contains(&mutations[*index].key))
+                    .collect()
+            };
+            let (route, reply) = self
+                .execute(&mutations[first].key, |route| {
+                    Call::Write(WriteRequest {
+                        context: Some(route.context()),
+                        mutations: in_region(route)
+                            .iter()
+                            .map(|index| mutations[*index].clone())
+                            .collect(),
+                    })
+                })
+                .await?;
+            let Reply::Write(reply) = reply else {
+                return Err(unexpected_reply("write"));
+            };
+            let sent = in_region(&route);
+            if !reply.applied {
+                let failed = sent.get(reply.failed_mutation as usize).copied();
+                return match failed {
+                    Some(mutation_index) => Ok(WriteOutcome::ConditionFailed { mutation_index }),
+                    None => Err(RaftstoreError::Transport {
+                        address: String::new(),
+                        hint: format!(
+                            "store reported failed mutation {} of a batch of {}",
+                            reply.failed_mutation,
+                            sent.len()
+                        ),
+                    }),
+                };
+            }
+            for (position, index) in sent.iter().enumerate() {
+                existed[*index] = reply.existed.get(position).copied().unwrap_or(false);
+            }
+            pending.retain(|index| !sent.contains(index));
+        }
+        Ok(WriteOutcome::Applied { existed })
+    }
+
+    /// Runs one request against the region holding `key`, retrying region
+    /// errors until [`REQUEST_RETRY_DEADLINE_MS`]. `build` makes the request
+    /// for the route found; the route used is returned with the reply.
+    async fn execute<B>(&self, key: &[u8], build: B) -> Result<(Route, Reply), RaftstoreError>
+    where
+        B: Fn(&Route) -> Call,
+    {
+        let deadline = Instant::now() + self.inner.retry_deadline;
+        let mut backoff_ms = RETRY_BACKOFF_MIN_MS;
+        let mut state = RetryState {
+            attempts: 0,
+            rotation: 0,
+            immediate_redirects: 0,
+            region_id: None,
+            locate_failure: None,
+            last_error: String::new(),
+        };
+        loop {
+            state.attempts += 1;
+            let pause = match self.attempt(key, &build, &mut state).await {
+                Next::Done(route, reply) => return Ok((route, reply)),
+                Next::Fail(error) => return Err(error),
+                Next::Retry { pause } => pause,
+            };
+            let pause_ms = if pause { backoff_ms } else { 0 };
+            if Instant::now() + Duration::from_millis(pause_ms) >= deadline {
+                return Err(self.give_up(key, state));
+            }
+            if pause {
+                tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+                backoff_ms = (backoff_ms * 2).min(RETRY_BACKOFF_MAX_MS);
+            }
+        }
+    }
+
+    fn give_up(&self, key: &[u8], state: RetryState) -> RaftstoreError {
+        match (state.region_id, state.locate_failure) {
+            (_, Some(failure)) if !failure.any_coordinator_answered => {
+                RaftstoreError::NoCoordinatorReachable {
+                    addresses: self.inner.coordinators.clone(),
+                    last_error: failure.last_error,
+                }
+            }
+            (Some(region_id), _) => RaftstoreError::RegionUnavailable {
+                region_id,
+                attempts: state.attempts,
+                last_error: state.last_error,
+            },
+            (None, failure) => RaftstoreError::RouteUnavailable {
+                key: key.to_vec(),
+                attempts: state.attempts,
+                last_error: failure.map(|f| f.last_error).unwrap_or(state.last_error),
+            },
+        }
+    }
+
+    async fn attempt<B>(&self, key: &[u8], build: &B, state: &mut RetryState) -> Next
+    where
+        B: Fn(&Route) -> Call,
+    {
+        let route = match self.route_for(key).await {
+            Ok(route) => {
+                state.locate_failure = None;
+                route
+            }
+            Err(failure) => {
+                state.last_error = failure.last_error.clone();
+                state.locate_failure = Some(failure);
+                return Next::Retry { pause: true };
+            }
+        };
+        let region_id = route.region.region_id;
+        state.region_id = Some(region_id);
+        let Some((store_id, address)) = route.target(state.rotation) else {
+            state.last_error = format!("no address known for any peer of region {region_id}");
+            self.forget_region(region_id);
+            return Next::Retry { pause: true };
+        };
+        let reply = match self.send(&address, build(&route)).await {
+            Ok(reply) => reply,
+            Err(status) if status.code() == Code::InvalidArgument => {
+                return Next::Fail(RaftstoreError::InvalidArgument {
+                    hint: status.message().to_string(),
+                })
+            }
+            Err(status) => {
+                state.last_error = format!("store {store_id} at {address}: {status}");
+                self.set_leader(region_id, 0, "");
+                state.rotation += 1;
+                return Next::Retry { pause: true };
+            }
+        };
+        let Some(region_error) = reply.region_error().and_then(|error| error.kind.clone()) else {
+            return Next::Done(route, reply);
+        };
+        state.last_error = format!("store {store_id}: {region_error:?}");
+        self.handle_region_error(region_id, store_id, region_error, state)
+    }
+
+    fn handle_region_error(
+        &self,
+        region_id: RegionId,
+        asked_store_id: StoreId,
+        error: RegionErrorKind,
+        state: &mut RetryState,
+    ) -> Next {
+        match error {
+            RegionErrorKind::NotLeader(hint) => {
+                let fresh = hint.leader_store_id != 0 && hint.leader_store_id != asked_store_id;
+                self.set_leader(region_id, hint.leader_store_id, &hint.leader_address);
+                if !fresh {
+                    state.rotation += 1;
+                    return Next::Retry { pause: true };
+                }
+                state.immediate_redirects += 1;
+                Next::Retry {
+                    pause: state.immediate_redirects > LEADER_REDIRECTS_IMMEDIATE_MAX,
+                }
+            }
+            RegionErrorKind::EpochNotMatch(_) | RegionErrorKind::KeyNotInRegion(_) => {
+                self.forget_region(region_id);
+                Next::Retry { pause: true }
+            }
+            RegionErrorKind::RegionNotFound(_) => {
+                // The store may not have started the region yet: try another
+                // peer, and re-learn the route in case it moved.
+                self.forget_region(region_id);
+                state.rotation += 1;
+                Next::Retry { pause: true }
+            }
+            RegionErrorKind::ServerBusy(_) => {
+                self.set_leader(region_id, 0, "");
+                state.rotation += 1;
+                Next::Retry { pause: true }
+            }
+        }
+    }
+
+    async fn send(&self, address: &str, call: Call) -> Result<Reply, tonic::Status> {
+        let channel = self
+            .inner
+            .pool
+            .channel(address)
+            .map_err(|error| tonic::Status::unavailable(error.to_string()))?;
+        let mut client = StoreClient::new(channel)
+            .max_decoding_message_size(STORE_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(STORE_MESSAGE_BYTES_MAX);
+        match call {
+            Call::Get(request) => client
+                .get(timed(request, STORE_CALL_TIMEOUT_MS))
+                .await
+                .map(|reply| Reply::Get(reply.into_inner())),
+            Call::Scan(request) => client
+                .scan(timed(request, STORE_CALL_TIMEOUT_MS))
+                .await
+                .map(|reply| Reply::Scan(reply.into_inner())),
+            Call::Write(request) => client
+                .write(timed(request, STORE_CALL_TIMEOUT_MS))
+                .await
+                .map(|reply| Reply::Write(reply.into_inner())),
+        }
+    }
+
+    fn cached_route(&self, key: &[u8]) -> Option<Route> {
+        let routes = self
+            .inner
+            .routes
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        routes.find(key)
+    }
+
+    fn forget_region(&self, region_id: RegionId) {
+        let mut routes = self
+            .inner
+            .routes
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        routes.remove_region(region_id);
+    }
+
+    fn set_leader(&self, region_id: RegionId, leader_store_id: StoreId, address: &str) {
+        let mut routes = self
+            .inner
+            .routes
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        routes.set_leader(region_id, leader_store_id, address);
+    }
+
+    /// The cached route of `key`, or a fresh one from the coordinators.
+    async fn route_for(&self, key: &[u8]) -> Result<Route, LocateFailure> {
+        if let Some(route) = self.cached_route(key) {
+            return Ok(route);
+        }
+        let mut failure = LocateFailure {
+            any_coordinator_answered: false,
+            last_error: "no coordinator addresses configured".into(),
+        };
+        for address in &self.inner.coordinators {
+            match self.locate_at(address, key).await {
+                Ok(Some(route)) => {
+                    let mut routes = self
+                        .inner
+                        .routes
+                        .write()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                    routes.insert(route.clone());
+                    return Ok(route);
+                }
+                Ok(None) => {
+                    failure.any_coordinator_answered = true;
+                    failure.last_error =
+                        format!("coordinator {address} knows no region for the key");
+                }
+                Err(status) => {
+                    let unreachable = matches!(
+                        status.code(),
+                        Code::Unavailable
+                            | Code::DeadlineExceeded
+                            | Code::Cancelled
+                            | Code::Unknown
+                    );
+                    failure.any_coordinator_answered |= !unreachable;
+                    failure.last_error = format!("coordinator {address}: {status}");
+                }
+            }
+        }
+        Err(failure)
+    }
+
+    async fn locate_at(&self, address: &str, key: &[u8]) -> Result<Option<Route>, tonic::Status> {
+        let channel = self
+            .inner
+            .pool
+            .channel(address)
+            .map_err(|error| tonic::Status::unavailable(error.to_string()))?;
+        let request = LocateRegionRequest { key: key.to_vec() };
+        let reply = CoordinatorClient::new(channel)
+            .locate_region(timed(request, COORDINATOR_TIMEOUT_MS))
+            .await?
+            .into_inner();
+        Ok(reply
+            .route
+            .and_then(Route::from_proto)
+            .filter(|route| route.contains(key)))
+    }
+}
+
+fn check_key(key: &[u8]) -> Result<(), RaftstoreError> {
+    if key.len() > KEY_BYTES_MAX {
+        return Err(RaftstoreError::InvalidArgument {
+            hint: format!(
+                "key of {} bytes exceeds the {KEY_BYTES_MAX}-byte limit",
+                key.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use arbor_proto::{RegionEpoch, RegionPeer};
+
+    use super::*;
+
+    fn route(region_id: RegionId, start: &str, end: &str) -> Route {
+        Route {
+            region: RegionDescriptor {
+                region_id,
+                start_key: start.as_bytes().to_vec(),
+                end_key: end.as_bytes().to_vec(),
+                epoch: Some(RegionEpoch {
+                    version: 1,
+                    conf_ver: 1,
+                }),
+                peers: vec![
+                    RegionPeer {
+                        peer_id: 1,
+                        store_id: 1,
+                    },
+                    RegionPeer {
+                        peer_id: 2,
+                        store_id: 2,
+                    },
+                ],
+            },
+            leader_store_id: 0,
+            addresses: [(1, "a:1".to_string()), (2, "b:2".to_string())]
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_route_cache_finds_the_region_holding_a_key() {
+        let mut cache = RouteCache::default();
+        cache.insert(route(1, "", "m"));
+        cache.insert(route(2, "m", ""));
+        assert_eq!(cache.find(b"").map(|r| r.region.region_id), Some(1));
+        assert_eq!(cache.find(b"l").map(|r| r.region.region_id), Some(1));
+        assert_eq!(cache.find(b"m").map(|r| r.region.region_id), Some(2));
+        assert_eq!(cache.find(b"zzz").map(|r| r.region.region_id), Some(2));
+        cache.remove_region(2);
+        assert!(cache.find(b"zzz").is_none());
+    }
+
+    #[test]
+    fn inserting_a_route_evicts_overlapping_ones() {
+        let mut cache = RouteCache::default();
+        cache.insert(route(1, "", "m"));
+        cache.insert(route(2, "m", ""));
+        cache.insert(route(3, "a", "n"));
+        assert!(
+            cache.find(b"").is_none(),
+            "region 1 overlapped and was evicted"
+        );
+        assert_eq!(cache.find(b"b").map(|r| r.region.region_id), Some(3));
+        assert!(
+            cache.find(b"z").is_none(),
+            "region 2 overlapped and was evicted"
+        );
+    }
+
+    #[test]
+    fn targets_prefer_the_leader_then_rotate_over_peers() {
+        let mut cache = RouteCache::default();
+        cache.insert(route(1, "", ""));
+        let unknown_leader = cache.find(b"k").expect("route");
+        assert_eq!(unknown_leader.target(0).map(|t| t.0), Some(1));
+        assert_eq!(unknown_leader.target(1).map(|t| t.0), Some(2));
+        cache.set_leader(1, 3, "c:3");
+        let known = cache.find(b"k").expect("route");
+        assert_eq!(known.target(0), Some((3, "c:3".to_string())));
+    }
+
+    #[tokio::test]
+    async fn a_client_without_reachable_coordinators_fails_typed_after_the_deadline() {
+        // Port 1 on loopback refuses connections.
+        let client = RegionClient::with_retry_deadline(
+            vec!["127.0.0.1:1".to_string()],
+            Duration::from_millis(300),
+        );
+        let error = client.get(b"k").await.expect_err("no coordinator to ask");
+        assert!(
+            matches!(error, RaftstoreError::NoCoordinatorReachable { .. }),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn oversized_requests_are_refused_before_any_network_call() {
+        let client = RegionClient::new(Vec::new());
+        let long_key = vec![0u8; KEY_BYTES_MAX + 1];
+        assert!(matches!(
+            client.get(&long_key).await,
+            Err(RaftstoreError::InvalidArgument { .. })
+        ));
+        assert_eq!(
+            client.scan(b"b", b"a", 10).await.expect("empty range"),
+            Vec::new()
+        );
+        assert_eq!(
+            client.write(Vec::new()).await.expect("empty batch"),
+            WriteOutcome::Applied {
+                existed: Vec::new()
+            }
+        );
+    }
+}

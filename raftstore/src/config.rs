@@ -1,0 +1,94 @@
+//! Every limit and timing of a store, named, with the relationships between
+//! them checked at compile time.
+
+use std::sync::Arc;
+
+use openraft::SnapshotPolicy;
+
+use crate::error::RaftstoreError;
+
+/// Raft heartbeat of a region leader to its followers.
+pub const RAFT_HEARTBEAT_INTERVAL_MS: u64 = 250;
+/// A follower that hears no leader for a random time in this window starts an
+/// election.
+pub const RAFT_ELECTION_TIMEOUT_MIN_MS: u64 = 800;
+pub const RAFT_ELECTION_TIMEOUT_MAX_MS: u64 = 1_600;
+/// Build a snapshot after this many applied entries since the last one.
+pub const SNAPSHOT_LOGS_SINCE_LAST: u64 = 1_000;
+/// Log entries kept after a snapshot, so a briefly lagging follower catches
+/// up from the log instead of a snapshot.
+pub const LOGS_KEPT_AFTER_SNAPSHOT: u64 = 100;
+/// Snapshot bytes per `InstallSnapshot` message (JSON inflates them ~4x).
+pub const SNAPSHOT_CHUNK_BYTES: u64 = 1 << 20;
+/// Entries per `AppendEntries` message.
+pub const RAFT_PAYLOAD_ENTRIES_MAX: u64 = 16;
+/// Largest gRPC message of the `StoreRaft` service, both directions.
+pub const RAFT_MESSAGE_BYTES_MAX: usize = 160 << 20;
+/// Name of every region group (openraft checks peers agree on it).
+pub const RAFT_CLUSTER_NAME: &str = "arbor-region";
+
+/// Largest user key.
+pub const KEY_BYTES_MAX: usize = 8 << 10;
+/// Largest value.
+pub const VALUE_BYTES_MAX: usize = 1 << 20;
+/// Most mutations in one write batch.
+pub const WRITE_MUTATIONS_MAX: usize = 10_000;
+/// Largest sum of key and value bytes of one write batch.
+pub const WRITE_BATCH_BYTES_MAX: usize = 4 << 20;
+/// Most pairs one `Scan` returns.
+pub const SCAN_ROWS_MAX: usize = 10_000;
+/// A `Scan` stops adding pairs once its response holds this many bytes (it
+/// always returns at least one pair, so it makes progress).
+pub const SCAN_RESPONSE_BYTES_MAX: usize = 4 << 20;
+/// Largest gRPC message of the `Store` service, both directions.
+pub const STORE_MESSAGE_BYTES_MAX: usize = 8 << 20;
+/// How long a store waits on raft for one client request before answering
+/// `ServerBusy`.
+pub const REQUEST_TIMEOUT_MS: u64 = 5_000;
+/// Most regions one store hosts.
+pub const REGIONS_PER_STORE_MAX: usize = 100_000;
+
+/// JSON bytes a write batch may take in a raft entry besides its hex data.
+const ENTRY_OVERHEAD_BYTES_MAX: usize = WRITE_MUTATIONS_MAX * 128 + 4_096;
+
+const _: () = assert!(RAFT_ELECTION_TIMEOUT_MIN_MS >= 3 * RAFT_HEARTBEAT_INTERVAL_MS);
+const _: () = assert!(RAFT_ELECTION_TIMEOUT_MIN_MS < RAFT_ELECTION_TIMEOUT_MAX_MS);
+const _: () = assert!(
+    RAFT_PAYLOAD_ENTRIES_MAX as usize * (2 * WRITE_BATCH_BYTES_MAX + ENTRY_OVERHEAD_BYTES_MAX)
+        <= RAFT_MESSAGE_BYTES_MAX
+);
+const _: () = assert!(5 * SNAPSHOT_CHUNK_BYTES as usize <= RAFT_MESSAGE_BYTES_MAX);
+const _: () = assert!(KEY_BYTES_MAX + VALUE_BYTES_MAX <= WRITE_BATCH_BYTES_MAX);
+const _: () = assert!(WRITE_BATCH_BYTES_MAX + WRITE_MUTATIONS_MAX * 16 <= STORE_MESSAGE_BYTES_MAX);
+const _: () = assert!(
+    SCAN_RESPONSE_BYTES_MAX + KEY_BYTES_MAX + VALUE_BYTES_MAX + 1_024 <= STORE_MESSAGE_BYTES_MAX
+);
+
+/// The openraft configuration every region group runs with.
+pub fn raft_config() -> Result<Arc<openraft::Config>, RaftstoreError> {
+    let config = openraft::Config {
+        cluster_name: RAFT_CLUSTER_NAME.to_string(),
+        heartbeat_interval: RAFT_HEARTBEAT_INTERVAL_MS,
+        election_timeout_min: RAFT_ELECTION_TIMEOUT_MIN_MS,
+        election_timeout_max: RAFT_ELECTION_TIMEOUT_MAX_MS,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_LOGS_SINCE_LAST),
+        max_in_snapshot_log_to_keep: LOGS_KEPT_AFTER_SNAPSHOT,
+        snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
+        max_payload_entries: RAFT_PAYLOAD_ENTRIES_MAX,
+        ..Default::default()
+    };
+    let config = config.validate().map_err(|e| RaftstoreError::Raft {
+        region_id: 0,
+        hint: format!("invalid raft config: {e}"),
+    })?;
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_raft_config_validates() {
+        let config = super::raft_config().expect("the built-in raft config is valid");
+        assert_eq!(config.cluster_name, super::RAFT_CLUSTER_NAME);
+    }
+}

@@ -1,0 +1,209 @@
+//! The one error type of the crate, and its single mapping to gRPC status.
+//!
+//! Region errors a store answers (`NotLeader`, `EpochNotMatch`, ...) are not
+//! here: they travel inside the response (`arbor_proto::RegionError`) and the
+//! region client retries them. This enum is what is left when retrying is
+//! over, plus local failures (disk, bind, bad input).
+
+use crate::types::RegionId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RaftstoreError {
+    #[error("store storage ({context}): {source}")]
+    Storage {
+        context: String,
+        #[source]
+        source: rocksdb::Error,
+    },
+    #[error("store file system ({context}): {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("store data corrupt ({context}): {hint}")]
+    Corrupt { context: String, hint: String },
+    #[error("bad request: {hint}")]
+    InvalidArgument { hint: String },
+    #[error("region {region_id} is not on this store")]
+    RegionNotFound { region_id: RegionId },
+    #[error("region {region_id} unavailable after {attempts} attempts: {last_error}")]
+    RegionUnavailable {
+        region_id: RegionId,
+        attempts: u32,
+        last_error: String,
+    },
+    #[error("no route for key {key:?} after {attempts} attempts: {last_error}")]
+    RouteUnavailable {
+        key: Vec<u8>,
+        attempts: u32,
+        last_error: String,
+    },
+    #[error("no coordinator reachable at {addresses:?}: {last_error}")]
+    NoCoordinatorReachable {
+        addresses: Vec<String>,
+        last_error: String,
+    },
+    #[error("raft of region {region_id}: {hint}")]
+    Raft { region_id: RegionId, hint: String },
+    #[error("could not bind {address}: {source}")]
+    Bind {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("transport to {address}: {hint}")]
+    Transport { address: String, hint: String },
+}
+
+impl RaftstoreError {
+    /// The single place a raftstore error becomes a gRPC status.
+    pub fn to_status(&self) -> tonic::Status {
+        let message = self.to_string();
+        match self {
+            RaftstoreError::InvalidArgument { .. } => tonic::Status::invalid_argument(message),
+            RaftstoreError::RegionNotFound { .. } => tonic::Status::not_found(message),
+            RaftstoreError::RegionUnavailable { .. }
+            | RaftstoreError::RouteUnavailable { .. }
+            | RaftstoreError::NoCoordinatorReachable { .. }
+            | RaftstoreError::Transport { .. } => tonic::Status::unavailable(message),
+            RaftstoreError::Corrupt { .. } => tonic::Status::data_loss(message),
+            RaftstoreError::Storage { .. }
+            | RaftstoreError::Io { .. }
+            | RaftstoreError::Raft { .. }
+            | RaftstoreError::Bind { .. } => tonic::Status::internal(message),
+        }
+    }
+}
+
+impl From<RaftstoreError> for tonic::Status {
+    fn from(error: RaftstoreError) -> Self {
+        error.to_status()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::Code;
+
+    use super::*;
+
+    fn every_variant() -> Vec<(RaftstoreError, Code)> {
+        let rocksdb_error = || {
+            // A real rocksdb::Error: opening a DB under a path that is a file.
+            let file = tempfile::NamedTempFile::new().expect("temp file");
+            rocksdb::DB::open_default(file.path().join("db"))
+                .expect_err("opening a DB below a plain file fails")
+        };
+        let io_error = || std::io::Error::other("disk on fire");
+        vec![
+            (
+                RaftstoreError::Storage {
+                    context: "append".into(),
+                    source: rocksdb_error(),
+                },
+                Code::Internal,
+            ),
+            (
+                RaftstoreError::Io {
+                    context: "create dir".into(),
+                    source: io_error(),
+                },
+                Code::Internal,
+            ),
+            (
+                RaftstoreError::Corrupt {
+                    context: "descriptor".into(),
+                    hint: "bad".into(),
+                },
+                Code::DataLoss,
+            ),
+            (
+                RaftstoreError::InvalidArgument {
+                    hint: "key too long".into(),
+                },
+                Code::InvalidArgument,
+            ),
+            (
+                RaftstoreError::RegionNotFound { region_id: 4 },
+                Code::NotFound,
+            ),
+            (
+                RaftstoreError::RegionUnavailable {
+                    region_id: 4,
+                    attempts: 3,
+                    last_error: "no leader".into(),
+                },
+                Code::Unavailable,
+            ),
+            (
+                RaftstoreError::RouteUnavailable {
+                    key: b"k".to_vec(),
+                    attempts: 2,
+                    last_error: "no route".into(),
+                },
+                Code::Unavailable,
+            ),
+            (
+                RaftstoreError::NoCoordinatorReachable {
+                    addresses: vec!["127.0.0.1:1".into()],
+                    last_error: "refused".into(),
+                },
+                Code::Unavailable,
+            ),
+            (
+                RaftstoreError::Raft {
+                    region_id: 4,
+                    hint: "stopped".into(),
+                },
+                Code::Internal,
+            ),
+            (
+                RaftstoreError::Bind {
+                    address: "127.0.0.1:1".into(),
+                    source: io_error(),
+                },
+                Code::Internal,
+            ),
+            (
+                RaftstoreError::Transport {
+                    address: "x".into(),
+                    hint: "bad uri".into(),
+                },
+                Code::Unavailable,
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_variant_maps_to_its_status_code_with_its_message() {
+        let cases = every_variant();
+        for (error, code) in cases {
+            let status = error.to_status();
+            assert_eq!(status.code(), code, "{error}");
+            assert_eq!(status.message(), error.to_string());
+        }
+    }
+
+    #[test]
+    fn the_variant_list_is_complete() {
+        // Adding a variant breaks this match until the case list above is
+        // extended too.
+        for (error, _) in every_variant() {
+            match error {
+                RaftstoreError::Storage { .. }
+                | RaftstoreError::Io { .. }
+                | RaftstoreError::Corrupt { .. }
+                | RaftstoreError::InvalidArgument { .. }
+                | RaftstoreError::RegionNotFound { .. }
+                | RaftstoreError::RegionUnavailable { .. }
+                | RaftstoreError::RouteUnavailable { .. }
+                | RaftstoreError::NoCoordinatorReachable { .. }
+                | RaftstoreError::Raft { .. }
+                | RaftstoreError::Bind { .. }
+                | RaftstoreError::Transport { .. } => {}
+            }
+        }
+        assert_eq!(every_variant().len(), 11);
+    }
+}

@@ -1,0 +1,55 @@
+//! One module per behaviour of a region: the pure apply decision, and reads
+//! and writes as the store service performs them.
+//!
+//! Every request is admitted the same way, cheapest check first: the region
+//! must be on this store, the request's epoch must be current, its keys must
+//! be inside the region; leadership is then settled by raft itself (a read
+//! barrier or a proposal), whose refusal carries the leader hint.
+
+pub mod apply;
+pub mod read;
+pub mod write;
+
+use std::sync::Arc;
+
+use arbor_proto::region_error::Kind as RegionErrorKind;
+use arbor_proto::{RegionContext, RegionDescriptor, RegionError, RegionNotFound};
+
+use crate::config::KEY_BYTES_MAX;
+use crate::error::RaftstoreError;
+use crate::peer::{region_error, Peer};
+use crate::store::StoreNode;
+
+/// A request the region accepted, or the region error to answer with.
+pub(crate) type Admission = Result<(Arc<Peer>, RegionDescriptor), RegionError>;
+
+pub(crate) fn admit(
+    node: &StoreNode,
+    context: Option<&RegionContext>,
+) -> Result<Admission, RaftstoreError> {
+    let context = context.ok_or_else(|| RaftstoreError::InvalidArgument {
+        hint: "request carries no region context".into(),
+    })?;
+    let Some(peer) = node.peer(context.region_id) else {
+        return Ok(Err(region_error(RegionErrorKind::RegionNotFound(
+            RegionNotFound {
+                region_id: context.region_id,
+            },
+        ))));
+    };
+    Ok(peer
+        .check_epoch(context.epoch.as_ref())
+        .map(|descriptor| (peer, descriptor)))
+}
+
+pub(crate) fn check_key_size(key: &[u8]) -> Result<(), RaftstoreError> {
+    if key.len() > KEY_BYTES_MAX {
+        return Err(RaftstoreError::InvalidArgument {
+            hint: format!(
+                "key of {} bytes exceeds the {KEY_BYTES_MAX}-byte limit",
+                key.len()
+            ),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,239 @@
+//! One region's peer on this store: its descriptor and its raft group.
+//!
+//! **Invariant:** at most one `Peer` (one `Raft`) exists per region per
+//! store; [`crate::store::StoreNode`] serializes their creation.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use arbor_proto::region_error::Kind as RegionErrorKind;
+use arbor_proto::{
+    EpochNotMatch, KeyNotInRegion, NotLeader, RegionDescriptor, RegionEpoch, RegionError,
+    RegionHeartbeat, ServerBusy,
+};
+use openraft::error::{ForwardToLeader, InitializeError, RaftError};
+use openraft::BasicNode;
+use rocksdb::DB;
+
+use crate::error::RaftstoreError;
+use crate::network::{RegionNetworkFactory, Transport};
+use crate::storage::state_machine::KeyRange;
+use crate::storage::{RegionLogStore, RegionStateMachine};
+use crate::types::{RegionId, RegionRaft, StoreId};
+
+pub struct Peer {
+    region_id: RegionId,
+    store_id: StoreId,
+    descriptor: RwLock<RegionDescriptor>,
+    raft: RegionRaft,
+    transport: Arc<Transport>,
+    key_count: Arc<AtomicU64>,
+}
+
+pub fn range_of(descriptor: &RegionDescriptor) -> KeyRange {
+    KeyRange {
+        start: descriptor.start_key.clone(),
+        end: descriptor.end_key.clone(),
+    }
+}
+
+/// True when `a` is a newer epoch than `b` in either dimension.
+pub fn epoch_is_newer(a: Option<&RegionEpoch>, b: Option<&RegionEpoch>) -> bool {
+    let a = a.cloned().unwrap_or_default();
+    let b = b.cloned().unwrap_or_default();
+    a.version > b.version || a.conf_ver > b.conf_ver
+}
+
+pub fn region_error(kind: RegionErrorKind) -> RegionError {
+    RegionError { kind: Some(kind) }
+}
+
+pub fn server_busy(reason: impl Into<String>) -> RegionError {
+    region_error(RegionErrorKind::ServerBusy(ServerBusy {
+        reason: reason.into(),
+    }))
+}
+
+impl Peer {
+    /// Starts the raft group of `descriptor` on this store. A pristine group
+    /// whose first peer is this store is initialized with every peer.
+    pub async fn start(
+        db: Arc<DB>,
+        store_id: StoreId,
+        descriptor: RegionDescriptor,
+        transport: Arc<Transport>,
+        config: Arc<openraft::Config>,
+    ) -> Result<Arc<Self>, RaftstoreError> {
+        let region_id = descriptor.region_id;
+        let raft_error = |hint: String| RaftstoreError::Raft { region_id, hint };
+        let mut log_store = RegionLogStore::new(db.clone(), region_id);
+        let pristine = log_store
+            .is_pristine()
+            .await
+            .map_err(|e| raft_error(e.to_string()))?;
+        let key_count = Arc::new(AtomicU64::new(0));
+        let state_machine =
+            RegionStateMachine::open(db, region_id, range_of(&descriptor), key_count.clone())?;
+        let network = RegionNetworkFactory::new(region_id, transport.clone());
+        let raft = RegionRaft::new(store_id, config, network, log_store, state_machine)
+            .await
+            .map_err(|e| raft_error(e.to_string()))?;
+        let first_peer = descriptor.peers.first().map(|peer| peer.store_id);
+        let peer = Arc::new(Self {
+            region_id,
+            store_id,
+            descriptor: RwLock::new(descriptor),
+            raft,
+            transport,
+            key_count,
+        });
+        if pristine && first_peer == Some(store_id) {
+            peer.initialize().await?;
+        }
+        Ok(peer)
+    }
+
+    async fn initialize(&self) -> Result<(), RaftstoreError> {
+        let members: BTreeMap<StoreId, BasicNode> = self
+            .descriptor()
+            .peers
+            .iter()
+            .map(|peer| {
+                let addr = self.transport.address_of(peer.store_id).unwrap_or_default();
+                (peer.store_id, BasicNode { addr })
+            })
+            .collect();
+        match self.raft.initialize(members).await {
+            Ok(()) => {
+                tracing::info!(region_id = self.region_id, "initialized region raft group");
+                Ok(())
+            }
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Err(error) => Err(RaftstoreError::Raft {
+                region_id: self.region_id,
+                hint: format!("initialize: {error}"),
+            }),
+        }
+    }
+
+    pub fn region_id(&self) -> RegionId {
+        self.region_id
+    }
+
+    pub fn raft(&self) -> &RegionRaft {
+        &self.raft
+    }
+
+    pub fn descriptor(&self) -> RegionDescriptor {
+        self.descriptor
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Replaces the descriptor when `newer` has a newer epoch; true if it did.
+    pub fn update_descriptor(&self, newer: &RegionDescriptor) -> bool {
+        let mut current = self
+            .descriptor
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !epoch_is_newer(newer.epoch.as_ref(), current.epoch.as_ref()) {
+            return false;
+        }
+        *current = newer.clone();
+        true
+    }
+
+    /// `EpochNotMatch` unless `epoch` is the current epoch.
+    pub fn check_epoch(
+        &self,
+        epoch: Option<&RegionEpoch>,
+    ) -> Result<RegionDescriptor, RegionError> {
+        let descriptor = self.descriptor();
+        let current = descriptor.epoch.unwrap_or_default();
+        let asked = epoch.cloned().unwrap_or_default();
+        if current == asked {
+            return Ok(descriptor);
+        }
+        Err(region_error(RegionErrorKind::EpochNotMatch(
+            EpochNotMatch {
+                current: Some(descriptor),
+            },
+        )))
+    }
+
+    pub fn key_not_in_region(descriptor: &RegionDescriptor, key: &[u8]) -> RegionError {
+        region_error(RegionErrorKind::KeyNotInRegion(KeyNotInRegion {
+            key: key.to_vec(),
+            region_id: descriptor.region_id,
+            start_key: descriptor.start_key.clone(),
+            end_key: descriptor.end_key.clone(),
+        }))
+    }
+
+    /// The leader this peer knows of (0 = unknown) and its address.
+    pub fn leader_hint(&self) -> (StoreId, String) {
+        let metrics = self.raft.metrics().borrow().clone();
+        let Some(leader) = metrics.current_leader else {
+            return (0, String::new());
+        };
+        let address = self
+            .transport
+            .address_of(leader)
+            .or_else(|| {
+                metrics
+                    .membership_config
+                    .membership()
+                    .get_node(&leader)
+                    .map(|node| node.addr.clone())
+            })
+            .unwrap_or_default();
+        (leader, address)
+    }
+
+    /// `NotLeader` with the hint carried by openraft's forward error (or the
+    /// metrics when it carries none).
+    pub fn not_leader(&self, forward: &ForwardToLeader<StoreId, BasicNode>) -> RegionError {
+        let (leader_store_id, leader_address) = match forward.leader_id {
+            Some(leader) if leader != self.store_id => {
+                let address = self
+                    .transport
+                    .address_of(leader)
+                    .or_else(|| forward.leader_node.as_ref().map(|node| node.addr.clone()))
+                    .unwrap_or_default();
+                (leader, address)
+            }
+            _ => {
+                let (leader, address) = self.leader_hint();
+                if leader == self.store_id {
+                    (0, String::new())
+                } else {
+                    (leader, address)
+                }
+            }
+        };
+        region_error(RegionErrorKind::NotLeader(NotLeader {
+            region_id: self.region_id,
+            leader_store_id,
+            leader_address,
+        }))
+    }
+
+    pub fn heartbeat(&self) -> RegionHeartbeat {
+        let metrics = self.raft.metrics().borrow().clone();
+        RegionHeartbeat {
+            region_id: self.region_id,
+            leader_store_id: metrics.current_leader.unwrap_or(0),
+            term: metrics.current_term,
+            applied_index: metrics.last_applied.map(|log_id| log_id.index).unwrap_or(0),
+            key_count: self.key_count.load(Ordering::Relaxed),
+        }
+    }
+
+    pub async fn shutdown(&self) {
+        if let Err(error) = self.raft.shutdown().await {
+            tracing::warn!(region_id = self.region_id, %error, "region raft did not stop cleanly");
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! The root peer process: opens its RocksDB, starts openraft, serves gRPC,
+//! and shuts both down cleanly.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arbor_proto::root_raft_server::RootRaftServer;
+use arbor_proto::root_server::RootServer;
+use openraft::{BasicNode, Config, SnapshotPolicy};
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::error::RootError;
+use crate::network::RootNetworkFactory;
+use crate::service::{system_clock, RootNode};
+use crate::storage::{open_db, RootLogStore, RootStateMachine};
+use crate::types::{RootPeerId, RootRaft};
+
+/// Leader heartbeat; election timeouts below are several of these.
+pub const RAFT_HEARTBEAT_INTERVAL_MS: u64 = 150;
+pub const RAFT_ELECTION_TIMEOUT_MIN_MS: u64 = 600;
+pub const RAFT_ELECTION_TIMEOUT_MAX_MS: u64 = 1_200;
+/// Entries between snapshots; root entries are small and mostly lease
+/// renewals, so compaction keeps the log short.
+pub const SNAPSHOT_LOGS_SINCE_LAST: u64 = 5_000;
+/// Entries kept behind a snapshot so a briefly lagging peer catches up from
+/// the log instead of a snapshot.
+pub const LOGS_KEPT_AFTER_SNAPSHOT: u64 = 1_000;
+
+#[derive(Debug, Clone)]
+pub struct RootConfig {
+    pub peer_id: RootPeerId,
+    pub listen: SocketAddr,
+    /// Address other processes dial ("host:port").
+    pub advertise_address: String,
+    pub data_dir: PathBuf,
+    /// Every initial voter, this peer included: id -> address.
+    pub initial_peers: BTreeMap<RootPeerId, String>,
+}
+
+fn raft_config() -> Result<Arc<Config>, RootError> {
+    let config = Config {
+        cluster_name: "arbor-root".into(),
+        heartbeat_interval: RAFT_HEARTBEAT_INTERVAL_MS,
+        election_timeout_min: RAFT_ELECTION_TIMEOUT_MIN_MS,
+        election_timeout_max: RAFT_ELECTION_TIMEOUT_MAX_MS,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_LOGS_SINCE_LAST),
+        max_in_snapshot_log_to_keep: LOGS_KEPT_AFTER_SNAPSHOT,
+        ..Default::default()
+    };
+    Ok(Arc::new(config.validate().map_err(|e| {
+        RootError::InvalidArgument {
+            hint: e.to_string(),
+        }
+    })?))
+}
+
+/// Opens the peer's storage and starts its raft node (without serving).
+pub async fn start_node(config: &RootConfig) -> Result<RootNode, RootError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| RootError::InvalidArgument {
+        hint: format!("cannot create {}: {e}", config.data_dir.display()),
+    })?;
+    let db = open_db(&config.data_dir)?;
+    let log_store = RootLogStore::new(db.clone());
+    let (state_machine, state) = RootStateMachine::open(db.clone())?;
+    let raft = RootRaft::new(
+        config.peer_id,
+        raft_config()?,
+        RootNetworkFactory,
+        log_store,
+        state_machine,
+    )
+    .await
+    .map_err(|e| RootError::Raft(e.to_string()))?;
+    Ok(RootNode {
+        peer_id: config.peer_id,
+        address: config.advertise_address.clone(),
+        raft,
+        state,
+        db,
+        clock: system_clock(),
+    })
+}
+
+/// The lowest-numbered initial peer forms the cluster the first time it
+/// starts; everyone else waits to be contacted by the elected leader.
+async fn initialize_if_first(node: &RootNode, config: &RootConfig) -> Result<(), RootError> {
+    let first = config.initial_peers.keys().next().copied();
+    if first != Some(config.peer_id) {
+        return Ok(());
+    }
+    let initialized = node
+        .raft
+        .is_initialized()
+        .await
+        .map_err(|e| RootError::Raft(e.to_string()))?;
+    if initialized {
+        return Ok(());
+    }
+    let members: BTreeMap<RootPeerId, BasicNode> = config
+        .initial_peers
+        .iter()
+        .map(|(id, address)| (*id, BasicNode::new(address)))
+        .collect();
+    tracing::info!(
+        peer_id = config.peer_id,
+        ?members,
+        "initializing root cluster"
+    );
+    match node.raft.initialize(members).await {
+        Ok(()) => Ok(()),
+        // Another path already initialized it (e.g. a restart raced a vote).
+        Err(openraft::error::RaftError::APIError(e)) => {
+            tracing::info!("root already initialized: {e}");
+            Ok(())
+        }
+        Err(e) => Err(RootError::Raft(e.to_string())),
+    }
+}
+
+/// Runs one root peer until `shutdown` completes.
+pub async fn run_root(
+    config: RootConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), RootError> {
+    if !config.initial_peers.contains_key(&config.peer_id) {
+        return Err(RootError::InvalidArgument {
+            hint: format!("peer {} is not among --peers", config.peer_id),
+        });
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| RootError::Bind {
+            address: config.listen.to_string(),
+            source,
+        })?;
+    let node = start_node(&config).await?;
+    initialize_if_first(&node, &config).await?;
+    tracing::info!(peer_id = config.peer_id, listen = %config.listen, "root peer serving");
+    let raft = node.raft.clone();
+    let served = tonic::transport::Server::builder()
+        .add_service(RootServer::new(node.clone()))
+        .add_service(RootRaftServer::new(node))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+    // Stop raft before returning so RocksDB is closed when the process exits.
+    if tokio::time::timeout(Duration::from_secs(5), raft.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("root raft did not stop within 5 s");
+    }
+    served.map_err(|e| RootError::Transport(e.to_string()))
+}

@@ -1,0 +1,280 @@
+//! The gRPC face of a root peer: `Root` for clients, `RootRaft` for peers.
+//!
+//! Any peer accepts `Propose` and `ReadState`; a follower forwards them once
+//! to the leader it knows (never twice, so a confused cluster answers
+//! `Unavailable` instead of looping).
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arbor_proto::root_client::RootClient as GrpcRootClient;
+use arbor_proto::root_raft_server::RootRaft as RootRaftService;
+use arbor_proto::root_server::Root as RootService;
+use arbor_proto::*;
+use futures::Stream;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ServerState};
+use prost::Message;
+use rocksdb::DB;
+use tokio::sync::watch;
+use tonic::{Request, Response, Status};
+
+use crate::apply::ROOT_COMMAND_FORMAT_VERSION;
+use crate::error::RootError;
+use crate::network::lazy_channel;
+use crate::storage::state_machine::list_events;
+use crate::types::{RootPeerId, RootRaft, RootRequest};
+
+/// Header marking a request a follower already forwarded to the leader.
+const FORWARDED_HEADER: &str = "x-arbor-forwarded";
+/// Most events one `ListEvents` call returns.
+pub const LIST_EVENTS_MAX: u32 = 1_000;
+/// States buffered per `Watch` stream; a slow watcher skips to the newest.
+pub const WATCH_QUEUE_MAX: usize = 16;
+
+/// Milliseconds since the Unix epoch; injected so tests can drive time.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    })
+}
+
+/// Everything a root peer's services share.
+#[derive(Clone)]
+pub struct RootNode {
+    pub peer_id: RootPeerId,
+    pub address: String,
+    pub raft: RootRaft,
+    pub state: watch::Receiver<RootState>,
+    pub db: Arc<DB>,
+    pub clock: Clock,
+}
+
+impl RootNode {
+    fn leader_address(&self) -> Option<(RootPeerId, String)> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader?;
+        let node = metrics.membership_config.membership().get_node(&leader)?;
+        Some((leader, node.addr.clone()))
+    }
+
+    fn forward_target(
+        &self,
+        request_forwarded: bool,
+    ) -> Result<GrpcRootClient<tonic::transport::Channel>, Status> {
+        if request_forwarded {
+            return Err(RootError::NoLeader {
+                peer_id: self.peer_id,
+            }
+            .into());
+        }
+        let (_, address) = self
+            .leader_address()
+            .filter(|(leader, _)| *leader != self.peer_id)
+            .ok_or(RootError::NoLeader {
+                peer_id: self.peer_id,
+            })?;
+        let channel = lazy_channel(&address).map_err(|e| RootError::Unreachable {
+            addresses: vec![address.clone()],
+            last_error: e.to_string(),
+        })?;
+        Ok(GrpcRootClient::new(channel))
+    }
+
+    fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+}
+
+fn forwarded<T>(request: &Request<T>) -> bool {
+    request.metadata().contains_key(FORWARDED_HEADER)
+}
+
+fn mark_forwarded<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        FORWARDED_HEADER,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+    request
+}
+
+#[tonic::async_trait]
+impl RootService for RootNode {
+    async fn propose(
+        &self,
+        request: Request<ProposeRequest>,
+    ) -> Result<Response<ProposeResponse>, Status> {
+        let was_forwarded = forwarded(&request);
+        let proposal = request.into_inner();
+        if proposal
+            .event
+            .as_ref()
+            .and_then(|e| e.kind.as_ref())
+            .is_none()
+        {
+            return Err(RootError::InvalidArgument {
+                hint: "propose needs an event".into(),
+            }
+            .into());
+        }
+        if !self.is_leader() {
+            let mut leader = self.forward_target(was_forwarded)?;
+            return leader.propose(mark_forwarded(proposal)).await;
+        }
+        // The stamp never runs backwards, even if this leader's clock is
+        // behind the previous leader's: apply uses it for lease expiry.
+        let stamp_ms = (self.clock)().max(self.state.borrow().last_stamp_ms);
+        let command = RootCommand {
+            format_version: ROOT_COMMAND_FORMAT_VERSION,
+            event: proposal.event.clone(),
+            stamp_ms,
+        };
+        let request = RootRequest {
+            command: command.encode_to_vec(),
+        };
+        match self.raft.client_write(request).await {
+            Ok(written) => Ok(Response::new(ProposeResponse {
+                accepted: written.data.accepted,
+                cursor: written.log_id.index,
+                rejection: written.data.rejection_code,
+                rejection_detail: written.data.rejection_detail,
+            })),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                let mut leader = self.forward_target(was_forwarded)?;
+                leader.propose(mark_forwarded(proposal)).await
+            }
+            Err(error) => Err(RootError::Raft(error.to_string()).into()),
+        }
+    }
+
+    async fn read_state(
+        &self,
+        request: Request<ReadStateRequest>,
+    ) -> Result<Response<RootState>, Status> {
+        let was_forwarded = forwarded(&request);
+        if !self.is_leader() {
+            let mut leader = self.forward_target(was_forwarded)?;
+            return leader.read_state(mark_forwarded(ReadStateRequest {})).await;
+        }
+        // Read-index: confirm leadership with a quorum and wait until the
+        // state machine has applied up to the commit index seen then.
+        if let Err(error) = self.raft.ensure_linearizable().await {
+            return Err(RootError::Raft(error.to_string()).into());
+        }
+        Ok(Response::new(self.state.borrow().clone()))
+    }
+
+    type WatchStream = Pin<Box<dyn Stream<Item = Result<RootState, Status>> + Send + 'static>>;
+
+    async fn watch(
+        &self,
+        request: Request<WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let from_cursor = request.into_inner().from_cursor;
+        let mut receiver = self.state.clone();
+        let (sender, queue) = tokio::sync::mpsc::channel(WATCH_QUEUE_MAX);
+        tokio::spawn(async move {
+            let mut sent_cursor = None;
+            loop {
+                let state = receiver.borrow_and_update().clone();
+                let fresh =
+                    state.cursor >= from_cursor && sent_cursor.is_none_or(|c| state.cursor > c);
+                if fresh {
+                    sent_cursor = Some(state.cursor);
+                    if sender.send(Ok(state)).await.is_err() {
+                        return; // the watcher went away
+                    }
+                }
+                if receiver.changed().await.is_err() {
+                    return; // this peer is shutting down
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(queue),
+        )))
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<ListEventsRequest>,
+    ) -> Result<Response<ListEventsResponse>, Status> {
+        let request = request.into_inner();
+        let limit = request.limit.clamp(1, LIST_EVENTS_MAX) as usize;
+        let events = list_events(&self.db, request.before_cursor, limit)?;
+        Ok(Response::new(ListEventsResponse { events }))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<RootStatusRequest>,
+    ) -> Result<Response<RootStatusResponse>, Status> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let role = match metrics.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        let members = metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, node): (&RootPeerId, &BasicNode)| RootMember {
+                peer_id: *id,
+                address: node.addr.clone(),
+            })
+            .collect();
+        Ok(Response::new(RootStatusResponse {
+            peer_id: self.peer_id,
+            address: self.address.clone(),
+            role: role.to_string(),
+            term: metrics.current_term,
+            leader_id: metrics.current_leader.unwrap_or(0),
+            applied_cursor: metrics.last_applied.map_or(0, |l| l.index),
+            last_log_index: metrics.last_log_index.unwrap_or(0),
+            members,
+        }))
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(payload: &RaftPayload) -> Result<T, Status> {
+    serde_json::from_slice(&payload.json)
+        .map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
+    let json = serde_json::to_vec(value).map_err(|e| Status::internal(e.to_string()))?;
+    Ok(Response::new(RaftPayload { group_id: 0, json }))
+}
+
+#[tonic::async_trait]
+impl RootRaftService for RootNode {
+    async fn append_entries(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let message = decode(request.get_ref())?;
+        encode(&self.raft.append_entries(message).await)
+    }
+
+    async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let message = decode(request.get_ref())?;
+        encode(&self.raft.vote(message).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let message = decode(request.get_ref())?;
+        encode(&self.raft.install_snapshot(message).await)
+    }
+}

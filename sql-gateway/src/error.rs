@@ -1,0 +1,357 @@
+//! The gateway's one error type and the one table that maps it to SQLSTATE.
+//!
+//! Invariant: every variant has exactly one SQLSTATE, chosen in
+//! [`GatewayError::sqlstate`]; the tests walk every variant. Only this crate
+//! knows SQLSTATEs, and only this module decides them.
+
+use pgwire::error::{ErrorInfo, PgWireError};
+
+/// Everything a statement or the server can fail with. Variants carry the
+/// names and values a user needs to fix the statement; callers branch on
+/// variants, never on messages.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("{message}")]
+    Syntax { message: String },
+    #[error("{feature} is not supported")]
+    Unsupported { feature: String },
+    #[error("relation \"{name}\" does not exist")]
+    UndefinedTable { name: String },
+    #[error("column \"{name}\" does not exist")]
+    UndefinedColumn { name: String },
+    #[error("column \"{name}\" specified more than once")]
+    DuplicateColumn { name: String },
+    #[error("{operation} is not allowed on system table \"{table}\"")]
+    ReadOnlyTable { table: String, operation: String },
+    #[error("duplicate key value violates unique constraint \"{constraint}\"")]
+    UniqueViolation {
+        constraint: String,
+        column: String,
+        value: String,
+    },
+    #[error(
+        "null value in column \"{column}\" of relation \"{table}\" violates not-null constraint"
+    )]
+    NotNullViolation {
+        table: String,
+        column: String,
+        row: String,
+    },
+    #[error("{what} exceeds the limit of {limit}")]
+    ProgramLimitExceeded { what: String, limit: usize },
+    #[error("operator does not exist: {left_type} {operator} {right_type}")]
+    UndefinedOperator {
+        left_type: String,
+        operator: String,
+        right_type: String,
+    },
+    #[error("function {name} does not exist")]
+    UndefinedFunction { name: String },
+    #[error("{message}")]
+    DatatypeMismatch { message: String },
+    #[error("invalid input syntax for type {type_name}: \"{value}\"")]
+    InvalidTextRepresentation { type_name: String, value: String },
+    #[error("column \"{column}\" must appear in the GROUP BY clause or be used in an aggregate function")]
+    Grouping { column: String },
+    #[error("ON CONFLICT DO UPDATE command cannot affect row a second time")]
+    CardinalityViolation { value: String },
+    #[error("there is no unique or exclusion constraint matching the ON CONFLICT specification")]
+    InvalidConflictTarget,
+    #[error("{clause} must not be negative")]
+    InvalidRowCount { clause: &'static str },
+    #[error("unrecognized configuration parameter \"{name}\"")]
+    UndefinedParameter { name: String },
+    #[error("cannot insert multiple commands into a prepared statement")]
+    MultipleStatementsInPrepare,
+    #[error("could not serialize access due to concurrent update: {reason}")]
+    SerializationFailure { reason: String },
+    #[error("the storage layer is unavailable: {reason}")]
+    StorageUnavailable { reason: String },
+    #[error("no coordinator answered ({addresses}): {reason}")]
+    CoordinatorUnavailable { addresses: String, reason: String },
+    #[error("the storage layer reports corrupt data: {reason}")]
+    StorageCorrupt { reason: String },
+    #[error("stored data could not be decoded: {0}")]
+    Corrupt(#[from] arbor_catalog::CatalogError),
+    #[error("could not listen on {address}: {source}")]
+    Listen {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("internal error: {message}")]
+    Internal { message: String },
+}
+
+impl GatewayError {
+    /// THE table from error to SQLSTATE.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            GatewayError::Syntax { .. } => "42601",
+            GatewayError::MultipleStatementsInPrepare => "42601",
+            GatewayError::Unsupported { .. } => "0A000",
+            // Postgres answers writes to read-only catalogs with
+            // insufficient_privilege; system tables are views, not data.
+            GatewayError::ReadOnlyTable { .. } => "42501",
+            GatewayError::UndefinedTable { .. } => "42P01",
+            GatewayError::UndefinedColumn { .. } => "42703",
+            GatewayError::DuplicateColumn { .. } => "42701",
+            GatewayError::UniqueViolation { .. } => "23505",
+            GatewayError::NotNullViolation { .. } => "23502",
+            GatewayError::ProgramLimitExceeded { .. } => "54000",
+            GatewayError::UndefinedOperator { .. } => "42883",
+            GatewayError::UndefinedFunction { .. } => "42883",
+            GatewayError::DatatypeMismatch { .. } => "42804",
+            GatewayError::InvalidTextRepresentation { .. } => "22P02",
+            GatewayError::Grouping { .. } => "42803",
+            GatewayError::CardinalityViolation { .. } => "21000",
+            GatewayError::InvalidConflictTarget => "42P10",
+            GatewayError::InvalidRowCount { .. } => "2201W",
+            GatewayError::UndefinedParameter { .. } => "42704",
+            // Retrying the statement may succeed, as after a Postgres
+            // serialization failure.
+            GatewayError::SerializationFailure { .. } => "40001",
+            // The cluster behind this session cannot serve right now, but the
+            // session itself is healthy. 57P03 (cannot_connect_now) says
+            // "transient, try again" to drivers and poolers; the 08xxx class
+            // would make drivers such as pgjdbc mark this connection broken
+            // and throw it away, which is wrong: the next statement may work.
+            GatewayError::StorageUnavailable { .. } => "57P03",
+            GatewayError::CoordinatorUnavailable { .. } => "57P03",
+            GatewayError::Corrupt(_) | GatewayError::StorageCorrupt { .. } => "XX001",
+            GatewayError::Listen { .. } => "58000",
+            GatewayError::Internal { .. } => "XX000",
+        }
+    }
+
+    /// The DETAIL line Postgres would send, if any.
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            GatewayError::UniqueViolation { column, value, .. } => {
+                Some(format!("Key ({column})=({value}) already exists."))
+            }
+            GatewayError::NotNullViolation { row, .. } => {
+                Some(format!("Failing row contains ({row})."))
+            }
+            _ => None,
+        }
+    }
+
+    /// A HINT line telling the user what to do instead.
+    pub fn hint(&self) -> Option<String> {
+        let hint = match self {
+            GatewayError::Unsupported { .. } => {
+                "Arbor supports INSERT, UPDATE, DELETE and SELECT on kv and SELECT on system.* tables."
+            }
+            GatewayError::UndefinedTable { .. } => {
+                "Tables: kv, system.regions, system.stores, system.leases, system.root_events, system.root_peers, system.coordinators."
+            }
+            GatewayError::ProgramLimitExceeded { .. } => {
+                "Narrow the statement with a WHERE on the primary key or a LIMIT."
+            }
+            GatewayError::UndefinedOperator { .. } => {
+                "Compare values of the same type; quote text literals."
+            }
+            GatewayError::CardinalityViolation { .. } => {
+                "Ensure that no rows proposed for insertion within the same command have duplicate constrained values."
+            }
+            GatewayError::StorageUnavailable { .. } | GatewayError::CoordinatorUnavailable { .. } => {
+                "The cluster may be electing a leader or restarting; retry shortly."
+            }
+            _ => return None,
+        };
+        Some(hint.to_owned())
+    }
+
+    pub(crate) fn unsupported(feature: impl Into<String>) -> Self {
+        GatewayError::Unsupported {
+            feature: feature.into(),
+        }
+    }
+
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        GatewayError::Internal {
+            message: message.into(),
+        }
+    }
+
+    /// The Postgres ErrorResponse fields for this error.
+    pub(crate) fn to_error_info(&self) -> ErrorInfo {
+        let mut info = ErrorInfo::new(
+            "ERROR".to_owned(),
+            self.sqlstate().to_owned(),
+            self.to_string(),
+        );
+        info.detail = self.detail();
+        info.hint = self.hint();
+        info
+    }
+}
+
+impl From<GatewayError> for PgWireError {
+    fn from(error: GatewayError) -> Self {
+        PgWireError::UserError(Box::new(error.to_error_info()))
+    }
+}
+
+impl From<sqlparser::parser::ParserError> for GatewayError {
+    fn from(error: sqlparser::parser::ParserError) -> Self {
+        let message = match error {
+            sqlparser::parser::ParserError::TokenizerError(message)
+            | sqlparser::parser::ParserError::ParserError(message) => {
+                format!("syntax error: {message}")
+            }
+            sqlparser::parser::ParserError::RecursionLimitExceeded => {
+                "syntax error: statement nests too deeply".to_owned()
+            }
+        };
+        GatewayError::Syntax { message }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One value of every variant: adding a variant without a line here
+    /// fails to compile the exhaustive match below.
+    fn every_variant() -> Vec<GatewayError> {
+        vec![
+            GatewayError::Syntax {
+                message: "x".into(),
+            },
+            GatewayError::Unsupported {
+                feature: "x".into(),
+            },
+            GatewayError::UndefinedTable { name: "x".into() },
+            GatewayError::UndefinedColumn { name: "x".into() },
+            GatewayError::DuplicateColumn { name: "x".into() },
+            GatewayError::ReadOnlyTable {
+                table: "x".into(),
+                operation: "INSERT".into(),
+            },
+            GatewayError::UniqueViolation {
+                constraint: "kv_pkey".into(),
+                column: "k".into(),
+                value: "a".into(),
+            },
+            GatewayError::NotNullViolation {
+                table: "kv".into(),
+                column: "k".into(),
+                row: "null, 1".into(),
+            },
+            GatewayError::ProgramLimitExceeded {
+                what: "x".into(),
+                limit: 1,
+            },
+            GatewayError::UndefinedOperator {
+                left_type: "text".into(),
+                operator: "=".into(),
+                right_type: "integer".into(),
+            },
+            GatewayError::UndefinedFunction { name: "f()".into() },
+            GatewayError::DatatypeMismatch {
+                message: "x".into(),
+            },
+            GatewayError::InvalidTextRepresentation {
+                type_name: "bigint".into(),
+                value: "x".into(),
+            },
+            GatewayError::Grouping { column: "k".into() },
+            GatewayError::CardinalityViolation { value: "a".into() },
+            GatewayError::InvalidConflictTarget,
+            GatewayError::InvalidRowCount { clause: "LIMIT" },
+            GatewayError::UndefinedParameter { name: "x".into() },
+            GatewayError::MultipleStatementsInPrepare,
+            GatewayError::SerializationFailure { reason: "x".into() },
+            GatewayError::StorageUnavailable { reason: "x".into() },
+            GatewayError::CoordinatorUnavailable {
+                addresses: "a".into(),
+                reason: "x".into(),
+            },
+            GatewayError::StorageCorrupt { reason: "x".into() },
+            GatewayError::Corrupt(arbor_catalog::CatalogError::MalformedRow {
+                table: "kv".into(),
+                reason: "x".into(),
+            }),
+            GatewayError::Listen {
+                address: "127.0.0.1:1".parse().expect("literal address"),
+                source: std::io::Error::other("x"),
+            },
+            GatewayError::Internal {
+                message: "x".into(),
+            },
+        ]
+    }
+
+    fn expected_sqlstate(error: &GatewayError) -> &'static str {
+        match error {
+            GatewayError::Syntax { .. } | GatewayError::MultipleStatementsInPrepare => "42601",
+            GatewayError::Unsupported { .. } => "0A000",
+            GatewayError::ReadOnlyTable { .. } => "42501",
+            GatewayError::UndefinedTable { .. } => "42P01",
+            GatewayError::UndefinedColumn { .. } => "42703",
+            GatewayError::DuplicateColumn { .. } => "42701",
+            GatewayError::UniqueViolation { .. } => "23505",
+            GatewayError::NotNullViolation { .. } => "23502",
+            GatewayError::ProgramLimitExceeded { .. } => "54000",
+            GatewayError::UndefinedOperator { .. } | GatewayError::UndefinedFunction { .. } => {
+                "42883"
+            }
+            GatewayError::DatatypeMismatch { .. } => "42804",
+            GatewayError::InvalidTextRepresentation { .. } => "22P02",
+            GatewayError::Grouping { .. } => "42803",
+            GatewayError::CardinalityViolation { .. } => "21000",
+            GatewayError::InvalidConflictTarget => "42P10",
+            GatewayError::InvalidRowCount { .. } => "2201W",
+            GatewayError::UndefinedParameter { .. } => "42704",
+            GatewayError::SerializationFailure { .. } => "40001",
+            GatewayError::StorageUnavailable { .. }
+            | GatewayError::CoordinatorUnavailable { .. } => "57P03",
+            GatewayError::Corrupt(_) | GatewayError::StorageCorrupt { .. } => "XX001",
+            GatewayError::Listen { .. } => "58000",
+            GatewayError::Internal { .. } => "XX000",
+        }
+    }
+
+    #[test]
+    fn every_variant_maps_to_its_sqlstate() {
+        let errors = every_variant();
+        assert_eq!(errors.len(), 26, "a variant is missing from every_variant");
+        for error in &errors {
+            assert_eq!(error.sqlstate(), expected_sqlstate(error), "{error:?}");
+            assert_eq!(error.sqlstate().len(), 5);
+            let info = error.to_error_info();
+            assert_eq!(info.code, error.sqlstate());
+            assert_eq!(info.severity, "ERROR");
+            assert!(!info.message.is_empty());
+        }
+    }
+
+    #[test]
+    fn unique_violation_reads_like_postgres() {
+        let error = GatewayError::UniqueViolation {
+            constraint: "kv_pkey".into(),
+            column: "k".into(),
+            value: "a".into(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "duplicate key value violates unique constraint \"kv_pkey\""
+        );
+        assert_eq!(
+            error.detail().as_deref(),
+            Some("Key (k)=(a) already exists.")
+        );
+    }
+
+    #[test]
+    fn parser_errors_are_syntax_errors() {
+        let error = sqlparser::parser::Parser::parse_sql(
+            &sqlparser::dialect::PostgreSqlDialect {},
+            "SELEC 1",
+        )
+        .map_err(GatewayError::from)
+        .expect_err("not SQL");
+        assert_eq!(error.sqlstate(), "42601");
+    }
+}

@@ -1,0 +1,311 @@
+//! The pgwire seams: simple query, extended query (Parse/Bind/Describe/
+//! Execute), the query parser, and trust startup. The only module that
+//! turns executor results into wire messages.
+//!
+//! Invariant: no error path here closes the connection; every statement
+//! error becomes an ErrorResponse and the session goes on.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::{stream, Sink};
+use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::auth::StartupHandler;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::data::DataRow;
+use pgwire::messages::PgWireBackendMessage;
+use sqlparser::ast::Statement;
+
+use crate::error::GatewayError;
+use crate::executor::{describe, parameter_count, parse_sql, Executor};
+use crate::statement::QueryResult;
+use crate::value::{Column, Row, SqlType, Value};
+
+/// A statement kept by Parse for later Bind/Execute.
+#[derive(Debug, Clone)]
+pub(crate) struct PreparedStatement {
+    statement: Statement,
+    parameter_count: usize,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct ArborQueryParser;
+
+#[async_trait]
+impl QueryParser for ArborQueryParser {
+    type Statement = PreparedStatement;
+
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<PreparedStatement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let mut statements = parse_sql(sql)?;
+        if statements.len() > 1 {
+            return Err(GatewayError::MultipleStatementsInPrepare.into());
+        }
+        Ok(statements.pop().map(|statement| PreparedStatement {
+            statement,
+            parameter_count: parameter_count(sql),
+        }))
+    }
+
+    /// Every column is TEXT today, so parameters are TEXT unless the client
+    /// says otherwise in Parse.
+    fn get_parameter_types(&self, statement: &PreparedStatement) -> PgWireResult<Vec<Type>> {
+        Ok(vec![Type::TEXT; statement.parameter_count])
+    }
+
+    fn get_result_schema(
+        &self,
+        statement: &PreparedStatement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        let columns = describe(&statement.statement, statement.parameter_count)?;
+        Ok(field_infos(&columns, column_format))
+    }
+}
+
+pub(crate) struct SqlHandler {
+    executor: Executor,
+    query_parser: Arc<ArborQueryParser>,
+}
+
+impl SqlHandler {
+    pub(crate) fn new(executor: Executor) -> Self {
+        SqlHandler {
+            executor,
+            query_parser: Arc::new(ArborQueryParser),
+        }
+    }
+}
+
+/// Trust authentication: every user is accepted (SCRAM comes later).
+impl NoopStartupHandler for SqlHandler {}
+
+#[async_trait]
+impl SimpleQueryHandler for SqlHandler {
+    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let results = self.executor.execute_sql(query).await;
+        Ok(results
+            .into_iter()
+            .map(|result| match result {
+                Ok(result) => to_response(result, None),
+                Err(error) => {
+                    tracing::debug!(%error, sqlstate = error.sqlstate(), "statement failed");
+                    Response::Error(Box::new(error.to_error_info()))
+                }
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for SqlHandler {
+    type Statement = PreparedStatement;
+    type QueryParser = ArborQueryParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.query_parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        _client: &mut C,
+        portal: &Portal<Self::Statement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let params = portal_parameters(portal)?;
+        let statement = &portal.statement.statement.statement;
+        let result = self.executor.execute(statement, &params).await?;
+        Ok(to_response(result, Some(&portal.result_column_format)))
+    }
+}
+
+/// The registry pgwire asks for each seam.
+pub(crate) struct GatewayHandlers {
+    handler: Arc<SqlHandler>,
+}
+
+impl GatewayHandlers {
+    pub(crate) fn new(executor: Executor) -> Self {
+        GatewayHandlers {
+            handler: Arc::new(SqlHandler::new(executor)),
+        }
+    }
+}
+
+impl PgWireServerHandlers for GatewayHandlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.handler.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.handler.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.handler.clone()
+    }
+}
+
+/// Bound parameters as text (NULL = None). Text-format values are taken as
+/// UTF-8 whatever their declared type; binary ones are decoded by type.
+fn portal_parameters(portal: &Portal<PreparedStatement>) -> PgWireResult<Vec<Option<String>>> {
+    (0..portal.parameter_len())
+        .map(|index| {
+            let Some(Some(bytes)) = portal.parameters.get(index) else {
+                return Ok(None);
+            };
+            if !portal.parameter_format.is_binary(index) {
+                return String::from_utf8(bytes.to_vec()).map(Some).map_err(|_| {
+                    GatewayError::InvalidTextRepresentation {
+                        type_name: "text".to_owned(),
+                        value: "<invalid UTF-8>".to_owned(),
+                    }
+                    .into()
+                });
+            }
+            let declared = portal
+                .statement
+                .parameter_types
+                .get(index)
+                .cloned()
+                .flatten()
+                .unwrap_or(Type::TEXT);
+            binary_parameter(portal, index, &declared)
+        })
+        .collect()
+}
+
+fn binary_parameter(
+    portal: &Portal<PreparedStatement>,
+    index: usize,
+    declared: &Type,
+) -> PgWireResult<Option<String>> {
+    let text = match *declared {
+        Type::INT2 => portal
+            .parameter::<i16>(index, declared)?
+            .map(|v| v.to_string()),
+        Type::INT4 => portal
+            .parameter::<i32>(index, declared)?
+            .map(|v| v.to_string()),
+        Type::INT8 => portal
+            .parameter::<i64>(index, declared)?
+            .map(|v| v.to_string()),
+        Type::FLOAT4 => portal
+            .parameter::<f32>(index, declared)?
+            .map(|v| v.to_string()),
+        Type::FLOAT8 => portal
+            .parameter::<f64>(index, declared)?
+            .map(|v| v.to_string()),
+        Type::BOOL => portal
+            .parameter::<bool>(index, declared)?
+            .map(|v| v.to_string()),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
+            portal.parameter::<String>(index, declared)?
+        }
+        ref other => {
+            return Err(GatewayError::unsupported(format!(
+                "binary parameters of type {}",
+                other.name()
+            ))
+            .into())
+        }
+    };
+    Ok(text)
+}
+
+fn pg_type(sql_type: SqlType) -> Type {
+    match sql_type {
+        SqlType::Text => Type::TEXT,
+        SqlType::Int4 => Type::INT4,
+        SqlType::Int8 => Type::INT8,
+        SqlType::Bool => Type::BOOL,
+    }
+}
+
+fn field_infos(columns: &[Column], format: Option<&Format>) -> Vec<FieldInfo> {
+    columns
+        .iter()
+        .enumerate()
+        .map(|(index, column)| {
+            let field_format = format.map_or(FieldFormat::Text, |format| format.format_for(index));
+            FieldInfo::new(
+                column.name.clone(),
+                None,
+                None,
+                pg_type(column.sql_type),
+                field_format,
+            )
+        })
+        .collect()
+}
+
+pub(crate) fn to_response(result: QueryResult, format: Option<&Format>) -> Response {
+    match result {
+        QueryResult::Command {
+            tag: "INSERT",
+            rows,
+        } => Response::Execution(Tag::new("INSERT").with_oid(0).with_rows(rows.unwrap_or(0))),
+        QueryResult::Command {
+            tag,
+            rows: Some(rows),
+        } => Response::Execution(Tag::new(tag).with_rows(rows)),
+        QueryResult::Command { tag, rows: None } => Response::Execution(Tag::new(tag)),
+        QueryResult::TransactionStart => Response::TransactionStart(Tag::new("BEGIN")),
+        QueryResult::TransactionEnd { tag } => Response::TransactionEnd(Tag::new(tag)),
+        QueryResult::Rows { columns, rows } => {
+            let schema = Arc::new(field_infos(&columns, format));
+            let encoded: Vec<PgWireResult<DataRow>> = rows
+                .iter()
+                .map(|row| encode_row(&schema, &columns, row))
+                .collect();
+            Response::Query(QueryResponse::new(schema, stream::iter(encoded)))
+        }
+    }
+}
+
+fn encode_row(
+    schema: &Arc<Vec<FieldInfo>>,
+    columns: &[Column],
+    row: &Row,
+) -> PgWireResult<DataRow> {
+    let mut encoder = DataRowEncoder::new(schema.clone());
+    for (value, column) in row.iter().zip(columns) {
+        match (value, column.sql_type) {
+            (Value::Null, _) => encoder.encode_field(&None::<String>)?,
+            (Value::Int(number), SqlType::Int4) => match i32::try_from(*number) {
+                Ok(small) => encoder.encode_field(&small)?,
+                Err(_) => encoder.encode_field(&number.to_string())?,
+            },
+            (Value::Int(number), _) => encoder.encode_field(number)?,
+            (Value::Bool(boolean), _) => encoder.encode_field(boolean)?,
+            (Value::Text(text), _) => encoder.encode_field(text)?,
+        }
+    }
+    Ok(encoder.take_row())
+}

@@ -1,0 +1,66 @@
+//! The listener loop: accept Postgres connections and hand each to pgwire.
+//!
+//! Invariant: at most [`CONNECTIONS_MAX`] sessions run at once; when the
+//! shutdown future completes the gateway stops accepting and ends every
+//! session it started.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgwire::tokio::process_socket;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::error::GatewayError;
+use crate::executor::Executor;
+use crate::handler::GatewayHandlers;
+
+/// Concurrent Postgres sessions; more are refused by closing the socket.
+pub(crate) const CONNECTIONS_MAX: usize = 1_024;
+/// Pause after a failed accept (e.g. out of file descriptors) so the loop
+/// does not spin.
+const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
+
+pub(crate) async fn serve(
+    listener: TcpListener,
+    executor: Executor,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
+    let handlers = Arc::new(GatewayHandlers::new(executor));
+    let mut sessions = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let (socket, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        tracing::warn!(%error, "accepting a Postgres connection failed");
+                        tokio::time::sleep(ACCEPT_RETRY_DELAY).await;
+                        continue;
+                    }
+                };
+                while sessions.try_join_next().is_some() {}
+                if sessions.len() >= CONNECTIONS_MAX {
+                    tracing::warn!(%peer, limit = CONNECTIONS_MAX, "refusing connection: too many sessions");
+                    continue;
+                }
+                if let Err(error) = socket.set_nodelay(true) {
+                    tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
+                }
+                let handlers = handlers.clone();
+                sessions.spawn(async move {
+                    if let Err(error) = process_socket(socket, None, handlers).await {
+                        tracing::debug!(%peer, %error, "session ended with an error");
+                    }
+                });
+            }
+        }
+    }
+    tracing::info!(sessions = sessions.len(), "gateway shutting down");
+    sessions.abort_all();
+    while sessions.join_next().await.is_some() {}
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! Session statements clients send on connect: SHOW answers from a fixed
+//! table of settings (SET, BEGIN, COMMIT and ROLLBACK are planned in
+//! `plan.rs` and need no module state).
+
+use sqlparser::ast::Ident;
+
+use super::QueryResult;
+use crate::bind::normalize_ident;
+use crate::error::GatewayError;
+use crate::value::{Column, SqlType, Value};
+
+/// The settings SHOW answers. Values describe what Arbor actually does:
+/// statements autocommit one by one, and each is linearizable per key, so
+/// "read committed" is the honest nearest Postgres level.
+const SETTINGS: [(&str, &str); 12] = [
+    ("server_version", "16.6"),
+    ("server_version_num", "160006"),
+    ("server_encoding", "UTF8"),
+    ("client_encoding", "UTF8"),
+    ("standard_conforming_strings", "on"),
+    ("integer_datetimes", "on"),
+    ("datestyle", "ISO, MDY"),
+    ("timezone", "UTC"),
+    ("search_path", "public"),
+    ("transaction_isolation", "read committed"),
+    ("default_transaction_isolation", "read committed"),
+    ("max_identifier_length", "63"),
+];
+
+#[derive(Debug)]
+pub(crate) struct ShowPlan {
+    name: String,
+    value: &'static str,
+}
+
+pub(crate) fn plan_show(variable: &[Ident]) -> Result<ShowPlan, GatewayError> {
+    let words: Vec<String> = variable.iter().map(normalize_ident).collect();
+    let name = match words.join(" ").as_str() {
+        "transaction isolation level" => "transaction_isolation".to_owned(),
+        "all" => return Err(GatewayError::unsupported("SHOW ALL")),
+        joined => joined.to_owned(),
+    };
+    let value = SETTINGS
+        .iter()
+        .find(|(setting, _)| *setting == name.to_lowercase())
+        .map(|(_, value)| *value)
+        .ok_or_else(|| GatewayError::UndefinedParameter { name: name.clone() })?;
+    Ok(ShowPlan { name, value })
+}
+
+impl ShowPlan {
+    pub(crate) fn columns(&self) -> Vec<Column> {
+        vec![Column::new(&self.name, SqlType::Text)]
+    }
+
+    pub(crate) fn execute(&self) -> QueryResult {
+        QueryResult::Rows {
+            columns: self.columns(),
+            rows: vec![vec![Value::Text(self.value.to_owned())]],
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! UPDATE kv SET ... [WHERE ...].
+//!
+//! `WHERE k = 'a'` with constant assignments is one put with MUST_EXIST
+//! (a failed condition means `UPDATE 0`). Other shapes read the matching
+//! rows (point get or bounded scan), compute the new rows and write them in
+//! one batch with MUST_EXIST; a row deleted meanwhile is dropped and the
+//! batch retried. Without transactions, a concurrent update of the same row
+//! between read and write can be overwritten (last writer wins).
+
+use arbor_catalog::{Datum, TableDescriptor};
+use arbor_proto::MutationCondition;
+use arbor_raftstore::WriteOutcome;
+use sqlparser::ast::{self, AssignmentTarget};
+
+use super::{
+    check_batch, check_write_rows, is_plain_point_filter, put_row, read_rows, storable_row,
+    table_range, QueryResult, WRITE_ROWS_MAX,
+};
+use crate::bind::{coerce, normalize_ident, CoercionContext, Scope};
+use crate::error::GatewayError;
+use crate::expr::{Expr, KeyRange};
+use crate::plan::{resolve_from, resolve_writable_table, table_columns};
+use crate::store::KvStore;
+use crate::value::{Row, SqlType, Value};
+
+#[derive(Debug)]
+pub(crate) struct UpdatePlan {
+    table: TableDescriptor,
+    assignments: Vec<(usize, Expr)>,
+    filter: Option<Expr>,
+    range: KeyRange,
+}
+
+impl UpdatePlan {
+    pub(crate) fn plan(
+        update: &ast::Update,
+        params: &[Option<String>],
+    ) -> Result<Self, GatewayError> {
+        if update.returning.is_some() {
+            return Err(GatewayError::unsupported("UPDATE ... RETURNING"));
+        }
+        if update.from.is_some() || !update.order_by.is_empty() || update.limit.is_some() {
+            return Err(GatewayError::unsupported("UPDATE ... FROM/ORDER BY/LIMIT"));
+        }
+        let (name, alias) = resolve_from(&update.table)?;
+        let table = resolve_writable_table(&name, "UPDATE")?;
+        let scope_name = alias.unwrap_or_else(|| table.name.clone());
+        let scope = Scope::single(&scope_name, table_columns(&table), params);
+        let assignments = plan_assignments(&table, &scope, &update.assignments)?;
+        let filter = update
+            .selection
+            .as_ref()
+            .map(|selection| scope.bind_predicate(selection, "WHERE"))
+            .transpose()?;
+        let range = table_range(&table, filter.as_ref());
+        Ok(UpdatePlan {
+            table,
+            assignments,
+            filter,
+            range,
+        })
+    }
+
+    pub(crate) async fn execute(&self, store: &dyn KvStore) -> Result<QueryResult, GatewayError> {
+        if let Some(row) = self.blind_point_row()? {
+            let mutation = put_row(&self.table, &row, MutationCondition::MustExist)?;
+            check_batch(std::slice::from_ref(&mutation))?;
+            let updated = match store.write(vec![mutation]).await? {
+                WriteOutcome::Applied { .. } => 1,
+                WriteOutcome::ConditionFailed { .. } => 0,
+            };
+            return Ok(QueryResult::command("UPDATE", updated));
+        }
+        let rows = read_rows(
+            store,
+            &self.table,
+            self.filter.as_ref(),
+            &self.range,
+            Some(WRITE_ROWS_MAX + 1),
+        )
+        .await?;
+        check_write_rows(rows.len())?;
+        let mut pending = Vec::with_capacity(rows.len());
+        for (_, row) in rows {
+            let updated = self.apply(&row)?;
+            pending.push(put_row(
+                &self.table,
+                &updated,
+                MutationCondition::MustExist,
+            )?);
+        }
+        check_batch(&pending)?;
+        // Each failed condition drops one row, so this loop ends.
+        while !pending.is_empty() {
+            match store.write(pending.clone()).await? {
+                WriteOutcome::Applied { .. } => break,
+                WriteOutcome::ConditionFailed { mutation_index } => {
+                    if mutation_index >= pending.len() {
+                        return Err(GatewayError::internal(
+                            "condition failed on a mutation that was not sent",
+                        ));
+                    }
+                    pending.remove(mutation_index);
+                }
+            }
+        }
+        Ok(QueryResult::command("UPDATE", pending.len()))
+    }
+
+    /// The whole new row when the statement needs no read: a plain
+    /// `key = literal` filter and constant assignments covering every
+    /// non-key column.
+    fn blind_point_row(&self) -> Result<Option<Vec<Datum>>, GatewayError> {
+        let Some(key) = self.range.point() else {
+            return Ok(None);
+        };
+        if !is_plain_point_filter(&self.table, self.filter.as_ref()) {
+            return Ok(None);
+        }
+        let assigned_all = self
+            .table
+            .value_columns()
+            .iter()
+            .all(|column| self.assignments.iter().any(|(target, _)| target == column));
+        if !assigned_all
+            || self
+                .assignments
+                .iter()
+                .any(|(_, expr)| expr.references_columns())
+        {
+            return Ok(None);
+        }
+        let mut row: Row = vec![Value::Null; self.table.columns.len()];
+        for &column in &self.table.primary_key {
+            row[column] = Value::Text(key.to_owned());
+        }
+        for (column, expr) in &self.assignments {
+            row[*column] = expr.eval(&Vec::new());
+        }
+        storable_row(&self.table, row).map(Some)
+    }
+
+    fn apply(&self, row: &Row) -> Result<Vec<Datum>, GatewayError> {
+        let mut updated = row.clone();
+        for (column, expr) in &self.assignments {
+            updated[*column] = expr.eval(row);
+        }
+        storable_row(&self.table, updated)
+    }
+}
+
+/// `SET col = expr, ...` bound in `scope`: targets must be distinct,
+/// existing, non-key columns; values are coerced to the column type.
+pub(crate) fn plan_assignments(
+    table: &TableDescriptor,
+    scope: &Scope<'_>,
+    assignments: &[ast::Assignment],
+) -> Result<Vec<(usize, Expr)>, GatewayError> {
+    let mut planned: Vec<(usize, Expr)> = Vec::with_capacity(assignments.len());
+    for assignment in assignments {
+        let AssignmentTarget::ColumnName(target) = &assignment.target else {
+            return Err(GatewayError::unsupported("tuple assignment"));
+        };
+        let name = target
+            .0
+            .last()
+            .and_then(|part| part.as_ident())
+            .map(normalize_ident)
+            .unwrap_or_default();
+        let column = table
+            .column_index(&name)
+            .ok_or_else(|| GatewayError::UndefinedColumn { name: name.clone() })?;
+        if table.is_primary_key_column(column) {
+            return Err(GatewayError::unsupported("changing a primary key column"));
+        }
+        if planned.iter().any(|(existing, _)| *existing == column) {
+            return Err(GatewayError::DuplicateColumn { name });
+        }
+        let bound = scope.bind(&assignment.value)?;
+        let expr = coerce(bound, SqlType::Text, CoercionContext::Assignment)?;
+        planned.push((column, expr));
+    }
+    Ok(planned)
+}

@@ -1,0 +1,215 @@
+//! `arbor`: the one binary. Each subcommand runs one process of the cluster;
+//! `arbor dev` runs a whole local cluster as child processes of itself.
+
+mod dev;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "arbor",
+    version,
+    about = "Arbor: a distributed key/value database with a PostgreSQL front door"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a whole local cluster (3 root peers, 2 coordinators, 3 stores, 1 gateway).
+    Dev(dev::DevArgs),
+    /// Run one root peer.
+    Root {
+        #[arg(long, env = "ARBOR_ROOT_ID")]
+        id: u64,
+        #[arg(long, env = "ARBOR_LISTEN")]
+        listen: SocketAddr,
+        /// Address others dial; defaults to --listen.
+        #[arg(long, env = "ARBOR_ADVERTISE")]
+        advertise: Option<String>,
+        /// Initial voters, e.g. 1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103
+        #[arg(long, env = "ARBOR_ROOT_PEERS", value_delimiter = ',')]
+        peers: Vec<String>,
+        #[arg(long, env = "ARBOR_DATA")]
+        data: PathBuf,
+    },
+    /// Run one coordinator.
+    Coordinator {
+        #[arg(long, env = "ARBOR_COORDINATOR_ID")]
+        id: String,
+        #[arg(long, env = "ARBOR_LISTEN")]
+        listen: SocketAddr,
+        #[arg(long, env = "ARBOR_ADVERTISE")]
+        advertise: Option<String>,
+        /// Root peer addresses, comma-separated.
+        #[arg(long, env = "ARBOR_ROOT", value_delimiter = ',')]
+        root: Vec<String>,
+    },
+    /// Run one store.
+    Store {
+        #[arg(long, env = "ARBOR_STORE_ID")]
+        id: u64,
+        #[arg(long, env = "ARBOR_LISTEN")]
+        listen: SocketAddr,
+        #[arg(long, env = "ARBOR_ADVERTISE")]
+        advertise: Option<String>,
+        /// Coordinator addresses, comma-separated.
+        #[arg(long, env = "ARBOR_COORDINATORS", value_delimiter = ',')]
+        coordinators: Vec<String>,
+        #[arg(long, env = "ARBOR_DATA")]
+        data: PathBuf,
+    },
+    /// Run the SQL gateway (PostgreSQL wire protocol).
+    Gateway {
+        #[arg(long, env = "ARBOR_PG_LISTEN", default_value = "127.0.0.1:5433")]
+        pg_listen: SocketAddr,
+        #[arg(long, env = "ARBOR_COORDINATORS", value_delimiter = ',')]
+        coordinators: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Dev(args) => dev::run(args),
+        other => run_service(other),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("arbor: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+fn run_service(command: Command) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async move {
+        match command {
+            Command::Dev(_) => unreachable!("dev is dispatched in main"),
+            Command::Root {
+                id,
+                listen,
+                advertise,
+                peers,
+                data,
+            } => {
+                let config = arbor_root::RootConfig {
+                    peer_id: id,
+                    listen,
+                    advertise_address: advertise.unwrap_or_else(|| listen.to_string()),
+                    data_dir: data,
+                    initial_peers: parse_peers(&peers)?,
+                };
+                arbor_root::run_root(config, shutdown_signal())
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Command::Coordinator {
+                id,
+                listen,
+                advertise,
+                root,
+            } => {
+                let config = arbor_coordinator::CoordinatorConfig {
+                    coordinator_id: id,
+                    listen,
+                    advertise_address: advertise.unwrap_or_else(|| listen.to_string()),
+                    root_addresses: root,
+                };
+                arbor_coordinator::run_coordinator(config, shutdown_signal())
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Command::Store {
+                id,
+                listen,
+                advertise,
+                coordinators,
+                data,
+            } => {
+                let config = arbor_raftstore::StoreConfig {
+                    store_id: id,
+                    listen,
+                    advertise_address: advertise.unwrap_or_else(|| listen.to_string()),
+                    data_dir: data,
+                    coordinator_addresses: coordinators,
+                };
+                arbor_raftstore::run_store(config, shutdown_signal())
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Command::Gateway {
+                pg_listen,
+                coordinators,
+            } => {
+                let config = arbor_sql_gateway::GatewayConfig {
+                    pg_listen,
+                    coordinator_addresses: coordinators,
+                };
+                arbor_sql_gateway::run_gateway(config, shutdown_signal())
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        }
+    })
+}
+
+/// `1=host:port,2=host:port` -> {1: "host:port", 2: "host:port"}.
+fn parse_peers(peers: &[String]) -> Result<BTreeMap<u64, String>, String> {
+    let mut parsed = BTreeMap::new();
+    for peer in peers {
+        let (id, address) = peer
+            .split_once('=')
+            .ok_or_else(|| format!("--peers entry {peer:?} is not id=host:port"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("--peers entry {peer:?} has a non-numeric id"))?;
+        if parsed.insert(id, address.trim().to_string()).is_some() {
+            return Err(format!("--peers names peer {id} twice"));
+        }
+    }
+    if parsed.is_empty() {
+        return Err("--peers is empty".into());
+    }
+    Ok(parsed)
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down");
+}

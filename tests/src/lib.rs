@@ -1,0 +1,325 @@
+//! `arbor-tests`: a harness that starts a real Arbor cluster — every plane,
+//! each node its own `arbor` child process on free loopback ports — and
+//! stops exactly what it started.
+//!
+//! Never knows: any crate's internals; it drives the cluster only through the
+//! binary's command line and the PostgreSQL protocol, like a user.
+//!
+//! Invariants: every child is started with a parent-death signal and is
+//! stopped (SIGTERM, then SIGKILL) when the [`Cluster`] is dropped; nodes are
+//! addressed by their own handles, never by process name.
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a fresh or restarted cluster gets to serve SQL.
+pub const READY_TIMEOUT_MS: u64 = 90_000;
+/// How long a node gets to exit after SIGTERM before SIGKILL.
+pub const STOP_TIMEOUT_MS: u64 = 5_000;
+
+/// The `arbor` binary: `$ARBOR_BIN`, else next to this test's own target dir
+/// (`target/<profile>/deps/<test>` -> `target/<profile>/arbor`).
+pub fn arbor_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("ARBOR_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binaries live in target/<profile>/deps");
+    let binary = profile_dir.join("arbor");
+    assert!(
+        binary.exists(),
+        "{} is missing: run the tests with `cargo test --release --workspace`, which builds it",
+        binary.display()
+    );
+    binary
+}
+
+/// Ports chosen by the kernel, all held until every one is chosen so no two
+/// are the same.
+pub fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| {
+            l.local_addr()
+                .expect("bound listener has an address")
+                .port()
+        })
+        .collect()
+}
+
+pub struct Node {
+    pub name: String,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Node {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    fn start(&mut self, log_dir: &Path) {
+        let log_path = log_dir.join(format!("{}.log", self.name));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("open node log");
+        let log_err = log.try_clone().expect("clone log handle");
+        let mut command = Command::new(arbor_binary());
+        command
+            .args(&self.args)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        // SAFETY: prctl only affects the child; the kernel kills it if the
+        // thread that started it dies, so no node outlives a crashed test.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        self.child = Some(command.spawn().expect("start an arbor node"));
+    }
+
+    /// SIGTERM, wait, then SIGKILL. Returns true if it exited on SIGTERM.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        // SAFETY: signalling our own child by its pid.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_millis(STOP_TIMEOUT_MS);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+}
+
+/// A whole cluster: 3 root peers, 2 coordinators, 3 stores, 1 gateway.
+pub struct Cluster {
+    pub data_dir: PathBuf,
+    pub pg_port: u16,
+    pub nodes: Vec<Node>,
+}
+
+impl Cluster {
+    /// Starts every node of a fresh cluster keeping data under `data_dir`.
+    pub fn start(data_dir: &Path) -> Cluster {
+        let ports = free_ports(9);
+        let address = |port: u16| format!("127.0.0.1:{port}");
+        let root: Vec<String> = ports[0..3].iter().map(|p| address(*p)).collect();
+        let coordinators: Vec<String> = ports[3..5].iter().map(|p| address(*p)).collect();
+        let stores: Vec<String> = ports[5..8].iter().map(|p| address(*p)).collect();
+        let pg_port = ports[8];
+        let peers: Vec<String> = root
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{}={a}", i + 1))
+            .collect();
+        let dir = |name: &str| data_dir.join(name).display().to_string();
+        let mut nodes = Vec::new();
+        let mut add = |name: String, args: Vec<String>| {
+            nodes.push(Node {
+                name,
+                args,
+                child: None,
+            })
+        };
+        for (i, a) in root.iter().enumerate() {
+            let id = i + 1;
+            add(
+                format!("root-{id}"),
+                vec![
+                    "root".into(),
+                    "--id".into(),
+                    id.to_string(),
+                    "--listen".into(),
+                    a.clone(),
+                    "--peers".into(),
+                    peers.join(","),
+                    "--data".into(),
+                    dir(&format!("root-{id}")),
+                ],
+            );
+        }
+        for (i, a) in coordinators.iter().enumerate() {
+            let id = i + 1;
+            add(
+                format!("coordinator-{id}"),
+                vec![
+                    "coordinator".into(),
+                    "--id".into(),
+                    format!("coordinator-{id}"),
+                    "--listen".into(),
+                    a.clone(),
+                    "--root".into(),
+                    root.join(","),
+                ],
+            );
+        }
+        for (i, a) in stores.iter().enumerate() {
+            let id = i + 1;
+            add(
+                format!("store-{id}"),
+                vec![
+                    "store".into(),
+                    "--id".into(),
+                    id.to_string(),
+                    "--listen".into(),
+                    a.clone(),
+                    "--coordinators".into(),
+                    coordinators.join(","),
+                    "--data".into(),
+                    dir(&format!("store-{id}")),
+                ],
+            );
+        }
+        add(
+            "gateway".into(),
+            vec![
+                "gateway".into(),
+                "--pg-listen".into(),
+                address(pg_port),
+                "--coordinators".into(),
+                coordinators.join(","),
+            ],
+        );
+        let mut cluster = Cluster {
+            data_dir: data_dir.to_path_buf(),
+            pg_port,
+            nodes,
+        };
+        cluster.start_nodes();
+        cluster
+    }
+
+    fn start_nodes(&mut self) {
+        let log_dir = self.data_dir.join("logs");
+        std::fs::create_dir_all(&log_dir).expect("create log dir");
+        for node in &mut self.nodes {
+            node.start(&log_dir);
+        }
+    }
+
+    pub fn node(&mut self, name: &str) -> &mut Node {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no node named {name}"))
+    }
+
+    /// Stops every node, gateway first and root last. Returns the names of
+    /// nodes that had to be killed because SIGTERM did not stop them.
+    pub fn stop(&mut self) -> Vec<String> {
+        let mut killed = Vec::new();
+        for node in self.nodes.iter_mut().rev() {
+            if !node.stop() {
+                killed.push(node.name.clone());
+            }
+        }
+        killed
+    }
+
+    /// Stops everything, then starts the same nodes on the same data.
+    pub fn restart(&mut self) -> Vec<String> {
+        let killed = self.stop();
+        self.start_nodes();
+        killed
+    }
+
+    pub fn connection_string(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=arbor dbname=arbor connect_timeout=5",
+            self.pg_port
+        )
+    }
+
+    /// Connects once the cluster serves `SELECT count(*) FROM kv`; panics
+    /// with the tail of every node's log if it does not in time.
+    pub async fn ready_client(&mut self) -> tokio_postgres::Client {
+        let deadline = Instant::now() + Duration::from_millis(READY_TIMEOUT_MS);
+        let mut last_error = String::new();
+        while Instant::now() < deadline {
+            let exited: Vec<String> = self
+                .nodes
+                .iter_mut()
+                .filter_map(|node| (!node.is_running()).then(|| node.name.clone()))
+                .collect();
+            assert!(
+                exited.is_empty(),
+                "{exited:?} exited early\n{}",
+                self.logs_tail()
+            );
+            match self.try_connect().await {
+                Ok(client) => match client.simple_query("SELECT count(*) FROM kv").await {
+                    Ok(_) => return client,
+                    Err(e) => last_error = e.to_string(),
+                },
+                Err(e) => last_error = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!(
+            "cluster not ready after {READY_TIMEOUT_MS} ms: {last_error}\n{}",
+            self.logs_tail()
+        );
+    }
+
+    pub async fn try_connect(&self) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let (client, connection) =
+            tokio_postgres::connect(&self.connection_string(), tokio_postgres::NoTls).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+
+    /// The last lines of every node's log, for failure messages.
+    pub fn logs_tail(&self) -> String {
+        let mut out = String::new();
+        for node in &self.nodes {
+            let path = self
+                .data_dir
+                .join("logs")
+                .join(format!("{}.log", node.name));
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(15)..];
+            out.push_str(&format!("--- {} ---\n{}\n", node.name, tail.join("\n")));
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
