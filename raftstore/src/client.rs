@@ -686,6 +686,18 @@ mod tests {
         }
     }
 
+    fn assert_send<T: Send>(_: &T) {}
+    fn assert_shareable<T: Clone + Send + Sync + 'static>() {}
+
+    #[test]
+    fn the_client_and_its_futures_can_cross_tasks() {
+        assert_shareable::<RegionClient>();
+        let client = RegionClient::new(Vec::new());
+        assert_send(&client.get(b"k"));
+        assert_send(&client.scan(b"", b"", 1));
+        assert_send(&client.write(Vec::new()));
+    }
+
     #[test]
     fn the_route_cache_finds_the_region_holding_a_key() {
         let mut cache = RouteCache::default();

@@ -1,7 +1,10 @@
-//! Real in-process clusters on loopback ports: three stores driven by
-//! [`run_store`], a fake coordinator that assigns two regions and answers
-//! `LocateRegion`, and the [`RegionClient`] on top. Every test stops all it
-//! started and is bounded by [`TEST_DEADLINE_SECS`].
+//! Real in-process clusters on loopback ports. One test runs three stores
+//! through [`run_store`] with a fake coordinator (assigning two regions and
+//! answering `LocateRegion`) and drives them with the [`RegionClient`],
+//! including a restart of every store. Another starts stores directly
+//! (no coordinator) to check a store that missed purged entries catches up
+//! from a snapshot over `StoreRaft`. Every test stops all it started and is
+//! bounded by [`TEST_DEADLINE_SECS`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

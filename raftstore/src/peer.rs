@@ -56,15 +56,17 @@ pub fn server_busy(reason: impl Into<String>) -> RegionError {
 }
 
 impl Peer {
-    /// Starts the raft group of `descriptor` on this store. A pristine group
-    /// whose first peer is this store is initialized with every peer.
+    /// Starts the raft group of `descriptor` on this store. Also returns
+    /// whether the caller must [`Peer::initialize`] it: true for a pristine
+    /// group whose first peer is this store. (Initializing is left to the
+    /// caller so the peer is registered first and never started twice.)
     pub async fn start(
         db: Arc<DB>,
         store_id: StoreId,
         descriptor: RegionDescriptor,
         transport: Arc<Transport>,
         config: Arc<openraft::Config>,
-    ) -> Result<Arc<Self>, RaftstoreError> {
+    ) -> Result<(Arc<Self>, bool), RaftstoreError> {
         let region_id = descriptor.region_id;
         let raft_error = |hint: String| RaftstoreError::Raft { region_id, hint };
         let mut log_store = RegionLogStore::new(db.clone(), region_id);
@@ -88,13 +90,12 @@ impl Peer {
             transport,
             key_count,
         });
-        if pristine && first_peer == Some(store_id) {
-            peer.initialize().await?;
-        }
-        Ok(peer)
+        Ok((peer, pristine && first_peer == Some(store_id)))
     }
 
-    async fn initialize(&self) -> Result<(), RaftstoreError> {
+    /// Initializes the group with every peer of the descriptor; "already
+    /// initialized" counts as success.
+    pub async fn initialize(&self) -> Result<(), RaftstoreError> {
         let members: BTreeMap<StoreId, BasicNode> = self
             .descriptor()
             .peers

@@ -124,7 +124,7 @@ impl StoreNode {
             });
         }
         storage::save_descriptor(&self.db, &descriptor)?;
-        let peer = Peer::start(
+        let (peer, must_initialize) = Peer::start(
             self.db.clone(),
             self.store_id,
             descriptor,
@@ -136,7 +136,10 @@ impl StoreNode {
         self.peers
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(region_id, peer);
+            .insert(region_id, peer.clone());
+        if must_initialize {
+            peer.initialize().await?;
+        }
         Ok(())
     }
 

@@ -94,9 +94,18 @@ pub fn scan_rows_limit(requested: u32) -> usize {
     }
 }
 
+/// Scan bounds may be one byte longer than a key: the region client resumes
+/// a scan at "the last key returned" + 0x00.
+fn check_scan_bound_size(bound: &[u8]) -> Result<(), RaftstoreError> {
+    match bound.split_last() {
+        Some((0, key)) => check_key_size(key),
+        _ => check_key_size(bound),
+    }
+}
+
 pub async fn scan(node: &StoreNode, request: ScanRequest) -> Result<ScanResponse, RaftstoreError> {
-    check_key_size(&request.start_key)?;
-    check_key_size(&request.end_key)?;
+    check_scan_bound_size(&request.start_key)?;
+    check_scan_bound_size(&request.end_key)?;
     let refused = |region_error| ScanResponse {
         region_error: Some(region_error),
         ..Default::default()
