@@ -84,8 +84,19 @@ impl RootClient {
 
     /// Proposes one event; the answer says whether apply accepted it.
     pub async fn propose(&self, event: root_event::Kind) -> Result<ProposeResponse, RootError> {
+        self.propose_fenced(event, None).await
+    }
+
+    /// Proposes one event that root applies only while `lease_fence` holds
+    /// the lease: a deposed coordinator's late proposals change nothing.
+    pub async fn propose_fenced(
+        &self,
+        event: root_event::Kind,
+        lease_fence: Option<LeaseFence>,
+    ) -> Result<ProposeResponse, RootError> {
         let request = ProposeRequest {
             event: Some(RootEvent { kind: Some(event) }),
+            lease_fence,
         };
         self.each_peer(|mut client| {
             let request = request.clone();

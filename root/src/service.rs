@@ -134,6 +134,7 @@ impl RootService for RootNode {
             format_version: ROOT_COMMAND_FORMAT_VERSION,
             event: proposal.event.clone(),
             stamp_ms,
+            lease_fence: proposal.lease_fence.clone(),
         };
         let request = RootRequest {
             command: command.encode_to_vec(),

@@ -8,6 +8,7 @@ fn command(kind: Kind, stamp_ms: u64) -> RootCommand {
         format_version: ROOT_COMMAND_FORMAT_VERSION,
         event: Some(RootEvent { kind: Some(kind) }),
         stamp_ms,
+        lease_fence: None,
     }
 }
 
@@ -259,4 +260,427 @@ fn unknown_format_version_is_rejected_not_misread() {
     let err = apply_command(&mut state, &cmd, 1).unwrap_err();
     assert_eq!(err.code(), RejectionCode::Malformed);
     assert!(state.lease.is_none());
+}
+
+fn epoch(version: u64, conf_ver: u64) -> Option<RegionEpoch> {
+    Some(RegionEpoch { version, conf_ver })
+}
+
+fn with_first_region() -> RootState {
+    let mut state = bootstrapped();
+    apply_command(&mut state, &command(first_region(&[1, 2, 3]), 2), 10).unwrap();
+    state
+}
+
+fn split(region_id: u64, at: &[u8], e: Option<RegionEpoch>, new_region_id: u64) -> Kind {
+    Kind::SplitPlanned(SplitPlanned {
+        region_id,
+        expected_epoch: e,
+        split_key: at.to_vec(),
+        new_region_id,
+        new_peers: (1..=3)
+            .map(|s| RegionPeer {
+                peer_id: new_region_id * 10 + s,
+                store_id: s,
+            })
+            .collect(),
+    })
+}
+
+fn apply(state: &mut RootState, kind: Kind) -> Result<(), Rejection> {
+    let cursor = state.cursor + 1;
+    apply_command(state, &command(kind, 100), cursor)
+}
+
+#[test]
+fn split_is_planned_then_committed_and_bumps_the_version() {
+    let mut state = with_first_region();
+    apply(&mut state, split(1, b"m", epoch(1, 1), 2)).unwrap();
+    assert_eq!(state.pending_changes.len(), 1);
+    assert_eq!(state.regions.len(), 1, "planning changes no region");
+    let busy = apply(&mut state, split(1, b"f", epoch(1, 1), 3)).unwrap_err();
+    assert_eq!(busy.code(), RejectionCode::ChangePending);
+    apply(
+        &mut state,
+        Kind::SplitCommitted(SplitCommitted { region_id: 1 }),
+    )
+    .unwrap();
+    assert!(state.pending_changes.is_empty());
+    let left = &state.regions[0];
+    let right = &state.regions[1];
+    assert_eq!((left.region_id, left.end_key.as_slice()), (1, &b"m"[..]));
+    assert_eq!(
+        (right.region_id, right.start_key.as_slice()),
+        (2, &b"m"[..])
+    );
+    assert!(right.end_key.is_empty());
+    assert_eq!(left.epoch, epoch(2, 1));
+    assert_eq!(right.epoch, epoch(2, 1));
+}
+
+#[test]
+fn split_rejects_stale_epoch_and_keys_outside_the_region() {
+    let mut state = with_first_region();
+    let stale = apply(&mut state, split(1, b"m", epoch(0, 1), 2)).unwrap_err();
+    assert_eq!(stale.code(), RejectionCode::EpochMismatch);
+    let edge = apply(&mut state, split(1, b"", epoch(1, 1), 2)).unwrap_err();
+    assert_eq!(edge.code(), RejectionCode::Malformed);
+    apply(&mut state, split(1, b"m", epoch(1, 1), 2)).unwrap();
+    apply(
+        &mut state,
+        Kind::SplitCommitted(SplitCommitted { region_id: 1 }),
+    )
+    .unwrap();
+    let outside = apply(&mut state, split(1, b"q", epoch(2, 1), 3)).unwrap_err();
+    assert_eq!(outside.code(), RejectionCode::Malformed);
+    let at_start = apply(&mut state, split(2, b"m", epoch(2, 1), 3)).unwrap_err();
+    assert_eq!(at_start.code(), RejectionCode::Malformed);
+    let reused_id = apply(&mut state, split(2, b"q", epoch(2, 1), 1)).unwrap_err();
+    assert_eq!(reused_id.code(), RejectionCode::Malformed);
+}
+
+#[test]
+fn cancelled_split_leaves_regions_untouched_and_frees_the_region() {
+    let mut state = with_first_region();
+    let before = state.regions.clone();
+    apply(&mut state, split(1, b"m", epoch(1, 1), 2)).unwrap();
+    apply(
+        &mut state,
+        Kind::SplitCancelled(SplitCancelled {
+            region_id: 1,
+            reason: "test".into(),
+        }),
+    )
+    .unwrap();
+    assert_eq!(state.regions, before);
+    let nothing = apply(
+        &mut state,
+        Kind::SplitCommitted(SplitCommitted { region_id: 1 }),
+    )
+    .unwrap_err();
+    assert_eq!(nothing.code(), RejectionCode::NothingPending);
+    apply(&mut state, split(1, b"m", epoch(1, 1), 2)).unwrap();
+}
+
+#[test]
+fn merge_joins_adjacent_regions_and_tombstones_the_source() {
+    let mut state = with_first_region();
+    apply(&mut state, split(1, b"m", epoch(1, 1), 2)).unwrap();
+    apply(
+        &mut state,
+        Kind::SplitCommitted(SplitCommitted { region_id: 1 }),
+    )
+    .unwrap();
+    let merge = Kind::MergePlanned(MergePlanned {
+        source_region_id: 2,
+        source_epoch: epoch(2, 1),
+        target_region_id: 1,
+        target_epoch: epoch(2, 1),
+    });
+    apply(&mut state, merge).unwrap();
+    let target_busy = apply(&mut state, split(1, b"c", epoch(2, 1), 3)).unwrap_err();
+    assert_eq!(
+        target_busy.code(),
+        RejectionCode::ChangePending,
+        "the merge target is involved too"
+    );
+    apply(
+        &mut state,
+        Kind::MergeCommitted(MergeCommitted {
+            source_region_id: 2,
+        }),
+    )
+    .unwrap();
+    assert_eq!(state.regions.len(), 1);
+    let region = &state.regions[0];
+    assert!(region.start_key.is_empty() && region.end_key.is_empty());
+    assert_eq!(region.epoch, epoch(3, 1));
+    assert_eq!(state.tombstoned_region_ids, vec![2]);
+    let reuse = apply(&mut state, split(1, b"m", epoch(3, 1), 2)).unwrap_err();
+    assert_eq!(
+        reuse.code(),
+        RejectionCode::Malformed,
+        "region ids are never reused"
+    );
+}
+
+#[test]
+fn peer_change_replaces_a_peer_and_bumps_conf_ver() {
+    let mut state = with_first_region();
+    let join = Kind::StoreJoined(StoreJoined {
+        store: Some(StoreDescriptor {
+            store_id: 4,
+            address: "s4".into(),
+        }),
+    });
+    apply(&mut state, join).unwrap();
+    let change = Kind::PeerChangePlanned(PeerChangePlanned {
+        region_id: 1,
+        expected_epoch: epoch(1, 1),
+        add_peers: vec![RegionPeer {
+            peer_id: 14,
+            store_id: 4,
+        }],
+        remove_peer_ids: vec![3],
+    });
+    apply(&mut state, change).unwrap();
+    apply(
+        &mut state,
+        Kind::PeerChangeCommitted(PeerChangeCommitted { region_id: 1 }),
+    )
+    .unwrap();
+    let stores: Vec<u64> = state.regions[0].peers.iter().map(|p| p.store_id).collect();
+    assert_eq!(stores, vec![1, 2, 4]);
+    assert_eq!(state.regions[0].epoch, epoch(1, 2));
+}
+
+#[test]
+fn peer_change_rejects_unknown_stores_and_two_peers_on_one_store() {
+    let mut state = with_first_region();
+    let unknown = Kind::PeerChangePlanned(PeerChangePlanned {
+        region_id: 1,
+        expected_epoch: epoch(1, 1),
+        add_peers: vec![RegionPeer {
+            peer_id: 9,
+            store_id: 9,
+        }],
+        remove_peer_ids: vec![],
+    });
+    assert_eq!(
+        apply(&mut state, unknown).unwrap_err().code(),
+        RejectionCode::NoSuchStore
+    );
+    let doubled = Kind::PeerChangePlanned(PeerChangePlanned {
+        region_id: 1,
+        expected_epoch: epoch(1, 1),
+        add_peers: vec![RegionPeer {
+            peer_id: 9,
+            store_id: 1,
+        }],
+        remove_peer_ids: vec![],
+    });
+    assert_eq!(
+        apply(&mut state, doubled).unwrap_err().code(),
+        RejectionCode::Malformed
+    );
+}
+
+#[test]
+fn fences_only_move_forward_from_the_value_seen() {
+    let mut state = bootstrapped();
+    let raise = |expected, new| {
+        Kind::IdFenceRaised(IdFenceRaised {
+            expected_fence: expected,
+            new_fence: new,
+        })
+    };
+    apply(&mut state, raise(0, 1000)).unwrap();
+    assert_eq!(
+        apply(&mut state, raise(0, 2000)).unwrap_err().code(),
+        RejectionCode::FenceMismatch
+    );
+    assert_eq!(
+        apply(&mut state, raise(1000, 1000)).unwrap_err().code(),
+        RejectionCode::FenceMismatch
+    );
+    apply(&mut state, raise(1000, 2000)).unwrap();
+    assert_eq!(state.id_fence, 2000);
+    let tso = Kind::TsoFenceRaised(TsoFenceRaised {
+        expected_fence: 0,
+        new_fence: 5,
+    });
+    apply(&mut state, tso).unwrap();
+    assert_eq!((state.tso_fence, state.id_fence), (5, 2000));
+}
+
+#[test]
+fn catalog_changes_only_against_the_current_version() {
+    let mut state = bootstrapped();
+    let change = |expected: u64, bytes: &[u8]| {
+        Kind::CatalogChanged(CatalogChanged {
+            expected_version: expected,
+            catalog: bytes.to_vec(),
+            summary: "test".into(),
+        })
+    };
+    apply(&mut state, change(0, b"one")).unwrap();
+    let stale = apply(&mut state, change(0, b"two")).unwrap_err();
+    assert_eq!(stale.code(), RejectionCode::CatalogVersionMismatch);
+    assert_eq!(
+        (state.catalog_version, state.catalog.as_slice()),
+        (1, &b"one"[..])
+    );
+    let huge = apply(&mut state, change(1, &vec![0; CATALOG_BYTES_MAX + 1])).unwrap_err();
+    assert_eq!(huge.code(), RejectionCode::Malformed);
+}
+
+#[test]
+fn a_store_that_left_never_comes_back_under_its_id() {
+    let mut state = bootstrapped();
+    apply(
+        &mut state,
+        Kind::StoreLeft(StoreLeft {
+            store_id: 3,
+            reason: "disk died".into(),
+        }),
+    )
+    .unwrap();
+    let rejoin = Kind::StoreJoined(StoreJoined {
+        store: Some(StoreDescriptor {
+            store_id: 3,
+            address: "new".into(),
+        }),
+    });
+    assert_eq!(
+        apply(&mut state, rejoin).unwrap_err().code(),
+        RejectionCode::StoreIdTaken
+    );
+}
+
+#[test]
+fn lease_fence_rejects_a_deposed_holders_late_proposal() {
+    let mut state = bootstrapped();
+    apply_command(&mut state, &command(grant("a", 1, 1000), 0), 20).unwrap();
+    apply_command(&mut state, &command(grant("b", 2, 1000), 2000), 21).unwrap();
+    let mut late = command(
+        Kind::IdFenceRaised(IdFenceRaised {
+            expected_fence: 0,
+            new_fence: 10,
+        }),
+        2001,
+    );
+    late.lease_fence = Some(LeaseFence {
+        holder_id: "a".into(),
+        generation: 1,
+    });
+    let err = apply_command(&mut state, &late, 22).unwrap_err();
+    assert_eq!(err.code(), RejectionCode::LeaseFenceFailed);
+    assert_eq!(state.id_fence, 0);
+    late.lease_fence = Some(LeaseFence {
+        holder_id: "b".into(),
+        generation: 2,
+    });
+    apply_command(&mut state, &late, 23).unwrap();
+    assert_eq!(state.id_fence, 10);
+}
+
+/// Live regions are sorted, never overlap, and cover the whole key space.
+fn assert_regions_tile_the_key_space(state: &RootState) {
+    let regions = &state.regions;
+    assert!(!regions.is_empty());
+    assert!(
+        regions[0].start_key.is_empty(),
+        "first region starts at -inf"
+    );
+    assert!(
+        regions[regions.len() - 1].end_key.is_empty(),
+        "last region ends at +inf"
+    );
+    for pair in regions.windows(2) {
+        assert_eq!(
+            pair[0].end_key, pair[1].start_key,
+            "gap or overlap between regions"
+        );
+    }
+}
+
+#[test]
+fn generated_region_histories_keep_regions_tiling_and_rejections_change_nothing() {
+    use prost::Message;
+    let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut state = with_first_region();
+    let mut next_region_id = 2;
+    let mut accepted = 0;
+    let (mut splits, mut merges) = (0, 0);
+    for _ in 0..3000 {
+        let region = state.regions[(next() as usize) % state.regions.len()].clone();
+        let stale = next() % 5 == 0;
+        let mut region_epoch = region.epoch.unwrap_or_default();
+        if stale {
+            region_epoch.version += 1;
+        }
+        let key = vec![b'a' + (next() % 26) as u8, b'a' + (next() % 26) as u8];
+        let kind = match next() % 6 {
+            0 | 1 => {
+                next_region_id += 1;
+                split(region.region_id, &key, Some(region_epoch), next_region_id)
+            }
+            2 => Kind::SplitCommitted(SplitCommitted {
+                region_id: region.region_id,
+            }),
+            3 => Kind::SplitCancelled(SplitCancelled {
+                region_id: region.region_id,
+                reason: String::new(),
+            }),
+            4 => {
+                let neighbour = state
+                    .regions
+                    .iter()
+                    .find(|r| r.start_key == region.end_key)
+                    .cloned();
+                match neighbour {
+                    Some(target) if !region.end_key.is_empty() => {
+                        Kind::MergePlanned(MergePlanned {
+                            source_region_id: region.region_id,
+                            source_epoch: Some(region_epoch),
+                            target_region_id: target.region_id,
+                            target_epoch: target.epoch,
+                        })
+                    }
+                    _ => Kind::MergeCommitted(MergeCommitted {
+                        source_region_id: region.region_id,
+                    }),
+                }
+            }
+            _ => Kind::MergeCommitted(MergeCommitted {
+                source_region_id: region.region_id,
+            }),
+        };
+        let before = state.clone();
+        let is_split = matches!(kind, Kind::SplitCommitted(_));
+        let is_merge = matches!(kind, Kind::MergeCommitted(_));
+        match apply(&mut state, kind) {
+            Ok(()) => {
+                accepted += 1;
+                splits += usize::from(is_split);
+                merges += usize::from(is_merge);
+            }
+            Err(_) => {
+                let mut expected = before;
+                expected.cursor = state.cursor;
+                expected.last_stamp_ms = state.last_stamp_ms;
+                assert_eq!(
+                    state.encode_to_vec(),
+                    expected.encode_to_vec(),
+                    "a rejection must leave the state byte-identical"
+                );
+            }
+        }
+        assert_regions_tile_the_key_space(&state);
+        let mut ids: Vec<u64> = state.regions.iter().map(|r| r.region_id).collect();
+        ids.extend(&state.tombstoned_region_ids);
+        let count = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), count, "a region id was reused");
+        let mut involved: Vec<u64> = state.pending_changes.iter().map(|p| p.region_id).collect();
+        let count = involved.len();
+        involved.sort_unstable();
+        involved.dedup();
+        assert_eq!(involved.len(), count, "two pending changes on one region");
+    }
+    assert!(
+        accepted > 100,
+        "the generator should exercise accepted paths ({accepted})"
+    );
+    assert!(
+        splits > 10 && merges > 5,
+        "splits {splits}, merges {merges}: the generator should commit both"
+    );
 }
