@@ -29,5 +29,6 @@ pub mod types;
 pub use apply::{apply_command, describe_event, Rejection};
 pub use client::RootClient;
 pub use error::RootError;
-pub use server::{run_root, RootConfig};
+pub use network::PeerFilter;
+pub use server::{run_root, RootConfig, RootPeer};
 pub use types::{Cursor, LeaseGeneration, RootTypeConfig};

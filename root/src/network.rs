@@ -2,6 +2,8 @@
 //! `RootRaft` gRPC service. Transport failures become `Unreachable`, so
 //! openraft backs off instead of hammering a dead peer.
 
+use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use arbor_proto::root_raft_client::RootRaftClient;
@@ -32,8 +34,37 @@ pub fn lazy_channel(address: &str) -> Result<Channel, tonic::transport::Error> {
         .connect_lazy())
 }
 
+/// Peers this peer must not send raft messages to. Empty in production;
+/// tests fill it on both sides to partition the network deterministically
+/// (every raft RPC is initiated by its sender, so blocking outgoing traffic
+/// on both ends cuts the link).
 #[derive(Clone, Default)]
-pub struct RootNetworkFactory;
+pub struct PeerFilter(Arc<RwLock<BTreeSet<RootPeerId>>>);
+
+impl PeerFilter {
+    pub fn block(&self, peers: &[RootPeerId]) {
+        self.0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(peers);
+    }
+
+    pub fn heal(&self) {
+        self.0.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    fn blocks(&self, peer: RootPeerId) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&peer)
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct RootNetworkFactory {
+    pub filter: PeerFilter,
+}
 
 impl RaftNetworkFactory<RootTypeConfig> for RootNetworkFactory {
     type Network = RootPeerConnection;
@@ -43,6 +74,7 @@ impl RaftNetworkFactory<RootTypeConfig> for RootNetworkFactory {
             target,
             client: lazy_channel(&node.addr).ok().map(RootRaftClient::new),
             address: node.addr.clone(),
+            filter: self.filter.clone(),
         }
     }
 }
@@ -51,6 +83,7 @@ pub struct RootPeerConnection {
     target: RootPeerId,
     address: String,
     client: Option<RootRaftClient<Channel>>,
+    filter: PeerFilter,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +117,10 @@ impl RootPeerConnection {
             address: self.address.clone(),
             message,
         };
+        if self.filter.blocks(self.target) {
+            let error = failure("blocked by the peer filter (partitioned)".into());
+            return Err(RPCError::Unreachable(Unreachable::new(&error)));
+        }
         let Some(client) = self.client.as_mut() else {
             let error = failure("invalid address".into());
             return Err(RPCError::Unreachable(Unreachable::new(&error)));

@@ -13,15 +13,20 @@ use openraft::{BasicNode, Config, SnapshotPolicy};
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::error::RootError;
-use crate::network::RootNetworkFactory;
+use crate::network::{PeerFilter, RootNetworkFactory};
 use crate::service::{system_clock, RootNode};
 use crate::storage::{open_db, RootLogStore, RootStateMachine};
 use crate::types::{RootPeerId, RootRaft};
 
 /// Leader heartbeat; election timeouts below are several of these.
-pub const RAFT_HEARTBEAT_INTERVAL_MS: u64 = 150;
-pub const RAFT_ELECTION_TIMEOUT_MIN_MS: u64 = 600;
-pub const RAFT_ELECTION_TIMEOUT_MAX_MS: u64 = 1_200;
+/// A follower that hears nothing for an election timeout campaigns; the
+/// maximum bounds how long root is without a leader after the leader dies
+/// (the aim is a new leader committing within 1 s).
+pub const RAFT_HEARTBEAT_INTERVAL_MS: u64 = 50;
+pub const RAFT_ELECTION_TIMEOUT_MIN_MS: u64 = 200;
+pub const RAFT_ELECTION_TIMEOUT_MAX_MS: u64 = 400;
+
+const _: () = assert!(RAFT_ELECTION_TIMEOUT_MIN_MS >= 3 * RAFT_HEARTBEAT_INTERVAL_MS);
 /// Entries between snapshots; root entries are small and mostly lease
 /// renewals, so compaction keeps the log short.
 pub const SNAPSHOT_LOGS_SINCE_LAST: u64 = 5_000;
@@ -58,7 +63,7 @@ fn raft_config() -> Result<Arc<Config>, RootError> {
 }
 
 /// Opens the peer's storage and starts its raft node (without serving).
-pub async fn start_node(config: &RootConfig) -> Result<RootNode, RootError> {
+pub async fn start_node(config: &RootConfig, filter: PeerFilter) -> Result<RootNode, RootError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| RootError::InvalidArgument {
         hint: format!("cannot create {}: {e}", config.data_dir.display()),
     })?;
@@ -68,7 +73,7 @@ pub async fn start_node(config: &RootConfig) -> Result<RootNode, RootError> {
     let raft = RootRaft::new(
         config.peer_id,
         raft_config()?,
-        RootNetworkFactory,
+        RootNetworkFactory { filter },
         log_store,
         state_machine,
     )
@@ -120,37 +125,76 @@ async fn initialize_if_first(node: &RootNode, config: &RootConfig) -> Result<(),
     }
 }
 
+/// A running root peer: its raft node and its gRPC server.
+pub struct RootPeer {
+    pub node: RootNode,
+    pub filter: PeerFilter,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl RootPeer {
+    /// Opens storage, starts raft, binds and serves. Returns once serving.
+    pub async fn start(config: &RootConfig) -> Result<RootPeer, RootError> {
+        if !config.initial_peers.contains_key(&config.peer_id) {
+            return Err(RootError::InvalidArgument {
+                hint: format!("peer {} is not among --peers", config.peer_id),
+            });
+        }
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| RootError::Bind {
+                address: config.listen.to_string(),
+                source,
+            })?;
+        let filter = PeerFilter::default();
+        let node = start_node(config, filter.clone()).await?;
+        initialize_if_first(&node, config).await?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(RootServer::new(node.clone()))
+                .add_service(RootRaftServer::new(node.clone()))
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                    let _ = stopped.await;
+                }),
+        );
+        tracing::info!(peer_id = config.peer_id, listen = %config.listen, "root peer serving");
+        Ok(RootPeer {
+            node,
+            filter,
+            stop: Some(stop),
+            server,
+        })
+    }
+
+    /// Stops raft, then the server, so RocksDB is closed on return. Raft goes
+    /// first: a proposal in flight then fails at once instead of holding the
+    /// server's graceful shutdown open while it waits for a quorum.
+    pub async fn stop(mut self) -> Result<(), RootError> {
+        if tokio::time::timeout(Duration::from_secs(5), self.node.raft.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("root raft did not stop within 5 s");
+        }
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match (&mut self.server).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(RootError::Transport(e.to_string())),
+            Err(e) => Err(RootError::Transport(e.to_string())),
+        }
+    }
+}
+
 /// Runs one root peer until `shutdown` completes.
 pub async fn run_root(
     config: RootConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), RootError> {
-    if !config.initial_peers.contains_key(&config.peer_id) {
-        return Err(RootError::InvalidArgument {
-            hint: format!("peer {} is not among --peers", config.peer_id),
-        });
-    }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| RootError::Bind {
-            address: config.listen.to_string(),
-            source,
-        })?;
-    let node = start_node(&config).await?;
-    initialize_if_first(&node, &config).await?;
-    tracing::info!(peer_id = config.peer_id, listen = %config.listen, "root peer serving");
-    let raft = node.raft.clone();
-    let served = tonic::transport::Server::builder()
-        .add_service(RootServer::new(node.clone()))
-        .add_service(RootRaftServer::new(node))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await;
-    // Stop raft before returning so RocksDB is closed when the process exits.
-    if tokio::time::timeout(Duration::from_secs(5), raft.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("root raft did not stop within 5 s");
-    }
-    served.map_err(|e| RootError::Transport(e.to_string()))
+    let peer = RootPeer::start(&config).await?;
+    shutdown.await;
+    peer.stop().await
 }

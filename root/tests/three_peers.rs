@@ -123,6 +123,7 @@ async fn three_peers_elect_validate_at_apply_and_keep_state_across_restart() {
         "accepted events, newest first"
     );
 
+    let before_restart = client.read_state().await.unwrap();
     stop(running).await;
     let running = start(dir.path(), &peers);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -136,6 +137,11 @@ async fn three_peers_elect_validate_at_apply_and_keep_state_across_restart() {
         }
     };
     assert_eq!(state.cluster_id, "test");
-    assert_eq!(state.lease.unwrap().generation, 1);
+    assert_eq!(state.lease, before_restart.lease);
+    assert_eq!(state.stores, before_restart.stores);
+    assert!(
+        state.cursor >= before_restart.cursor,
+        "the cursor never goes back"
+    );
     stop(running).await;
 }
