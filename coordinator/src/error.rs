@@ -8,6 +8,14 @@ pub enum CoordinatorError {
     NoRegionForKey { key: Vec<u8>, cursor: u64 },
     #[error("bad request: {hint}")]
     InvalidArgument { hint: String },
+    #[error("not the lease holder: {holder_id} at {holder_address} holds generation {generation}")]
+    NotLeaseHolder {
+        holder_id: String,
+        holder_address: String,
+        generation: u64,
+    },
+    #[error("root did not raise the allocator fence: {detail}")]
+    FenceNotRaised { detail: String },
     #[error("could not bind {address}: {source}")]
     Bind {
         address: String,
@@ -27,6 +35,9 @@ impl CoordinatorError {
                 tonic::Status::unavailable(message)
             }
             CoordinatorError::InvalidArgument { .. } => tonic::Status::invalid_argument(message),
+            // The message names the holder's address, so a client can redirect.
+            CoordinatorError::NotLeaseHolder { .. } => tonic::Status::failed_precondition(message),
+            CoordinatorError::FenceNotRaised { .. } => tonic::Status::unavailable(message),
             CoordinatorError::Bind { .. } | CoordinatorError::Transport(_) => {
                 tonic::Status::internal(message)
             }
@@ -71,6 +82,18 @@ mod tests {
                 Code::Internal,
             ),
             (CoordinatorError::Transport("x".into()), Code::Internal),
+            (
+                CoordinatorError::NotLeaseHolder {
+                    holder_id: "c1".into(),
+                    holder_address: "a".into(),
+                    generation: 2,
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                CoordinatorError::FenceNotRaised { detail: "x".into() },
+                Code::Unavailable,
+            ),
         ];
         for (error, code) in cases {
             assert_eq!(error.to_status().code(), code, "{error}");

@@ -17,10 +17,12 @@
 //!   in ([`lease`]).
 //! - **Every answer carries the root cursor its view reflects.**
 
+pub mod allocator;
 pub mod error;
 pub mod lease;
 pub mod server;
 pub mod service;
+pub mod singleton;
 pub mod view;
 
 pub use error::CoordinatorError;

@@ -61,6 +61,7 @@ pub async fn run_coordinator(
         clock: system_clock(),
         view: RwLock::new(ClusterView::default()),
         tenure: Mutex::new(LocalTenure::default()),
+        allocators: tokio::sync::Mutex::default(),
     });
     let loops = [
         tokio::spawn(tail_root(coordinator.clone())),

@@ -37,6 +37,8 @@ pub struct Coordinator {
     pub clock: Clock,
     pub view: RwLock<ClusterView>,
     pub tenure: Mutex<LocalTenure>,
+    /// Async because refilling a window waits for root.
+    pub allocators: tokio::sync::Mutex<crate::singleton::Allocators>,
 }
 
 impl Coordinator {
@@ -92,6 +94,32 @@ pub struct CoordinatorHandle(pub Arc<Coordinator>);
 
 #[tonic::async_trait]
 impl CoordinatorService for CoordinatorHandle {
+    async fn get_timestamps(
+        &self,
+        request: Request<GetTimestampsRequest>,
+    ) -> Result<Response<GetTimestampsResponse>, Status> {
+        let count = request.into_inner().count;
+        let (first, generation) = crate::singleton::timestamps(&self.0, count).await?;
+        Ok(Response::new(GetTimestampsResponse {
+            first,
+            count,
+            generation,
+        }))
+    }
+
+    async fn allocate_ids(
+        &self,
+        request: Request<AllocateIdsRequest>,
+    ) -> Result<Response<AllocateIdsResponse>, Status> {
+        let count = request.into_inner().count;
+        let (first, generation) = crate::singleton::ids(&self.0, count).await?;
+        Ok(Response::new(AllocateIdsResponse {
+            first,
+            count,
+            generation,
+        }))
+    }
+
     async fn store_heartbeat(
         &self,
         request: Request<StoreHeartbeatRequest>,

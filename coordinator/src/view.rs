@@ -228,6 +228,7 @@ mod tests {
             term,
             applied_index: 0,
             key_count: 0,
+            ..Default::default()
         }
     }
 

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use arbor_coordinator::lease::LEASE_TTL_MS;
 use arbor_coordinator::{run_coordinator, CoordinatorConfig};
 use arbor_proto::coordinator_client::CoordinatorClient;
-use arbor_proto::{ClusterViewRequest, ClusterViewResponse};
+use arbor_proto::{
+    AllocateIdsRequest, ClusterViewRequest, ClusterViewResponse, GetTimestampsRequest,
+};
 use arbor_root::{run_root, RootConfig};
 use tokio::sync::oneshot;
 
@@ -58,6 +60,32 @@ async fn view(address: &str) -> Option<ClusterViewResponse> {
         .await
         .ok()?;
     Some(answer.into_inner())
+}
+
+async fn client(address: &str) -> CoordinatorClient<tonic::transport::Channel> {
+    CoordinatorClient::connect(format!("http://{address}"))
+        .await
+        .unwrap()
+}
+
+/// (first timestamp, generation) from `address`.
+async fn timestamps(address: &str, count: u32) -> Result<(u64, u64), tonic::Status> {
+    let answer = client(address)
+        .await
+        .get_timestamps(GetTimestampsRequest { count })
+        .await?;
+    let answer = answer.into_inner();
+    assert_eq!(answer.count, count);
+    Ok((answer.first, answer.generation))
+}
+
+async fn ids(address: &str, count: u32) -> Result<(u64, u64), tonic::Status> {
+    let answer = client(address)
+        .await
+        .allocate_ids(AllocateIdsRequest { count })
+        .await?;
+    let answer = answer.into_inner();
+    Ok((answer.first, answer.generation))
 }
 
 fn role(view: &ClusterViewResponse) -> (String, u64) {
@@ -168,6 +196,29 @@ async fn one_holder_renews_and_a_sealed_lease_passes_to_the_standby_at_once() {
     let lease = views[holder].root.clone().unwrap().lease.unwrap();
     assert_eq!(lease.generation, generation);
 
+    // Singleton duties: the holder serves increasing timestamps and fresh
+    // ids under its generation; the standby refuses and names the holder.
+    let standby = 1 - holder;
+    let mut last_timestamp = 0;
+    let mut handed_out_ids = std::collections::BTreeSet::new();
+    for _ in 0..50 {
+        let (first, served_generation) = timestamps(&addresses[holder], 10).await.unwrap();
+        assert_eq!(served_generation, generation);
+        assert!(first > last_timestamp, "timestamps must strictly increase");
+        last_timestamp = first + 9;
+        let (first_id, _) = ids(&addresses[holder], 3).await.unwrap();
+        for id in first_id..first_id + 3 {
+            assert!(handed_out_ids.insert(id), "id {id} handed out twice");
+        }
+    }
+    let refused = timestamps(&addresses[standby], 1).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        refused.message().contains(&addresses[holder]),
+        "{}",
+        refused.message()
+    );
+
     // Graceful stop seals the lease: the standby takes over well within a TTL.
     let stopped_at = Instant::now();
     coordinators[holder].take().unwrap().stop().await;
@@ -184,6 +235,19 @@ async fn one_holder_renews_and_a_sealed_lease_passes_to_the_standby_at_once() {
     assert!(
         took < Duration::from_millis(LEASE_TTL_MS),
         "a sealed lease should pass on at once, took {took:?}"
+    );
+
+    // The successor starts above everything its predecessor handed out.
+    let (first, served_generation) = timestamps(&addresses[survivor], 1).await.unwrap();
+    assert_eq!(served_generation, generation + 1);
+    assert!(
+        first > last_timestamp,
+        "time moved backwards across failover"
+    );
+    let (first_id, _) = ids(&addresses[survivor], 100).await.unwrap();
+    assert!(
+        first_id > *handed_out_ids.iter().next_back().unwrap(),
+        "an id was repeated"
     );
 
     for coordinator in coordinators.into_iter().flatten() {

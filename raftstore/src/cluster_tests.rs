@@ -39,6 +39,20 @@ struct FakeCoordinator {
 
 #[tonic::async_trait]
 impl Coordinator for FakeCoordinator {
+    async fn get_timestamps(
+        &self,
+        _request: Request<arbor_proto::GetTimestampsRequest>,
+    ) -> Result<Response<arbor_proto::GetTimestampsResponse>, Status> {
+        Err(Status::failed_precondition("this scripted coordinator serves no timestamps"))
+    }
+
+    async fn allocate_ids(
+        &self,
+        _request: Request<arbor_proto::AllocateIdsRequest>,
+    ) -> Result<Response<arbor_proto::AllocateIdsResponse>, Status> {
+        Err(Status::failed_precondition("this scripted coordinator allocates no ids"))
+    }
+
     async fn store_heartbeat(
         &self,
         request: Request<StoreHeartbeatRequest>,

@@ -229,6 +229,8 @@ impl Peer {
             term: metrics.current_term,
             applied_index: metrics.last_applied.map(|log_id| log_id.index).unwrap_or(0),
             key_count: self.key_count.load(Ordering::Relaxed),
+            region: Some(self.descriptor.read().unwrap_or_else(|p| p.into_inner()).clone()),
+            approximate_size_bytes: 0,
         }
     }
 

@@ -49,6 +49,13 @@ impl Store for StoreService {
         let response = write::write(&self.node, request.into_inner()).await?;
         Ok(Response::new(response))
     }
+
+    async fn split_region(
+        &self,
+        _request: Request<arbor_proto::SplitRegionRequest>,
+    ) -> Result<Response<arbor_proto::SplitRegionResponse>, Status> {
+        Err(Status::unimplemented("region split is being built (issue 6)"))
+    }
 }
 
 #[derive(Clone)]
