@@ -200,6 +200,8 @@ fn start_all(data: &Path, layout: &Layout, processes: &mut Vec<Process>) -> Resu
         layout.pg.clone(),
         "--coordinators".into(),
         coordinator_addresses.join(","),
+        "--root".into(),
+        root_addresses.join(","),
     ];
     processes.push(spawn(data, "gateway".into(), "gateway", &layout.pg, args)?);
     Ok(())

@@ -66,12 +66,37 @@ enum Command {
         #[arg(long, env = "ARBOR_DATA")]
         data: PathBuf,
     },
+    /// Inspect root peers or change root membership at runtime.
+    RootAdmin {
+        /// Root peer addresses, comma-separated.
+        #[arg(long, env = "ARBOR_ROOT", value_delimiter = ',')]
+        root: Vec<String>,
+        #[command(subcommand)]
+        action: RootAdminAction,
+    },
     /// Run the SQL gateway (PostgreSQL wire protocol).
     Gateway {
         #[arg(long, env = "ARBOR_PG_LISTEN", default_value = "127.0.0.1:5433")]
         pg_listen: SocketAddr,
         #[arg(long, env = "ARBOR_COORDINATORS", value_delimiter = ',')]
         coordinators: Vec<String>,
+        /// Root peer addresses, comma-separated: the catalog and DDL.
+        #[arg(long, env = "ARBOR_ROOT", value_delimiter = ',')]
+        root: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RootAdminAction {
+    /// Role, term and applied cursor of every root peer.
+    Status,
+    /// Add voters (id=host:port; start them first with `arbor root`) and/or
+    /// remove voters, in one joint-consensus change.
+    ChangeMembership {
+        #[arg(long, value_delimiter = ',')]
+        add: Vec<String>,
+        #[arg(long, value_delimiter = ',')]
+        remove: Vec<u64>,
     },
 }
 
@@ -108,6 +133,7 @@ fn run_service(command: Command) -> Result<(), String> {
     runtime.block_on(async move {
         match command {
             Command::Dev(_) => unreachable!("dev is dispatched in main"),
+            Command::RootAdmin { root, action } => root_admin(root, action).await,
             Command::Root {
                 id,
                 listen,
@@ -163,10 +189,12 @@ fn run_service(command: Command) -> Result<(), String> {
             Command::Gateway {
                 pg_listen,
                 coordinators,
+                root,
             } => {
                 let config = arbor_sql_gateway::GatewayConfig {
                     pg_listen,
                     coordinator_addresses: coordinators,
+                    root_addresses: root,
                 };
                 arbor_sql_gateway::run_gateway(config, shutdown_signal())
                     .await
@@ -174,6 +202,61 @@ fn run_service(command: Command) -> Result<(), String> {
             }
         }
     })
+}
+
+async fn root_admin(root: Vec<String>, action: RootAdminAction) -> Result<(), String> {
+    if root.is_empty() {
+        return Err("--root is empty".into());
+    }
+    let client = arbor_root::RootClient::new(root);
+    match action {
+        RootAdminAction::Status => {
+            println!(
+                "{:>7}  {:<22} {:<12} {:>6} {:>7} {:>14}",
+                "peer", "address", "role", "term", "leader", "applied_cursor"
+            );
+            for peer in client.status_all().await {
+                println!(
+                    "{:>7}  {:<22} {:<12} {:>6} {:>7} {:>14}",
+                    peer.peer_id,
+                    peer.address,
+                    peer.role,
+                    peer.term,
+                    peer.leader_id,
+                    peer.applied_cursor
+                );
+            }
+            Ok(())
+        }
+        RootAdminAction::ChangeMembership { add, remove } => {
+            let add_voters = parse_peers(&add)
+                .or_else(|e| {
+                    if add.is_empty() {
+                        Ok(BTreeMap::new())
+                    } else {
+                        Err(e)
+                    }
+                })?
+                .into_iter()
+                .map(|(peer_id, address)| arbor_proto::RootMember { peer_id, address })
+                .collect();
+            let answer = client
+                .change_membership(add_voters, remove)
+                .await
+                .map_err(|e| e.to_string())?;
+            let voters: Vec<String> = answer
+                .voters
+                .iter()
+                .map(|m| format!("{}={}", m.peer_id, m.address))
+                .collect();
+            println!(
+                "root voters now {} (cursor {})",
+                voters.join(","),
+                answer.cursor
+            );
+            Ok(())
+        }
+    }
 }
 
 /// `1=host:port,2=host:port` -> {1: "host:port", 2: "host:port"}.

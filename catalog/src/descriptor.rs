@@ -3,11 +3,14 @@
 //! Invariant kept here: a valid descriptor has at least one column, unique
 //! column names, and a non-empty primary key of distinct, existing columns.
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::CatalogError;
+use crate::types::{ColumnType, Datum};
 
 /// Identifies a table inside the key space (`t | id | ...`). Ids are never
 /// reused, because keys of a dropped table may still exist on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct TableId(pub u32);
 
 impl std::fmt::Display for TableId {
@@ -22,45 +25,44 @@ pub const KV_TABLE_ID: TableId = TableId(1);
 /// The name of the built-in `kv` table.
 pub const KV_TABLE_NAME: &str = "kv";
 
-/// The type of a column. Only TEXT exists today; new types add variants and
-/// an encoding each (the row format is versioned, so old rows still decode).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ColumnType {
-    Text,
+/// What a column holds when an INSERT does not name it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ColumnDefault {
+    /// A constant, already of the column's type.
+    Constant(Datum),
+    /// `now()` / `CURRENT_TIMESTAMP`, evaluated per statement.
+    CurrentTimestamp,
+    /// `gen_random_uuid()`.
+    RandomUuid,
 }
 
-impl ColumnType {
-    /// The Postgres name of the type, as shown to users.
-    pub fn sql_name(self) -> &'static str {
-        match self {
-            ColumnType::Text => "text",
-        }
-    }
-}
-
-/// One value of a row, typed by its column. `Null` and `Text(String::new())`
-/// are different values and stay different through the encoding.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Datum {
-    Null,
-    Text(String),
-}
-
-impl Datum {
-    pub fn is_null(&self) -> bool {
-        matches!(self, Datum::Null)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ColumnDescriptor {
     pub name: String,
     pub column_type: ColumnType,
     /// Primary-key columns are never nullable, whatever this says.
     pub nullable: bool,
+    /// Maximum length in characters, for `VARCHAR(n)`.
+    #[serde(default)]
+    pub length_max: Option<u32>,
+    #[serde(default)]
+    pub default: Option<ColumnDefault>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl ColumnDescriptor {
+    /// A nullable column without default or length limit.
+    pub fn new(name: impl Into<String>, column_type: ColumnType) -> Self {
+        ColumnDescriptor {
+            name: name.into(),
+            column_type,
+            nullable: true,
+            length_max: None,
+            default: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableDescriptor {
     pub id: TableId,
     pub name: String,
@@ -95,15 +97,10 @@ impl TableDescriptor {
             name: KV_TABLE_NAME.to_owned(),
             columns: vec![
                 ColumnDescriptor {
-                    name: "k".to_owned(),
-                    column_type: ColumnType::Text,
                     nullable: false,
+                    ..ColumnDescriptor::new("k", ColumnType::Text)
                 },
-                ColumnDescriptor {
-                    name: "v".to_owned(),
-                    column_type: ColumnType::Text,
-                    nullable: true,
-                },
+                ColumnDescriptor::new("v", ColumnType::Text),
             ],
             primary_key: vec![0],
         }
@@ -187,11 +184,7 @@ mod tests {
 
     #[test]
     fn descriptor_rejects_broken_primary_keys() {
-        let column = |name: &str| ColumnDescriptor {
-            name: name.to_owned(),
-            column_type: ColumnType::Text,
-            nullable: true,
-        };
+        let column = |name: &str| ColumnDescriptor::new(name, ColumnType::Text);
         let no_key = TableDescriptor::new(TableId(7), "t", vec![column("a")], vec![]);
         assert!(matches!(
             no_key,

@@ -3,19 +3,29 @@
 //!
 //! Key: `TABLE_KEY_PREFIX | table id (u32 big-endian) | primary-key columns`,
 //! each key column memcomparable, so byte order of keys == value order of
-//! primary keys. Text is memcomparable as its UTF-8 bytes with 0x00 escaped as
-//! `0x00 0xFF` and a `0x00 0x01` terminator: a string sorts before every
-//! longer string it is a prefix of, and no encoded key is a prefix of another.
+//! primary keys:
+//! - text, jsonb and bytea: the bytes with 0x00 escaped as `0x00 0xFF` and a
+//!   `0x00 0x01` terminator: a string sorts before every longer string it is
+//!   a prefix of, and no encoded column is a prefix of another;
+//! - integers, timestamps and dates: 8 bytes big-endian with the sign bit
+//!   flipped; floats: the IEEE bits, all flipped when negative, else the sign
+//!   bit flipped; booleans: one byte; uuids: their 16 bytes;
+//! - numeric: a sign byte (negative < zero < positive), then the decimal
+//!   exponent (i32, sign flipped) and one byte per digit (digit + 1) ended by
+//!   0x00, every byte inverted for negative numbers.
 //!
 //! Row value: `ROW_FORMAT_VERSION | column count (LEB128) | per non-key
-//! column: 0x00 (NULL) or 0x01 + length (LEB128) + UTF-8 bytes`. NULL and ''
-//! stay distinct. Columns are only appended to tables, so a row with fewer
-//! columns than the descriptor decodes the missing ones as NULL.
+//! column: a tag byte and the value` (tags below; lengths are LEB128). The
+//! tag says what the value is, so rows written before a type existed still
+//! decode. NULL and '' stay distinct. Columns are only appended to tables,
+//! so a row with fewer columns than the descriptor decodes the missing ones
+//! as NULL.
 //!
 //! Decoding never panics: malformed bytes give a [`CatalogError`].
 
-use crate::descriptor::{ColumnType, Datum, TableDescriptor, TableId};
+use crate::descriptor::{TableDescriptor, TableId};
 use crate::error::CatalogError;
+use crate::types::{numeric_parts, ColumnType, Datum};
 
 /// First byte of every table key; other key spaces (e.g. future indexes or
 /// metadata) take other prefixes.
@@ -28,6 +38,20 @@ const TEXT_ESCAPED_ZERO: u8 = 0xFF;
 const TEXT_TERMINATOR: u8 = 0x01;
 const ROW_TAG_NULL: u8 = 0x00;
 const ROW_TAG_TEXT: u8 = 0x01;
+const ROW_TAG_FALSE: u8 = 0x02;
+const ROW_TAG_TRUE: u8 = 0x03;
+const ROW_TAG_INT: u8 = 0x04;
+const ROW_TAG_FLOAT: u8 = 0x05;
+const ROW_TAG_NUMERIC: u8 = 0x06;
+const ROW_TAG_BYTES: u8 = 0x07;
+const ROW_TAG_UUID: u8 = 0x08;
+const ROW_TAG_TIMESTAMP: u8 = 0x09;
+const ROW_TAG_TIMESTAMPTZ: u8 = 0x0A;
+const ROW_TAG_DATE: u8 = 0x0B;
+const ROW_TAG_JSON: u8 = 0x0C;
+const NUMERIC_NEGATIVE: u8 = 0x01;
+const NUMERIC_ZERO: u8 = 0x02;
+const NUMERIC_POSITIVE: u8 = 0x03;
 /// A LEB128 u64 takes at most 10 bytes.
 const VARINT_BYTES_MAX: usize = 10;
 
@@ -77,20 +101,121 @@ pub fn encode_primary_key(
             actual: key_values.len(),
         });
     }
+    encode_key_prefix(table, key_values)
+}
+
+/// The key prefix shared by every row whose first primary-key columns hold
+/// `key_values` (all of them: the full key).
+pub fn encode_key_prefix(
+    table: &TableDescriptor,
+    key_values: &[Datum],
+) -> Result<Vec<u8>, CatalogError> {
+    if key_values.len() > table.primary_key.len() {
+        return Err(CatalogError::WrongValueCount {
+            table: table.name.clone(),
+            expected: table.primary_key.len(),
+            actual: key_values.len(),
+        });
+    }
     let mut key = table_key_prefix(table.id);
     for (&column, value) in table.primary_key.iter().zip(key_values) {
         let descriptor = &table.columns[column];
-        match (descriptor.column_type, value) {
-            (_, Datum::Null) => {
-                return Err(CatalogError::NullPrimaryKey {
-                    table: table.name.clone(),
-                    column: descriptor.name.clone(),
-                })
-            }
-            (ColumnType::Text, Datum::Text(text)) => encode_text_key(&mut key, text),
+        if value.is_null() {
+            return Err(CatalogError::NullPrimaryKey {
+                table: table.name.clone(),
+                column: descriptor.name.clone(),
+            });
         }
+        if !datum_fits(descriptor.column_type, value) {
+            return Err(CatalogError::TypeMismatch {
+                table: table.name.clone(),
+                column: descriptor.name.clone(),
+                expected: descriptor.column_type.sql_name(),
+            });
+        }
+        encode_key_column(&mut key, value);
     }
     Ok(key)
+}
+
+/// The smallest byte string greater than every string starting with
+/// `prefix` (empty if there is none): the exclusive end of a prefix scan.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    end
+}
+
+/// Whether `datum` is a value a column of `column_type` can hold.
+pub fn datum_fits(column_type: ColumnType, datum: &Datum) -> bool {
+    match datum {
+        Datum::Null => true,
+        Datum::Bool(_) => column_type == ColumnType::Bool,
+        Datum::Int(_) => column_type.is_integer(),
+        Datum::Float(_) => column_type.is_float(),
+        Datum::Numeric(_) => column_type == ColumnType::Numeric,
+        Datum::Text(_) => column_type.is_text(),
+        Datum::Bytes(_) => column_type == ColumnType::Bytea,
+        Datum::Uuid(_) => column_type == ColumnType::Uuid,
+        Datum::Timestamp(_) => column_type == ColumnType::Timestamp,
+        Datum::Timestamptz(_) => column_type == ColumnType::Timestamptz,
+        Datum::Date(_) => column_type == ColumnType::Date,
+        Datum::Json(_) => column_type == ColumnType::Jsonb,
+    }
+}
+
+fn encode_ordered_i64(out: &mut Vec<u8>, value: i64) {
+    out.extend_from_slice(&((value as u64) ^ (1 << 63)).to_be_bytes());
+}
+
+fn encode_key_column(out: &mut Vec<u8>, value: &Datum) {
+    match value {
+        Datum::Null => {}
+        Datum::Bool(value) => out.push(u8::from(*value)),
+        Datum::Int(value) | Datum::Timestamp(value) | Datum::Timestamptz(value) => {
+            encode_ordered_i64(out, *value)
+        }
+        Datum::Date(days) => encode_ordered_i64(out, i64::from(*days)),
+        Datum::Float(value) => {
+            // -0.0 and 0.0 are equal in SQL, so they are one key.
+            let value = if *value == 0.0 { 0.0 } else { *value };
+            let bits = value.to_bits();
+            let ordered = if bits >> 63 == 1 {
+                !bits
+            } else {
+                bits ^ (1 << 63)
+            };
+            out.extend_from_slice(&ordered.to_be_bytes());
+        }
+        Datum::Numeric(text) => encode_numeric_key(out, text),
+        Datum::Text(text) | Datum::Json(text) => encode_text_key(out, text.as_bytes()),
+        Datum::Bytes(bytes) => encode_text_key(out, bytes),
+        Datum::Uuid(bytes) => out.extend_from_slice(bytes),
+    }
+}
+
+fn encode_numeric_key(out: &mut Vec<u8>, text: &str) {
+    let (negative, digits, exponent) = numeric_parts(text);
+    if digits.is_empty() {
+        out.push(NUMERIC_ZERO);
+        return;
+    }
+    let mut body = Vec::with_capacity(5 + digits.len());
+    body.extend_from_slice(&((exponent as u32) ^ (1 << 31)).to_be_bytes());
+    body.extend(digits.iter().map(|digit| digit - b'0' + 1));
+    body.push(0x00);
+    if negative {
+        out.push(NUMERIC_NEGATIVE);
+        out.extend(body.iter().map(|byte| !byte));
+    } else {
+        out.push(NUMERIC_POSITIVE);
+        out.extend(body);
+    }
 }
 
 /// The primary-key values stored in `key`, in primary-key order.
@@ -105,13 +230,10 @@ pub fn decode_primary_key(table: &TableDescriptor, key: &[u8]) -> Result<Vec<Dat
     };
     let mut values = Vec::with_capacity(table.primary_key.len());
     for &column in &table.primary_key {
-        match table.columns[column].column_type {
-            ColumnType::Text => {
-                let (text, remaining) = decode_text_key(rest).map_err(&malformed)?;
-                values.push(Datum::Text(text));
-                rest = remaining;
-            }
-        }
+        let (value, remaining) =
+            decode_key_column(table.columns[column].column_type, rest).map_err(&malformed)?;
+        values.push(value);
+        rest = remaining;
     }
     if !rest.is_empty() {
         return Err(malformed("trailing bytes after the primary key"));
@@ -142,14 +264,14 @@ pub fn encode_row(
     put_varint(&mut value, value_columns.len() as u64);
     for column in value_columns {
         let descriptor = &table.columns[column];
-        match (descriptor.column_type, &row[column]) {
-            (_, Datum::Null) => value.push(ROW_TAG_NULL),
-            (ColumnType::Text, Datum::Text(text)) => {
-                value.push(ROW_TAG_TEXT);
-                put_varint(&mut value, text.len() as u64);
-                value.extend_from_slice(text.as_bytes());
-            }
+        if !datum_fits(descriptor.column_type, &row[column]) {
+            return Err(CatalogError::TypeMismatch {
+                table: table.name.clone(),
+                column: descriptor.name.clone(),
+                expected: descriptor.column_type.sql_name(),
+            });
         }
+        encode_row_column(&mut value, &row[column]);
     }
     Ok((key, value))
 }
@@ -199,23 +321,12 @@ fn decode_row_value(table: &TableDescriptor, value: &[u8]) -> Result<Vec<Datum>,
         let Some((&tag, remaining)) = rest.split_first() else {
             return Err(malformed("row ends before its last column"));
         };
-        rest = remaining;
-        match (tag, table.columns[column].column_type) {
-            (ROW_TAG_NULL, _) => values.push(Datum::Null),
-            (ROW_TAG_TEXT, ColumnType::Text) => {
-                let (length, remaining) = take_varint(rest).map_err(&malformed)?;
-                let length = usize::try_from(length)
-                    .ok()
-                    .filter(|&length| length <= remaining.len())
-                    .ok_or_else(|| malformed("text length runs past the end of the row"))?;
-                let (bytes, remaining) = remaining.split_at(length);
-                let text = std::str::from_utf8(bytes)
-                    .map_err(|_| malformed("text column is not valid UTF-8"))?;
-                values.push(Datum::Text(text.to_owned()));
-                rest = remaining;
-            }
-            _ => return Err(malformed("unknown column tag")),
+        let (datum, remaining) = decode_row_column(tag, remaining).map_err(&malformed)?;
+        if !datum_fits(table.columns[column].column_type, &datum) {
+            return Err(malformed("column value does not match the column type"));
         }
+        values.push(datum);
+        rest = remaining;
     }
     if !rest.is_empty() {
         return Err(malformed("trailing bytes after the last column"));
@@ -224,8 +335,248 @@ fn decode_row_value(table: &TableDescriptor, value: &[u8]) -> Result<Vec<Datum>,
     Ok(values)
 }
 
-fn encode_text_key(out: &mut Vec<u8>, text: &str) {
-    for &byte in text.as_bytes() {
+fn put_bytes(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
+    out.push(tag);
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+fn encode_row_column(out: &mut Vec<u8>, datum: &Datum) {
+    match datum {
+        Datum::Null => out.push(ROW_TAG_NULL),
+        Datum::Text(text) => put_bytes(out, ROW_TAG_TEXT, text.as_bytes()),
+        Datum::Bool(false) => out.push(ROW_TAG_FALSE),
+        Datum::Bool(true) => out.push(ROW_TAG_TRUE),
+        Datum::Int(value) => {
+            out.push(ROW_TAG_INT);
+            out.extend_from_slice(&value.to_be_bytes());
+        }
+        Datum::Float(value) => {
+            out.push(ROW_TAG_FLOAT);
+            out.extend_from_slice(&value.to_bits().to_be_bytes());
+        }
+        Datum::Numeric(text) => put_bytes(out, ROW_TAG_NUMERIC, text.as_bytes()),
+        Datum::Bytes(bytes) => put_bytes(out, ROW_TAG_BYTES, bytes),
+        Datum::Uuid(bytes) => {
+            out.push(ROW_TAG_UUID);
+            out.extend_from_slice(bytes);
+        }
+        Datum::Timestamp(micros) => {
+            out.push(ROW_TAG_TIMESTAMP);
+            out.extend_from_slice(&micros.to_be_bytes());
+        }
+        Datum::Timestamptz(micros) => {
+            out.push(ROW_TAG_TIMESTAMPTZ);
+            out.extend_from_slice(&micros.to_be_bytes());
+        }
+        Datum::Date(days) => {
+            out.push(ROW_TAG_DATE);
+            out.extend_from_slice(&days.to_be_bytes());
+        }
+        Datum::Json(text) => put_bytes(out, ROW_TAG_JSON, text.as_bytes()),
+    }
+}
+
+fn take_array<const N: usize>(input: &[u8]) -> Result<([u8; N], &[u8]), &'static str> {
+    let Some((bytes, rest)) = input.split_first_chunk::<N>() else {
+        return Err("row ends inside a fixed-width column");
+    };
+    Ok((*bytes, rest))
+}
+
+fn take_length_prefixed(input: &[u8]) -> Result<(&[u8], &[u8]), &'static str> {
+    let (length, rest) = take_varint(input)?;
+    let length = usize::try_from(length)
+        .ok()
+        .filter(|&length| length <= rest.len())
+        .ok_or("length runs past the end of the row")?;
+    Ok(rest.split_at(length))
+}
+
+fn take_utf8(input: &[u8]) -> Result<(String, &[u8]), &'static str> {
+    let (bytes, rest) = take_length_prefixed(input)?;
+    let text = std::str::from_utf8(bytes).map_err(|_| "text column is not valid UTF-8")?;
+    Ok((text.to_owned(), rest))
+}
+
+/// One row column after its tag byte.
+fn decode_row_column(tag: u8, input: &[u8]) -> Result<(Datum, &[u8]), &'static str> {
+    Ok(match tag {
+        ROW_TAG_NULL => (Datum::Null, input),
+        ROW_TAG_FALSE => (Datum::Bool(false), input),
+        ROW_TAG_TRUE => (Datum::Bool(true), input),
+        ROW_TAG_TEXT => {
+            let (text, rest) = take_utf8(input)?;
+            (Datum::Text(text), rest)
+        }
+        ROW_TAG_NUMERIC => {
+            let (text, rest) = take_utf8(input)?;
+            (Datum::Numeric(text), rest)
+        }
+        ROW_TAG_JSON => {
+            let (text, rest) = take_utf8(input)?;
+            (Datum::Json(text), rest)
+        }
+        ROW_TAG_BYTES => {
+            let (bytes, rest) = take_length_prefixed(input)?;
+            (Datum::Bytes(bytes.to_vec()), rest)
+        }
+        ROW_TAG_INT => {
+            let (bytes, rest) = take_array::<8>(input)?;
+            (Datum::Int(i64::from_be_bytes(bytes)), rest)
+        }
+        ROW_TAG_FLOAT => {
+            let (bytes, rest) = take_array::<8>(input)?;
+            (
+                Datum::Float(f64::from_bits(u64::from_be_bytes(bytes))),
+                rest,
+            )
+        }
+        ROW_TAG_UUID => {
+            let (bytes, rest) = take_array::<16>(input)?;
+            (Datum::Uuid(bytes), rest)
+        }
+        ROW_TAG_TIMESTAMP => {
+            let (bytes, rest) = take_array::<8>(input)?;
+            (Datum::Timestamp(i64::from_be_bytes(bytes)), rest)
+        }
+        ROW_TAG_TIMESTAMPTZ => {
+            let (bytes, rest) = take_array::<8>(input)?;
+            (Datum::Timestamptz(i64::from_be_bytes(bytes)), rest)
+        }
+        ROW_TAG_DATE => {
+            let (bytes, rest) = take_array::<4>(input)?;
+            (Datum::Date(i32::from_be_bytes(bytes)), rest)
+        }
+        _ => return Err("unknown column tag"),
+    })
+}
+
+fn take_ordered_i64(input: &[u8]) -> Result<(i64, &[u8]), &'static str> {
+    let Some((bytes, rest)) = input.split_first_chunk::<8>() else {
+        return Err("key ends inside a fixed-width column");
+    };
+    Ok(((u64::from_be_bytes(*bytes) ^ (1 << 63)) as i64, rest))
+}
+
+/// One memcomparable key column of `column_type` and the bytes after it.
+fn decode_key_column(
+    column_type: ColumnType,
+    input: &[u8],
+) -> Result<(Datum, &[u8]), &'static str> {
+    let text =
+        |bytes: Vec<u8>| String::from_utf8(bytes).map_err(|_| "text key column is not UTF-8");
+    Ok(match column_type {
+        ColumnType::Text | ColumnType::Varchar => {
+            let (bytes, rest) = decode_text_key(input)?;
+            (Datum::Text(text(bytes)?), rest)
+        }
+        ColumnType::Jsonb => {
+            let (bytes, rest) = decode_text_key(input)?;
+            (Datum::Json(text(bytes)?), rest)
+        }
+        ColumnType::Bytea => {
+            let (bytes, rest) = decode_text_key(input)?;
+            (Datum::Bytes(bytes), rest)
+        }
+        ColumnType::Bool => match input.split_first() {
+            Some((0, rest)) => (Datum::Bool(false), rest),
+            Some((1, rest)) => (Datum::Bool(true), rest),
+            _ => return Err("bad boolean key column"),
+        },
+        ColumnType::Int2 | ColumnType::Int4 | ColumnType::Int8 => {
+            let (value, rest) = take_ordered_i64(input)?;
+            (Datum::Int(value), rest)
+        }
+        ColumnType::Timestamp => {
+            let (value, rest) = take_ordered_i64(input)?;
+            (Datum::Timestamp(value), rest)
+        }
+        ColumnType::Timestamptz => {
+            let (value, rest) = take_ordered_i64(input)?;
+            (Datum::Timestamptz(value), rest)
+        }
+        ColumnType::Date => {
+            let (value, rest) = take_ordered_i64(input)?;
+            let days = i32::try_from(value).map_err(|_| "date key column out of range")?;
+            (Datum::Date(days), rest)
+        }
+        ColumnType::Float4 | ColumnType::Float8 => {
+            let Some((bytes, rest)) = input.split_first_chunk::<8>() else {
+                return Err("key ends inside a float column");
+            };
+            let ordered = u64::from_be_bytes(*bytes);
+            let bits = if ordered >> 63 == 1 {
+                ordered ^ (1 << 63)
+            } else {
+                !ordered
+            };
+            (Datum::Float(f64::from_bits(bits)), rest)
+        }
+        ColumnType::Uuid => {
+            let Some((bytes, rest)) = input.split_first_chunk::<16>() else {
+                return Err("key ends inside a uuid column");
+            };
+            (Datum::Uuid(*bytes), rest)
+        }
+        ColumnType::Numeric => decode_numeric_key(input)?,
+    })
+}
+
+fn decode_numeric_key(input: &[u8]) -> Result<(Datum, &[u8]), &'static str> {
+    let Some((&sign, rest)) = input.split_first() else {
+        return Err("key ends before a numeric column");
+    };
+    let negative = match sign {
+        NUMERIC_ZERO => return Ok((Datum::Numeric("0".to_owned()), rest)),
+        NUMERIC_NEGATIVE => true,
+        NUMERIC_POSITIVE => false,
+        _ => return Err("bad numeric sign in key"),
+    };
+    let flip = |byte: u8| if negative { !byte } else { byte };
+    let Some((exponent_bytes, mut rest)) = rest.split_first_chunk::<4>() else {
+        return Err("key ends inside a numeric exponent");
+    };
+    let exponent_bytes = exponent_bytes.map(flip);
+    let exponent = (u32::from_be_bytes(exponent_bytes) ^ (1 << 31)) as i32;
+    let mut digits = String::new();
+    loop {
+        let Some((&byte, remaining)) = rest.split_first() else {
+            return Err("numeric key column is not terminated");
+        };
+        rest = remaining;
+        match flip(byte) {
+            0 => break,
+            digit @ 1..=10 => digits.push(char::from(b'0' + digit - 1)),
+            _ => return Err("bad numeric digit in key"),
+        }
+        if digits.len() > crate::types::NUMERIC_DIGITS_MAX {
+            return Err("numeric key column is too long");
+        }
+    }
+    if exponent.unsigned_abs() as usize > crate::types::NUMERIC_DIGITS_MAX {
+        return Err("numeric key exponent out of range");
+    }
+    let sign = if negative { "-" } else { "" };
+    let text = if exponent <= 0 {
+        format!(
+            "{sign}0.{}{digits}",
+            "0".repeat(exponent.unsigned_abs() as usize)
+        )
+    } else if exponent as usize >= digits.len() {
+        format!(
+            "{sign}{digits}{}",
+            "0".repeat(exponent as usize - digits.len())
+        )
+    } else {
+        let (integer, fraction) = digits.split_at(exponent as usize);
+        format!("{sign}{integer}.{fraction}")
+    };
+    Ok((Datum::Numeric(text), rest))
+}
+
+fn encode_text_key(out: &mut Vec<u8>, text: &[u8]) {
+    for &byte in text {
         if byte == TEXT_ESCAPE {
             out.extend_from_slice(&[TEXT_ESCAPE, TEXT_ESCAPED_ZERO]);
         } else {
@@ -235,19 +586,16 @@ fn encode_text_key(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(&[TEXT_ESCAPE, TEXT_TERMINATOR]);
 }
 
-/// Decodes one memcomparable text and returns it with the bytes after it.
-fn decode_text_key(input: &[u8]) -> Result<(String, &[u8]), &'static str> {
+/// Decodes one memcomparable byte string and returns it with the bytes
+/// after it.
+fn decode_text_key(input: &[u8]) -> Result<(Vec<u8>, &[u8]), &'static str> {
     let mut bytes = Vec::new();
     let mut index = 0;
     loop {
         match input.get(index) {
             None => return Err("text key column is not terminated"),
             Some(&TEXT_ESCAPE) => match input.get(index + 1) {
-                Some(&TEXT_TERMINATOR) => {
-                    let text =
-                        String::from_utf8(bytes).map_err(|_| "text key column is not UTF-8")?;
-                    return Ok((text, &input[index + 2..]));
-                }
+                Some(&TEXT_TERMINATOR) => return Ok((bytes, &input[index + 2..])),
                 Some(&TEXT_ESCAPED_ZERO) => {
                     bytes.push(0x00);
                     index += 2;
@@ -471,11 +819,9 @@ mod tests {
     fn rows_written_before_a_column_was_appended_decode_it_as_null() {
         let kv = TableDescriptor::kv();
         let mut wider = kv.clone();
-        wider.columns.push(ColumnDescriptor {
-            name: "w".to_owned(),
-            column_type: ColumnType::Text,
-            nullable: true,
-        });
+        wider
+            .columns
+            .push(ColumnDescriptor::new("w", ColumnType::Text));
         let (key, value) = encode_row(&kv, &[text("a"), text("1")]).expect("encodes");
         assert_eq!(
             decode_row(&wider, &key, &value),
@@ -484,6 +830,157 @@ mod tests {
         let (_, wide_value) =
             encode_row(&wider, &[text("a"), text("1"), text("2")]).expect("encodes");
         assert!(decode_row(&kv, &key, &wide_value).is_err());
+    }
+
+    /// A one-column table keyed by `column_type`, for order tests.
+    fn keyed_by(column_type: ColumnType) -> TableDescriptor {
+        TableDescriptor::new(
+            TableId(100),
+            "t",
+            vec![ColumnDescriptor::new("k", column_type)],
+            vec![0],
+        )
+        .expect("valid")
+    }
+
+    fn generated_values(column_type: ColumnType, generator: &mut Generator) -> Vec<Datum> {
+        let mut values = Vec::new();
+        for _ in 0..300 {
+            let raw = generator.next();
+            values.push(match column_type {
+                ColumnType::Int8 => Datum::Int(raw as i64 >> (raw % 60)),
+                ColumnType::Timestamptz => Datum::Timestamptz(raw as i64 >> 8),
+                ColumnType::Date => Datum::Date((raw as i32) >> 8),
+                ColumnType::Float8 => Datum::Float(f64::from_bits(raw) % 1e6),
+                ColumnType::Bool => Datum::Bool(raw % 2 == 0),
+                ColumnType::Uuid => {
+                    Datum::Uuid((u128::from(raw) << 64 | u128::from(raw)).to_be_bytes())
+                }
+                ColumnType::Bytea => Datum::Bytes(generator.string().into_bytes()),
+                ColumnType::Numeric => {
+                    let digits = raw % 100_000;
+                    let scale = (raw >> 20) % 7;
+                    let sign = if raw >> 40 & 1 == 1 { "-" } else { "" };
+                    let text = format!("{sign}{digits}e-{scale}");
+                    column_type.parse_text(&text).expect("generated numeric")
+                }
+                other => panic!("no generator for {other:?}"),
+            });
+        }
+        values
+    }
+
+    #[test]
+    fn key_byte_order_equals_value_order_for_every_key_type() {
+        let seed = 0xC0FF_EE11_u64;
+        let mut generator = Generator(seed);
+        for column_type in [
+            ColumnType::Int8,
+            ColumnType::Timestamptz,
+            ColumnType::Date,
+            ColumnType::Float8,
+            ColumnType::Bool,
+            ColumnType::Uuid,
+            ColumnType::Bytea,
+            ColumnType::Numeric,
+        ] {
+            let table = keyed_by(column_type);
+            let mut values = generated_values(column_type, &mut generator);
+            if column_type == ColumnType::Numeric {
+                for text in [
+                    "0", "-0.001", "0.001", "1", "1.0", "10", "9.99", "-10", "-9.99",
+                ] {
+                    values.push(Datum::Numeric(text.to_owned()));
+                }
+            }
+            if column_type == ColumnType::Int8 {
+                values.extend([
+                    Datum::Int(i64::MIN),
+                    Datum::Int(-1),
+                    Datum::Int(0),
+                    Datum::Int(i64::MAX),
+                ]);
+            }
+            let keys: Vec<Vec<u8>> = values
+                .iter()
+                .map(|value| {
+                    encode_primary_key(&table, std::slice::from_ref(value)).expect("encodes")
+                })
+                .collect();
+            for (left, left_key) in values.iter().zip(&keys) {
+                let decoded = decode_primary_key(&table, left_key).expect("decodes");
+                assert_eq!(
+                    decoded[0].compare(left),
+                    Some(std::cmp::Ordering::Equal),
+                    "seed {seed:#x}: {left:?}"
+                );
+                for (right, right_key) in values.iter().zip(&keys) {
+                    assert_eq!(
+                        left.compare(right),
+                        Some(left_key.cmp(right_key)),
+                        "seed {seed:#x}: {column_type:?} {left:?} vs {right:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn composite_keys_order_by_first_column_then_second() {
+        let table = TableDescriptor::new(
+            TableId(100),
+            "t",
+            vec![
+                ColumnDescriptor::new("a", ColumnType::Text),
+                ColumnDescriptor::new("b", ColumnType::Int4),
+            ],
+            vec![0, 1],
+        )
+        .expect("valid");
+        let key = |a: &str, b: i64| {
+            encode_primary_key(&table, &[text(a), Datum::Int(b)]).expect("encodes")
+        };
+        assert!(key("a", 5) < key("a", 6));
+        assert!(key("a", 99) < key("ab", -5));
+        let prefix = encode_key_prefix(&table, &[text("a")]).expect("prefix");
+        assert!(prefix <= key("a", i64::MIN) && key("a", i64::MAX) < prefix_end(&prefix));
+        assert!(prefix_end(&prefix) <= key("a\0", 0));
+        assert_eq!(
+            decode_primary_key(&table, &key("x", -3)),
+            Ok(vec![text("x"), Datum::Int(-3)])
+        );
+    }
+
+    #[test]
+    fn every_datum_kind_round_trips_through_a_row() {
+        let mut columns = vec![ColumnDescriptor::new("id", ColumnType::Int8)];
+        let samples = [
+            (ColumnType::Bool, "t"),
+            (ColumnType::Int2, "7"),
+            (ColumnType::Float4, "1.5"),
+            (ColumnType::Numeric, "-3.25"),
+            (ColumnType::Varchar, "v"),
+            (ColumnType::Bytea, "\\x00ff"),
+            (ColumnType::Timestamp, "2024-01-02 03:04:05"),
+            (ColumnType::Timestamptz, "2024-01-02 03:04:05+00"),
+            (ColumnType::Date, "2024-01-02"),
+            (ColumnType::Uuid, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+            (ColumnType::Jsonb, "{\"a\":1}"),
+        ];
+        let mut row = vec![Datum::Int(1)];
+        for (index, (column_type, text)) in samples.iter().enumerate() {
+            columns.push(ColumnDescriptor::new(format!("c{index}"), *column_type));
+            row.push(column_type.parse_text(text).expect(text));
+        }
+        let table = TableDescriptor::new(TableId(100), "t", columns, vec![0]).expect("valid");
+        let (key, value) = encode_row(&table, &row).expect("encodes");
+        assert_eq!(decode_row(&table, &key, &value), Ok(row.clone()));
+        let mut wrong = row;
+        wrong[1] = Datum::Int(1);
+        assert!(matches!(
+            encode_row(&table, &wrong),
+            Err(CatalogError::TypeMismatch { .. })
+        ));
     }
 
     #[test]

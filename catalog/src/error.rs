@@ -35,4 +35,29 @@ pub enum CatalogError {
     /// A descriptor that breaks the catalog's own rules (e.g. no primary key).
     #[error("invalid descriptor for table \"{table}\": {reason}")]
     InvalidDescriptor { table: String, reason: String },
+    /// Text that is not a value of the type (`'x'` for an integer).
+    #[error("invalid input syntax for type {type_name}: \"{value}\"")]
+    InvalidText {
+        type_name: &'static str,
+        value: String,
+    },
+    /// A number outside its type's range.
+    #[error("value out of range for type {type_name}")]
+    OutOfRange { type_name: &'static str },
+    /// CREATE TABLE of a name that exists.
+    #[error("relation \"{name}\" already exists")]
+    DuplicateTable { name: String },
+    /// DROP TABLE of a name that does not exist.
+    #[error("relation \"{name}\" does not exist")]
+    UndefinedTable { name: String },
+    /// DROP of the built-in `kv` table.
+    #[error("table \"{name}\" is built in and cannot be dropped")]
+    BuiltInTable { name: String },
+    #[error("the catalog holds at most {limit} tables")]
+    TooManyTables { limit: usize },
+    #[error("identifier \"{name}\" must be 1 to {limit} bytes long")]
+    InvalidIdentifier { name: String, limit: usize },
+    /// The catalog bytes from root do not decode.
+    #[error("malformed catalog: {reason}")]
+    MalformedCatalog { reason: String },
 }

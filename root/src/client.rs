@@ -14,6 +14,8 @@ use crate::network::lazy_channel;
 
 /// Deadline of one unary call to one root peer.
 pub const ROOT_CALL_TIMEOUT_MS: u64 = 3_000;
+/// Deadline of a membership change, which waits for new peers to catch up.
+pub const MEMBERSHIP_CHANGE_TIMEOUT_MS: u64 = 60_000;
 
 #[derive(Clone)]
 pub struct RootClient {
@@ -133,6 +135,42 @@ impl RootClient {
             })
             .await?;
         Ok(response.events)
+    }
+
+    /// Replaces voters (see `ChangeMembership`); waits for learners to catch
+    /// up, so it is given a longer deadline than other calls.
+    pub async fn change_membership(
+        &self,
+        add_voters: Vec<RootMember>,
+        remove_peer_ids: Vec<u64>,
+    ) -> Result<ChangeMembershipResponse, RootError> {
+        let request = ChangeMembershipRequest {
+            add_voters,
+            remove_peer_ids,
+        };
+        let mut last_error = String::new();
+        for (address, client) in self.peers.iter() {
+            let Some(mut client) = client.clone() else {
+                continue;
+            };
+            let call = client.change_membership(request.clone());
+            match tokio::time::timeout(Duration::from_millis(MEMBERSHIP_CHANGE_TIMEOUT_MS), call)
+                .await
+            {
+                Ok(Ok(answer)) => return Ok(answer.into_inner()),
+                Ok(Err(status)) if status.code() == tonic::Code::InvalidArgument => {
+                    return Err(RootError::InvalidArgument {
+                        hint: status.message().to_string(),
+                    })
+                }
+                Ok(Err(status)) => last_error = format!("{address}: {}", status.message()),
+                Err(_) => last_error = format!("{address}: timed out"),
+            }
+        }
+        Err(RootError::Unreachable {
+            addresses: self.addresses(),
+            last_error,
+        })
     }
 
     /// Status of every configured peer; an unreachable peer is reported with

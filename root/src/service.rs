@@ -4,6 +4,7 @@
 //! to the leader it knows (never twice, so a confused cluster answers
 //! `Unavailable` instead of looping).
 
+use std::collections::BTreeSet;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -27,6 +28,9 @@ use crate::types::{RootPeerId, RootRaft, RootRequest};
 
 /// Header marking a request a follower already forwarded to the leader.
 const FORWARDED_HEADER: &str = "x-arbor-forwarded";
+/// Fewest voters a membership change may leave: below three, root cannot
+/// survive losing a peer.
+pub const ROOT_VOTERS_MIN: usize = 3;
 /// Most events one `ListEvents` call returns.
 pub const LIST_EVENTS_MAX: u32 = 1_000;
 /// States buffered per `Watch` stream; a slow watcher skips to the newest.
@@ -104,8 +108,76 @@ fn mark_forwarded<T>(message: T) -> Request<T> {
     request
 }
 
+impl RootNode {
+    fn voters(&self) -> Vec<RootMember> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership().clone();
+        membership
+            .voter_ids()
+            .filter_map(|id| {
+                membership.get_node(&id).map(|node| RootMember {
+                    peer_id: id,
+                    address: node.addr.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Adds new voters as learners (blocking until they caught up), then
+    /// moves to the new voter set in one joint-consensus change.
+    async fn change_voters(&self, request: &ChangeMembershipRequest) -> Result<u64, RootError> {
+        let current: BTreeSet<RootPeerId> = self.voters().iter().map(|m| m.peer_id).collect();
+        let mut voters = current.clone();
+        for member in &request.add_voters {
+            if member.peer_id == 0 || member.address.is_empty() {
+                return Err(RootError::InvalidArgument {
+                    hint: "a new voter needs a non-zero id and an address".into(),
+                });
+            }
+            if !current.contains(&member.peer_id) {
+                self.raft
+                    .add_learner(member.peer_id, BasicNode::new(&member.address), true)
+                    .await
+                    .map_err(|e| RootError::Raft(e.to_string()))?;
+            }
+            voters.insert(member.peer_id);
+        }
+        for removed in &request.remove_peer_ids {
+            voters.remove(removed);
+        }
+        if voters.len() < ROOT_VOTERS_MIN {
+            return Err(RootError::InvalidArgument {
+                hint: format!("root keeps at least {ROOT_VOTERS_MIN} voters"),
+            });
+        }
+        let written = self
+            .raft
+            .change_membership(voters, false)
+            .await
+            .map_err(|e| RootError::Raft(e.to_string()))?;
+        Ok(written.log_id.index)
+    }
+}
+
 #[tonic::async_trait]
 impl RootService for RootNode {
+    async fn change_membership(
+        &self,
+        request: Request<ChangeMembershipRequest>,
+    ) -> Result<Response<ChangeMembershipResponse>, Status> {
+        let was_forwarded = forwarded(&request);
+        let change = request.into_inner();
+        if !self.is_leader() {
+            let mut leader = self.forward_target(was_forwarded)?;
+            return leader.change_membership(mark_forwarded(change)).await;
+        }
+        let cursor = self.change_voters(&change).await?;
+        Ok(Response::new(ChangeMembershipResponse {
+            voters: self.voters(),
+            cursor,
+        }))
+    }
+
     async fn propose(
         &self,
         request: Request<ProposeRequest>,

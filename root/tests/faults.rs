@@ -208,3 +208,55 @@ async fn minority_partition_cannot_commit_while_the_majority_can() {
     );
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_peer_is_replaced_at_runtime_by_joint_consensus() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path()).await;
+    let client = cluster.client();
+    bootstrap(&client).await;
+    for id in 1..=5 {
+        assert!(propose_until_answered(&client, join(id)).await.accepted);
+    }
+    let leader = cluster.leader().await;
+    let dead = *cluster.members.keys().find(|id| **id != leader).unwrap();
+    cluster.stop_peer(dead).await;
+
+    // A new peer 4 on its own port and disk joins as a learner, catches up,
+    // and replaces the dead voter.
+    let port = free_ports(1)[0];
+    cluster.members.insert(4, format!("127.0.0.1:{port}"));
+    cluster.start_peer(4).await;
+    let too_few = client.change_membership(vec![], vec![dead, leader]).await;
+    assert!(too_few.is_err(), "root must keep three voters");
+    let answer = client
+        .change_membership(
+            vec![arbor_proto::RootMember {
+                peer_id: 4,
+                address: cluster.members[&4].clone(),
+            }],
+            vec![dead],
+        )
+        .await
+        .unwrap();
+    let voters: BTreeSet<u64> = answer.voters.iter().map(|m| m.peer_id).collect();
+    let expected: BTreeSet<u64> = cluster
+        .members
+        .keys()
+        .copied()
+        .filter(|id| *id != dead)
+        .collect();
+    assert_eq!(voters, expected);
+
+    assert!(propose_until_answered(&client, join(6)).await.accepted);
+    let state = client.read_state().await.unwrap();
+    eventually(
+        "the new peer to apply everything",
+        Duration::from_secs(20),
+        || cluster.applied_state(4).cursor >= state.cursor,
+    )
+    .await;
+    assert_eq!(cluster.applied_state(4).stores, state.stores);
+    cluster.members.remove(&dead);
+    cluster.stop().await;
+}

@@ -41,7 +41,7 @@ pub(crate) struct ScopeRelation {
 /// not `excluded`).
 pub(crate) struct Scope<'a> {
     pub(crate) relations: Vec<ScopeRelation>,
-    pub(crate) params: &'a [Option<String>],
+    pub(crate) params: &'a [Value],
 }
 
 /// The static type of a bound expression. Quoted literals and parameters
@@ -50,8 +50,6 @@ pub(crate) struct Scope<'a> {
 pub(crate) enum BoundType {
     Known(SqlType),
     UnknownText,
-    /// A non-integer number literal, kept as its text (only assignable).
-    Numeric,
     Null,
 }
 
@@ -60,7 +58,6 @@ impl BoundType {
         match self {
             BoundType::Known(sql_type) => sql_type.sql_name(),
             BoundType::UnknownText => "unknown",
-            BoundType::Numeric => "numeric",
             BoundType::Null => "unknown",
         }
     }
@@ -81,14 +78,14 @@ pub(crate) struct Bound {
 }
 
 impl<'a> Scope<'a> {
-    pub(crate) fn constant(params: &'a [Option<String>]) -> Self {
+    pub(crate) fn constant(params: &'a [Value]) -> Self {
         Scope {
             relations: Vec::new(),
             params,
         }
     }
 
-    pub(crate) fn single(name: &str, columns: Vec<Column>, params: &'a [Option<String>]) -> Self {
+    pub(crate) fn single(name: &str, columns: Vec<Column>, params: &'a [Value]) -> Self {
         Scope {
             relations: vec![ScopeRelation {
                 name: name.to_owned(),
@@ -200,11 +197,17 @@ impl<'a> Scope<'a> {
             .and_then(|index| self.params.get(index))
             .ok_or_else(missing)?;
         Ok(match value {
-            Some(text) => Bound {
+            Value::Null => null(),
+            Value::Text(text) => Bound {
                 expr: Expr::Literal(Value::Text(text.clone())),
                 bound_type: BoundType::UnknownText,
             },
-            None => null(),
+            typed => Bound {
+                expr: Expr::Literal(typed.clone()),
+                bound_type: typed
+                    .natural_type()
+                    .map_or(BoundType::Null, BoundType::Known),
+            },
         })
     }
 
@@ -216,19 +219,23 @@ impl<'a> Scope<'a> {
             }
             UnaryOperator::Minus | UnaryOperator::Plus => {
                 let operand = self.bind(inner)?;
-                match (op, operand.expr) {
-                    (UnaryOperator::Plus, expr @ Expr::Literal(Value::Int(_))) => Ok(Bound {
-                        expr,
-                        bound_type: operand.bound_type,
-                    }),
-                    (UnaryOperator::Minus, Expr::Literal(Value::Int(number))) => {
+                let negate = op == UnaryOperator::Minus;
+                match operand.expr {
+                    Expr::Literal(Value::Int(number)) if negate => {
                         Ok(number_literal(&format!("-{number}")))
                     }
-                    (_, Expr::Literal(Value::Text(text)))
-                        if operand.bound_type == BoundType::Numeric =>
-                    {
-                        let sign = if op == UnaryOperator::Minus { "-" } else { "" };
-                        Ok(number_literal(&format!("{sign}{text}")))
+                    Expr::Literal(Value::Numeric(text)) if negate => {
+                        Ok(number_literal(&format!("-{text}")))
+                    }
+                    Expr::Literal(Value::Float(number)) if negate => Ok(Bound {
+                        expr: Expr::Literal(Value::Float(-number)),
+                        bound_type: operand.bound_type,
+                    }),
+                    expr @ Expr::Literal(Value::Int(_) | Value::Numeric(_) | Value::Float(_)) => {
+                        Ok(Bound {
+                            expr,
+                            bound_type: operand.bound_type,
+                        })
                     }
                     _ => Err(GatewayError::unsupported(format!(
                         "unary {op} on a non-literal"
@@ -354,6 +361,7 @@ fn null() -> Bound {
     }
 }
 
+/// An integer literal is INTEGER or BIGINT by size; others are NUMERIC.
 fn number_literal(number: &str) -> Bound {
     match number.parse::<i64>() {
         Ok(value) => Bound {
@@ -364,11 +372,28 @@ fn number_literal(number: &str) -> Bound {
                 SqlType::Int8
             }),
         },
-        Err(_) => Bound {
-            expr: Expr::Literal(Value::Text(number.to_owned())),
-            bound_type: BoundType::Numeric,
+        Err(_) => match SqlType::Numeric.parse_text(number) {
+            Ok(value) => Bound {
+                expr: Expr::Literal(value),
+                bound_type: BoundType::Known(SqlType::Numeric),
+            },
+            Err(_) => Bound {
+                expr: Expr::Literal(Value::Text(number.to_owned())),
+                bound_type: BoundType::UnknownText,
+            },
         },
     }
+}
+
+/// Types whose values share one runtime kind and compare with each other.
+fn same_family(left: SqlType, right: SqlType) -> bool {
+    left == right
+        || (left.is_integer() || left.is_float()) && (right.is_integer() || right.is_float())
+        || left.is_text() && right.is_text()
+}
+
+fn is_number(sql_type: SqlType) -> bool {
+    sql_type.is_integer() || sql_type.is_float() || sql_type == SqlType::Numeric
 }
 
 fn require_boolean(bound: Bound, clause: &str) -> Result<Expr, GatewayError> {
@@ -395,8 +420,23 @@ fn unify(left: Bound, right: Bound, op: CompareOp) -> Result<(Expr, Expr), Gatew
     };
     match (left.bound_type, right.bound_type) {
         (Null, _) | (_, Null) => Ok((left.expr, right.expr)),
-        (Known(a), Known(b)) if a == b || (a.is_integer() && b.is_integer()) => {
-            Ok((left.expr, right.expr))
+        (Known(a), Known(b)) if same_family(a, b) => Ok((left.expr, right.expr)),
+        // A number literal meets a number of another kind (`numeric_col =
+        // 1`, `int_col < 2.5`): read the literal as the other side's type.
+        (Known(a), Known(b)) if is_number(a) && is_number(b) => {
+            if matches!(right.expr, Expr::Literal(_)) && b != SqlType::Numeric
+                || a == SqlType::Numeric
+            {
+                Ok((
+                    left.expr,
+                    coerce(right, a, CoercionContext::Implicit)
+                        .or_else(|_| Err(mismatch(Known(a), Known(b))))?,
+                ))
+            } else if matches!(left.expr, Expr::Literal(_)) {
+                Ok((coerce(left, b, CoercionContext::Implicit)?, right.expr))
+            } else {
+                Err(mismatch(Known(a), Known(b)))
+            }
         }
         (Known(target), UnknownText) => {
             Ok((left.expr, coerce(right, target, CoercionContext::Implicit)?))
@@ -405,7 +445,6 @@ fn unify(left: Bound, right: Bound, op: CompareOp) -> Result<(Expr, Expr), Gatew
             Ok((coerce(left, target, CoercionContext::Implicit)?, right.expr))
         }
         (UnknownText, UnknownText) => Ok((left.expr, right.expr)),
-        // Numeric literals (`1.5`) and mixed known types have no operator.
         (a, b) => Err(mismatch(a, b)),
     }
 }
@@ -428,33 +467,43 @@ pub(crate) fn coerce(
     context: CoercionContext,
 ) -> Result<Expr, GatewayError> {
     let source = bound.bound_type;
-    if source == BoundType::Known(target)
-        || matches!(source, BoundType::Known(t) if t.is_integer() && target.is_integer())
-        || source == BoundType::Null
-    {
+    let passes = match source {
+        BoundType::Null => true,
+        BoundType::Known(source) => {
+            same_family(source, target)
+                // Storing converts numbers and anything into text columns
+                // when the row is stored (`storable_row`).
+                || context == CoercionContext::Assignment
+                    && (is_number(source) && is_number(target) || target.is_text())
+        }
+        BoundType::UnknownText => false,
+    };
+    if passes && !matches!(bound.expr, Expr::Literal(_)) {
         return Ok(bound.expr);
     }
     let Expr::Literal(value) = &bound.expr else {
         return Err(GatewayError::DatatypeMismatch {
             message: format!(
-                "cannot use an expression of type {} as type {}",
-                source.sql_name(),
-                target.sql_name()
+                "column is of type {} but expression is of type {}",
+                target.sql_name(),
+                source.sql_name()
             ),
         });
     };
-    let converts = match (source, target) {
-        (BoundType::UnknownText, _) => true,
-        (_, SqlType::Text) => context != CoercionContext::Implicit,
-        (BoundType::Numeric, SqlType::Int4 | SqlType::Int8) => context == CoercionContext::Explicit,
-        _ => false,
+    let converts = match source {
+        BoundType::Null | BoundType::UnknownText => true,
+        BoundType::Known(source) => {
+            passes
+                || context == CoercionContext::Explicit
+                || context == CoercionContext::Implicit && is_number(source) && is_number(target)
+        }
     };
     if !converts {
         return Err(GatewayError::DatatypeMismatch {
             message: format!(
-                "cannot cast type {} to {}",
-                source.sql_name(),
-                target.sql_name()
+                "column is of type {} but expression is of type {}",
+                target.sql_name(),
+                source.sql_name()
             ),
         });
     }
@@ -463,52 +512,67 @@ pub(crate) fn coerce(
 
 /// A literal value read as `target` (text input rules of Postgres).
 fn literal_as(value: &Value, target: SqlType) -> Result<Value, GatewayError> {
-    let text = value.display_text();
-    let invalid = || GatewayError::InvalidTextRepresentation {
-        type_name: target.sql_name().to_owned(),
-        value: text.clone(),
-    };
-    match (value, target) {
-        (Value::Null, _) => Ok(Value::Null),
-        (Value::Bool(boolean), SqlType::Text) => Ok(Value::Text(boolean.to_string())),
-        (_, SqlType::Text) => Ok(Value::Text(text.clone())),
-        (_, SqlType::Int4 | SqlType::Int8) => {
-            let number: i64 = text.trim().parse().map_err(|_| invalid())?;
-            if target == SqlType::Int4 && i32::try_from(number).is_err() {
-                return Err(invalid());
-            }
-            Ok(Value::Int(number))
-        }
-        (_, SqlType::Bool) => match text.trim().to_lowercase().as_str() {
-            "t" | "true" | "yes" | "y" | "on" | "1" => Ok(Value::Bool(true)),
-            "f" | "false" | "no" | "n" | "off" | "0" => Ok(Value::Bool(false)),
-            _ => Err(invalid()),
-        },
+    match target.convert(value) {
+        Some(converted) => Ok(converted?),
+        None => Err(GatewayError::DatatypeMismatch {
+            message: format!(
+                "cannot cast type {} to {}",
+                value
+                    .natural_type()
+                    .map_or("unknown", |value_type| value_type.sql_name()),
+                target.sql_name()
+            ),
+        }),
     }
+}
+
+/// The column type a SQL type name means, with its VARCHAR(n) length.
+pub(crate) fn column_type(data_type: &DataType) -> Result<(SqlType, Option<u32>), GatewayError> {
+    use sqlparser::ast::CharacterLength;
+    let length = |length: &Option<CharacterLength>| match length {
+        Some(CharacterLength::IntegerLength { length, .. }) => u32::try_from(*length).ok(),
+        _ => None,
+    };
+    Ok(match data_type {
+        DataType::Text | DataType::String(_) => (SqlType::Text, None),
+        DataType::Varchar(max) | DataType::CharacterVarying(max) => (SqlType::Varchar, length(max)),
+        DataType::SmallInt(_) | DataType::Int2(_) => (SqlType::Int2, None),
+        DataType::Int(_) | DataType::Integer(_) | DataType::Int4(_) => (SqlType::Int4, None),
+        DataType::BigInt(_) | DataType::Int8(_) => (SqlType::Int8, None),
+        DataType::Boolean | DataType::Bool => (SqlType::Bool, None),
+        DataType::Real | DataType::Float4 => (SqlType::Float4, None),
+        DataType::DoublePrecision | DataType::Float8 | DataType::Double(_) => {
+            (SqlType::Float8, None)
+        }
+        DataType::Float(_) => (SqlType::Float8, None),
+        DataType::Numeric(_) | DataType::Decimal(_) | DataType::Dec(_) => (SqlType::Numeric, None),
+        DataType::Bytea => (SqlType::Bytea, None),
+        DataType::Timestamp(_, tz) => match tz {
+            sqlparser::ast::TimezoneInfo::WithTimeZone | sqlparser::ast::TimezoneInfo::Tz => {
+                (SqlType::Timestamptz, None)
+            }
+            _ => (SqlType::Timestamp, None),
+        },
+        DataType::Date => (SqlType::Date, None),
+        DataType::Uuid => (SqlType::Uuid, None),
+        DataType::JSONB | DataType::JSON => (SqlType::Jsonb, None),
+        DataType::Custom(name, _) => {
+            let name = name.to_string().to_lowercase();
+            match name.as_str() {
+                "timestamptz" => (SqlType::Timestamptz, None),
+                "int2" => (SqlType::Int2, None),
+                "float4" => (SqlType::Float4, None),
+                "float8" => (SqlType::Float8, None),
+                "regclass" | "name" | "oid" => (SqlType::Text, None),
+                _ => return Err(GatewayError::unsupported(format!("type {name}"))),
+            }
+        }
+        other => return Err(GatewayError::unsupported(format!("type {other}"))),
+    })
 }
 
 fn cast_target(data_type: &DataType) -> Result<SqlType, GatewayError> {
-    match data_type {
-        DataType::Text
-        | DataType::Varchar(_)
-        | DataType::CharacterVarying(_)
-        | DataType::String(_) => Ok(SqlType::Text),
-        DataType::Int(_) | DataType::Integer(_) | DataType::Int4(_) => Ok(SqlType::Int4),
-        DataType::BigInt(_) | DataType::Int8(_) => Ok(SqlType::Int8),
-        DataType::Boolean | DataType::Bool => Ok(SqlType::Bool),
-        other => Err(GatewayError::unsupported(format!("type {other}"))),
-    }
-}
-
-/// Converts an evaluated value into what a TEXT column stores (Postgres'
-/// assignment cast: numbers and booleans become their text form).
-pub(crate) fn value_as_text(value: Value) -> Option<String> {
-    match value {
-        Value::Null => None,
-        Value::Text(text) => Some(text),
-        Value::Int(number) => Some(number.to_string()),
-        Value::Bool(boolean) => Some(boolean.to_string()),
-    }
+    column_type(data_type).map(|(sql_type, _)| sql_type)
 }
 
 #[cfg(test)]
@@ -524,7 +588,7 @@ mod tests {
             .expect("test expression parses")
     }
 
-    fn kv_scope(params: &[Option<String>]) -> Scope<'_> {
+    fn kv_scope(params: &[Value]) -> Scope<'_> {
         Scope::single(
             "kv",
             vec![
@@ -556,7 +620,7 @@ mod tests {
 
     #[test]
     fn placeholders_become_text_literals() {
-        let params = [Some("a".to_owned()), None];
+        let params = [Value::Text("a".to_owned()), Value::Null];
         let scope = kv_scope(&params);
         let bound = scope.bind(&parse_expr("k = $1")).expect("binds");
         assert!(bound

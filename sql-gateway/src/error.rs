@@ -72,7 +72,21 @@ pub enum GatewayError {
     #[error("the storage layer reports corrupt data: {reason}")]
     StorageCorrupt { reason: String },
     #[error("stored data could not be decoded: {0}")]
-    Corrupt(#[from] arbor_catalog::CatalogError),
+    Corrupt(arbor_catalog::CatalogError),
+    #[error("relation \"{name}\" already exists")]
+    DuplicateTable { name: String },
+    #[error("{type_name} out of range")]
+    NumericOutOfRange { type_name: String },
+    #[error("value too long for type character varying({length_max})")]
+    StringTooLong { length_max: u32 },
+    #[error("\"{name}\" is not a table that can be {operation}")]
+    WrongObjectType { name: String, operation: String },
+    #[error("invalid name \"{name}\": {reason}")]
+    InvalidName { name: String, reason: String },
+    #[error("no root peer answered ({addresses}): {reason}")]
+    RootUnavailable { addresses: String, reason: String },
+    #[error("the catalog was changed concurrently {attempts} times; retry the statement")]
+    CatalogContention { attempts: usize },
     #[error("could not listen on {address}: {source}")]
     Listen {
         address: std::net::SocketAddr,
@@ -118,6 +132,13 @@ impl GatewayError {
             GatewayError::StorageUnavailable { .. } => "57P03",
             GatewayError::CoordinatorUnavailable { .. } => "57P03",
             GatewayError::Corrupt(_) | GatewayError::StorageCorrupt { .. } => "XX001",
+            GatewayError::DuplicateTable { .. } => "42P07",
+            GatewayError::NumericOutOfRange { .. } => "22003",
+            GatewayError::StringTooLong { .. } => "22001",
+            GatewayError::WrongObjectType { .. } => "42809",
+            GatewayError::InvalidName { .. } => "42622",
+            GatewayError::RootUnavailable { .. } => "57P03",
+            GatewayError::CatalogContention { .. } => "40001",
             GatewayError::Listen { .. } => "58000",
             GatewayError::Internal { .. } => "XX000",
         }
@@ -140,10 +161,10 @@ impl GatewayError {
     pub fn hint(&self) -> Option<String> {
         let hint = match self {
             GatewayError::Unsupported { .. } => {
-                "Arbor supports INSERT, UPDATE, DELETE and SELECT on kv and SELECT on system.* tables."
+                "Arbor supports CREATE TABLE, DROP TABLE, INSERT, UPDATE, DELETE and single-table SELECT on user tables and kv, and SELECT on system.* and catalog tables."
             }
             GatewayError::UndefinedTable { .. } => {
-                "Tables: kv, system.regions, system.stores, system.leases, system.root_events, system.root_peers, system.coordinators."
+                "List tables with \\dt or SELECT relname FROM pg_class; system tables are system.regions, system.stores, system.leases, system.root_events, system.root_peers, system.coordinators."
             }
             GatewayError::ProgramLimitExceeded { .. } => {
                 "Narrow the statement with a WHERE on the primary key or a LIMIT."
@@ -154,7 +175,9 @@ impl GatewayError {
             GatewayError::CardinalityViolation { .. } => {
                 "Ensure that no rows proposed for insertion within the same command have duplicate constrained values."
             }
-            GatewayError::StorageUnavailable { .. } | GatewayError::CoordinatorUnavailable { .. } => {
+            GatewayError::StorageUnavailable { .. }
+            | GatewayError::CoordinatorUnavailable { .. }
+            | GatewayError::RootUnavailable { .. } => {
                 "The cluster may be electing a leader or restarting; retry shortly."
             }
             _ => return None,
@@ -190,6 +213,60 @@ impl GatewayError {
 impl From<GatewayError> for PgWireError {
     fn from(error: GatewayError) -> Self {
         PgWireError::UserError(Box::new(error.to_error_info()))
+    }
+}
+
+/// Catalog errors caused by the statement become the Postgres error a user
+/// expects; errors in stored bytes are corruption.
+impl From<arbor_catalog::CatalogError> for GatewayError {
+    fn from(error: arbor_catalog::CatalogError) -> Self {
+        use arbor_catalog::CatalogError as E;
+        match error {
+            E::NullPrimaryKey { table, column } => GatewayError::NotNullViolation {
+                table,
+                column,
+                row: String::new(),
+            },
+            E::InvalidText { type_name, value } => GatewayError::InvalidTextRepresentation {
+                type_name: type_name.to_owned(),
+                value,
+            },
+            E::OutOfRange { type_name } => GatewayError::NumericOutOfRange {
+                type_name: type_name.to_owned(),
+            },
+            E::DuplicateTable { name } => GatewayError::DuplicateTable { name },
+            E::UndefinedTable { name } => GatewayError::UndefinedTable { name },
+            E::BuiltInTable { name } => GatewayError::WrongObjectType {
+                name,
+                operation: "dropped (it is built in)".to_owned(),
+            },
+            E::TooManyTables { limit } => GatewayError::ProgramLimitExceeded {
+                what: "creating another table".to_owned(),
+                limit,
+            },
+            E::InvalidIdentifier { name, limit } => GatewayError::InvalidName {
+                name,
+                reason: format!("names are 1 to {limit} bytes long"),
+            },
+            E::InvalidDescriptor { table, reason } => GatewayError::InvalidName {
+                name: table,
+                reason,
+            },
+            E::TypeMismatch {
+                table,
+                column,
+                expected,
+            } => GatewayError::DatatypeMismatch {
+                message: format!(
+                    "column \"{column}\" of relation \"{table}\" is of type {expected}"
+                ),
+            },
+            other @ (E::WrongValueCount { .. }
+            | E::MalformedKey { .. }
+            | E::MalformedRow { .. }
+            | E::UnsupportedRowVersion { .. }
+            | E::MalformedCatalog { .. }) => GatewayError::Corrupt(other),
+        }
     }
 }
 
@@ -273,6 +350,24 @@ mod tests {
                 table: "kv".into(),
                 reason: "x".into(),
             }),
+            GatewayError::DuplicateTable { name: "t".into() },
+            GatewayError::NumericOutOfRange {
+                type_name: "smallint".into(),
+            },
+            GatewayError::StringTooLong { length_max: 3 },
+            GatewayError::WrongObjectType {
+                name: "kv".into(),
+                operation: "dropped".into(),
+            },
+            GatewayError::InvalidName {
+                name: "x".into(),
+                reason: "x".into(),
+            },
+            GatewayError::RootUnavailable {
+                addresses: "a".into(),
+                reason: "x".into(),
+            },
+            GatewayError::CatalogContention { attempts: 3 },
             GatewayError::Listen {
                 address: "127.0.0.1:1".parse().expect("literal address"),
                 source: std::io::Error::other("x"),
@@ -308,6 +403,13 @@ mod tests {
             GatewayError::StorageUnavailable { .. }
             | GatewayError::CoordinatorUnavailable { .. } => "57P03",
             GatewayError::Corrupt(_) | GatewayError::StorageCorrupt { .. } => "XX001",
+            GatewayError::DuplicateTable { .. } => "42P07",
+            GatewayError::NumericOutOfRange { .. } => "22003",
+            GatewayError::StringTooLong { .. } => "22001",
+            GatewayError::WrongObjectType { .. } => "42809",
+            GatewayError::InvalidName { .. } => "42622",
+            GatewayError::RootUnavailable { .. } => "57P03",
+            GatewayError::CatalogContention { .. } => "40001",
             GatewayError::Listen { .. } => "58000",
             GatewayError::Internal { .. } => "XX000",
         }
@@ -316,7 +418,7 @@ mod tests {
     #[test]
     fn every_variant_maps_to_its_sqlstate() {
         let errors = every_variant();
-        assert_eq!(errors.len(), 26, "a variant is missing from every_variant");
+        assert_eq!(errors.len(), 33, "a variant is missing from every_variant");
         for error in &errors {
             assert_eq!(error.sqlstate(), expected_sqlstate(error), "{error:?}");
             assert_eq!(error.sqlstate().len(), 5);

@@ -10,12 +10,15 @@ use sqlparser::ast::Statement;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
+use arbor_catalog::Catalog;
+
+use crate::catalog_source::CatalogSource;
 use crate::cluster_view::ClusterViewSource;
 use crate::error::GatewayError;
 use crate::plan::{plan_statement, Plan};
 use crate::statement::QueryResult;
 use crate::store::KvStore;
-use crate::value::Column;
+use crate::value::{Column, Value};
 
 /// Longest SQL text accepted (room for a few maximal values in one INSERT).
 pub(crate) const SQL_BYTES_MAX: usize = 16 << 20;
@@ -34,11 +37,32 @@ pub(crate) fn parse_sql(sql: &str) -> Result<Vec<Statement>, GatewayError> {
 pub(crate) struct Executor {
     store: Arc<dyn KvStore>,
     views: Arc<dyn ClusterViewSource>,
+    catalogs: Arc<dyn CatalogSource>,
 }
 
 impl Executor {
-    pub(crate) fn new(store: Arc<dyn KvStore>, views: Arc<dyn ClusterViewSource>) -> Self {
-        Executor { store, views }
+    pub(crate) fn new(
+        store: Arc<dyn KvStore>,
+        views: Arc<dyn ClusterViewSource>,
+        catalogs: Arc<dyn CatalogSource>,
+    ) -> Self {
+        Executor {
+            store,
+            views,
+            catalogs,
+        }
+    }
+
+    /// The catalog a statement plans against: read fresh from root unless
+    /// the statement names only built-in relations (see `catalog_source`).
+    pub(crate) async fn catalog_for(
+        &self,
+        statement: &Statement,
+    ) -> Result<Arc<Catalog>, GatewayError> {
+        if names_only_built_ins(statement) {
+            return Ok(Arc::new(Catalog::empty()));
+        }
+        self.catalogs.current().await
     }
 
     /// Runs every statement of a simple query in order, stopping after the
@@ -63,11 +87,14 @@ impl Executor {
     pub(crate) async fn execute(
         &self,
         statement: &Statement,
-        params: &[Option<String>],
+        params: &[Value],
     ) -> Result<QueryResult, GatewayError> {
-        let plan = plan_statement(statement, params)?;
+        let catalog = self.catalog_for(statement).await?;
+        let plan = plan_statement(statement, params, &catalog)?;
         let store = self.store.as_ref();
         match plan {
+            Plan::CreateTable(plan) => plan.execute(self.catalogs.as_ref()).await,
+            Plan::DropTable(plan) => plan.execute(self.catalogs.as_ref(), store).await,
             Plan::Insert(plan) => plan.execute(store).await,
             Plan::Update(plan) => plan.execute(store).await,
             Plan::Delete(plan) => plan.execute(store).await,
@@ -90,19 +117,70 @@ impl Executor {
 pub(crate) fn describe(
     statement: &Statement,
     parameter_count: usize,
+    catalog: &Catalog,
 ) -> Result<Vec<Column>, GatewayError> {
-    if !matches!(
-        statement,
-        Statement::Query(_) | Statement::ShowVariable { .. }
-    ) {
+    let returns_rows = match statement {
+        Statement::Query(_) | Statement::ShowVariable { .. } => true,
+        Statement::Insert(insert) => insert.returning.is_some(),
+        Statement::Update(update) => update.returning.is_some(),
+        Statement::Delete(delete) => delete.returning.is_some(),
+        _ => false,
+    };
+    if !returns_rows {
         return Ok(Vec::new());
     }
-    let params = vec![None; parameter_count];
-    Ok(match plan_statement(statement, &params)? {
+    let params = vec![Value::Null; parameter_count];
+    Ok(match plan_statement(statement, &params, catalog)? {
         Plan::Select(plan) => plan.columns().to_vec(),
         Plan::Show(plan) => plan.columns(),
+        Plan::Insert(plan) => plan.returning_columns(),
+        Plan::Update(plan) => plan.returning_columns(),
+        Plan::Delete(plan) => plan.returning_columns(),
         _ => Vec::new(),
     })
+}
+
+/// True when `statement` can only name `kv` or `system.*` tables (or none),
+/// so it needs no catalog read. Conservative: anything else reads it.
+fn names_only_built_ins(statement: &Statement) -> bool {
+    use sqlparser::ast::{FromTable, SetExpr, TableFactor, TableObject, TableWithJoins};
+    fn built_in(name: &sqlparser::ast::ObjectName) -> bool {
+        match crate::plan::name_parts(name).as_deref() {
+            Some([table]) => table == arbor_catalog::KV_TABLE_NAME,
+            Some([schema, table]) => {
+                schema == "public" && table == arbor_catalog::KV_TABLE_NAME
+                    || schema == crate::system_tables::SYSTEM_SCHEMA
+            }
+            _ => false,
+        }
+    }
+    fn from_built_in(from: &[TableWithJoins]) -> bool {
+        from.iter().all(|item| {
+            item.joins.is_empty()
+                && matches!(&item.relation, TableFactor::Table { name, .. } if built_in(name))
+        })
+    }
+    match statement {
+        Statement::Query(query) => match query.body.as_ref() {
+            SetExpr::Select(select) => query.with.is_none() && from_built_in(&select.from),
+            _ => false,
+        },
+        Statement::Insert(insert) => {
+            matches!(&insert.table, TableObject::TableName(name) if built_in(name))
+        }
+        Statement::Update(update) => from_built_in(std::slice::from_ref(&update.table)),
+        Statement::Delete(delete) => match &delete.from {
+            FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from) => {
+                from_built_in(from)
+            }
+        },
+        Statement::StartTransaction { .. }
+        | Statement::Commit { .. }
+        | Statement::Rollback { .. }
+        | Statement::Set(_)
+        | Statement::ShowVariable { .. } => true,
+        _ => false,
+    }
 }
 
 /// The highest `$n` placeholder in `sql` (0 when there are none).

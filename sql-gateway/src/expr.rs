@@ -8,7 +8,7 @@
 use std::cmp::Ordering;
 use std::ops::Bound;
 
-use crate::value::{Row, Value};
+use crate::value::{sort_cmp, Row, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CompareOp {
@@ -72,7 +72,7 @@ impl Expr {
         match self {
             Expr::Column(index) => row.get(*index).cloned().unwrap_or(Value::Null),
             Expr::Literal(value) => value.clone(),
-            Expr::Compare(op, left, right) => match left.eval(row).sql_cmp(&right.eval(row)) {
+            Expr::Compare(op, left, right) => match left.eval(row).compare(&right.eval(row)) {
                 Some(ordering) => Value::Bool(op.holds(ordering)),
                 None => Value::Null,
             },
@@ -114,13 +114,13 @@ impl Expr {
     }
 }
 
-/// A range of text primary-key values. Always a superset of the rows the
-/// predicate it came from can match; the predicate is still applied to every
-/// row scanned.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A range of values of the first primary-key column. Always a superset of
+/// the rows the predicate it came from can match; the predicate is still
+/// applied to every row scanned.
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct KeyRange {
-    pub(crate) lower: Bound<String>,
-    pub(crate) upper: Bound<String>,
+    pub(crate) lower: Bound<Value>,
+    pub(crate) upper: Bound<Value>,
 }
 
 impl KeyRange {
@@ -131,20 +131,30 @@ impl KeyRange {
         }
     }
 
-    /// The single key this range holds, if it is `[x, x]`.
-    pub(crate) fn point(&self) -> Option<&str> {
+    /// The single value this range holds, if it is `[x, x]`.
+    #[cfg(test)]
+    pub(crate) fn point(&self) -> Option<&Value> {
         match (&self.lower, &self.upper) {
-            (Bound::Included(lower), Bound::Included(upper)) if lower == upper => Some(lower),
+            (Bound::Included(lower), Bound::Included(upper))
+                if lower.compare(upper) == Some(Ordering::Equal) =>
+            {
+                Some(lower)
+            }
             _ => None,
         }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
+        let order = |lower: &Value, upper: &Value| lower.compare(upper).unwrap_or(Ordering::Less);
         match (&self.lower, &self.upper) {
-            (Bound::Included(lower), Bound::Included(upper)) => lower > upper,
+            (Bound::Included(lower), Bound::Included(upper)) => {
+                order(lower, upper) == Ordering::Greater
+            }
             (Bound::Included(lower), Bound::Excluded(upper))
             | (Bound::Excluded(lower), Bound::Included(upper))
-            | (Bound::Excluded(lower), Bound::Excluded(upper)) => lower >= upper,
+            | (Bound::Excluded(lower), Bound::Excluded(upper)) => {
+                order(lower, upper) != Ordering::Less
+            }
             _ => false,
         }
     }
@@ -173,13 +183,13 @@ impl KeyRange {
 
 /// Of two bounds on the same side, the one further towards `direction`
 /// (Greater for lower bounds, Less for upper bounds).
-fn tighter(left: Bound<String>, right: Bound<String>, direction: Ordering) -> Bound<String> {
+fn tighter(left: Bound<Value>, right: Bound<Value>, direction: Ordering) -> Bound<Value> {
     match (&left, &right) {
         (Bound::Unbounded, _) => right,
         (_, Bound::Unbounded) => left,
         _ => {
             let (left_value, right_value) = (bound_value(&left), bound_value(&right));
-            match left_value.cmp(right_value) {
+            match sort_cmp(left_value, right_value) {
                 ordering if ordering == direction => left,
                 Ordering::Equal if matches!(left, Bound::Excluded(_)) => left,
                 Ordering::Equal => right,
@@ -191,12 +201,12 @@ fn tighter(left: Bound<String>, right: Bound<String>, direction: Ordering) -> Bo
 
 /// Of two bounds on the same side, the one further towards `direction`
 /// (Less for lower bounds, Greater for upper bounds); unbounded wins.
-fn looser(left: Bound<String>, right: Bound<String>, direction: Ordering) -> Bound<String> {
+fn looser(left: Bound<Value>, right: Bound<Value>, direction: Ordering) -> Bound<Value> {
     match (&left, &right) {
         (Bound::Unbounded, _) | (_, Bound::Unbounded) => Bound::Unbounded,
         _ => {
             let (left_value, right_value) = (bound_value(&left), bound_value(&right));
-            match left_value.cmp(right_value) {
+            match sort_cmp(left_value, right_value) {
                 ordering if ordering == direction => left,
                 Ordering::Equal if matches!(left, Bound::Included(_)) => left,
                 Ordering::Equal => right,
@@ -206,14 +216,63 @@ fn looser(left: Bound<String>, right: Bound<String>, direction: Ordering) -> Bou
     }
 }
 
-fn bound_value(bound: &Bound<String>) -> &str {
+fn bound_value(bound: &Bound<Value>) -> &Value {
     match bound {
         Bound::Included(value) | Bound::Excluded(value) => value,
-        Bound::Unbounded => "",
+        Bound::Unbounded => &Value::Null,
     }
 }
 
-/// The range of values of text column `key_column` that `predicate` can
+/// The values of every key column when `predicate` pins each of them with
+/// `column = literal` in its top-level AND chain (a point read).
+pub(crate) fn key_point(predicate: Option<&Expr>, key_columns: &[usize]) -> Option<Vec<Value>> {
+    let mut values: Vec<Option<Value>> = vec![None; key_columns.len()];
+    collect_equalities(predicate?, key_columns, &mut values);
+    values.into_iter().collect()
+}
+
+fn collect_equalities(predicate: &Expr, key_columns: &[usize], values: &mut [Option<Value>]) {
+    match predicate {
+        Expr::And(left, right) => {
+            collect_equalities(left, key_columns, values);
+            collect_equalities(right, key_columns, values);
+        }
+        Expr::Compare(CompareOp::Eq, left, right) => {
+            let (column, value) = match (left.as_ref(), right.as_ref()) {
+                (Expr::Column(column), Expr::Literal(value))
+                | (Expr::Literal(value), Expr::Column(column)) => (*column, value),
+                _ => return,
+            };
+            if value.is_null() {
+                return;
+            }
+            if let Some(position) = key_columns.iter().position(|&key| key == column) {
+                values[position].get_or_insert_with(|| value.clone());
+            }
+        }
+        _ => {}
+    }
+}
+
+/// True when `predicate` is exactly the AND of `key column = literal` for
+/// each key column, so the point read says everything the filter does.
+pub(crate) fn is_exact_point(predicate: Option<&Expr>, key_columns: &[usize]) -> bool {
+    fn count_terms(predicate: &Expr) -> usize {
+        match predicate {
+            Expr::And(left, right) => count_terms(left) + count_terms(right),
+            _ => 1,
+        }
+    }
+    match predicate {
+        Some(predicate) => {
+            key_point(Some(predicate), key_columns).is_some()
+                && count_terms(predicate) == key_columns.len()
+        }
+        None => false,
+    }
+}
+
+/// The range of values of column `key_column` that `predicate` can
 /// match. Conservative: shapes it does not understand give the full range.
 pub(crate) fn key_range(predicate: Option<&Expr>, key_column: usize) -> KeyRange {
     match predicate {
@@ -245,15 +304,11 @@ fn range_of(predicate: &Expr, key_column: usize) -> KeyRange {
 }
 
 fn comparison_range(op: CompareOp, value: &Value) -> KeyRange {
-    let Value::Text(text) = value else {
-        // Comparing with NULL is never true; other types cannot reach here.
-        return if value.is_null() {
-            empty_range()
-        } else {
-            KeyRange::full()
-        };
-    };
-    let text = text.clone();
+    if value.is_null() {
+        // Comparing with NULL is never true.
+        return empty_range();
+    }
+    let text = value.clone();
     let (lower, upper) = match op {
         CompareOp::Eq => (Bound::Included(text.clone()), Bound::Included(text)),
         CompareOp::NotEq => (Bound::Unbounded, Bound::Unbounded),
@@ -265,10 +320,11 @@ fn comparison_range(op: CompareOp, value: &Value) -> KeyRange {
     KeyRange { lower, upper }
 }
 
+/// A range holding nothing: `(x, x)` for any x.
 fn empty_range() -> KeyRange {
     KeyRange {
-        lower: Bound::Excluded(String::new()),
-        upper: Bound::Excluded(String::new()),
+        lower: Bound::Excluded(Value::Bool(false)),
+        upper: Bound::Excluded(Value::Bool(false)),
     }
 }
 
@@ -289,7 +345,16 @@ mod tests {
     #[test]
     fn range_and_point_come_from_comparisons_on_the_key() {
         let equal = compare(CompareOp::Eq, column(0), text("b"));
-        assert_eq!(key_range(Some(&equal), 0).point(), Some("b"));
+        assert_eq!(
+            key_range(Some(&equal), 0).point(),
+            Some(&Value::Text("b".into()))
+        );
+        assert_eq!(
+            key_point(Some(&equal), &[0]),
+            Some(vec![Value::Text("b".into())])
+        );
+        assert!(is_exact_point(Some(&equal), &[0]));
+        assert_eq!(key_point(Some(&equal), &[0, 1]), None);
         let between = Expr::And(
             Box::new(compare(CompareOp::GtEq, column(0), text("a"))),
             Box::new(compare(CompareOp::Gt, text("c"), column(0))),
@@ -297,8 +362,8 @@ mod tests {
         assert_eq!(
             key_range(Some(&between), 0),
             KeyRange {
-                lower: Bound::Included("a".into()),
-                upper: Bound::Excluded("c".into())
+                lower: Bound::Included(Value::Text("a".into())),
+                upper: Bound::Excluded(Value::Text("c".into()))
             }
         );
         let on_value = compare(CompareOp::Eq, column(1), text("b"));
@@ -315,8 +380,8 @@ mod tests {
         assert_eq!(
             key_range(Some(&either), 0),
             KeyRange {
-                lower: Bound::Included("a".into()),
-                upper: Bound::Included("c".into())
+                lower: Bound::Included(Value::Text("a".into())),
+                upper: Bound::Included(Value::Text("c".into()))
             }
         );
         let negated = Expr::Not(Box::new(compare(CompareOp::Eq, column(0), text("a"))));

@@ -26,17 +26,21 @@ use sqlparser::ast::Statement;
 use crate::error::GatewayError;
 use crate::executor::{describe, parameter_count, parse_sql, Executor};
 use crate::statement::QueryResult;
-use crate::value::{Column, Row, SqlType, Value};
+use crate::value::{Column, Row, Value};
+use crate::wire_format::{decode_binary, decode_text, pg_type, WireValue};
 
-/// A statement kept by Parse for later Bind/Execute.
+/// A statement kept by Parse for later Bind/Execute, with its result
+/// columns as described against the catalog at Parse time.
 #[derive(Debug, Clone)]
 pub(crate) struct PreparedStatement {
     statement: Statement,
     parameter_count: usize,
+    columns: Vec<Column>,
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct ArborQueryParser;
+pub(crate) struct ArborQueryParser {
+    executor: Arc<Executor>,
+}
 
 #[async_trait]
 impl QueryParser for ArborQueryParser {
@@ -55,14 +59,21 @@ impl QueryParser for ArborQueryParser {
         if statements.len() > 1 {
             return Err(GatewayError::MultipleStatementsInPrepare.into());
         }
-        Ok(statements.pop().map(|statement| PreparedStatement {
+        let Some(statement) = statements.pop() else {
+            return Ok(None);
+        };
+        let parameter_count = parameter_count(sql);
+        let catalog = self.executor.catalog_for(&statement).await?;
+        let columns = describe(&statement, parameter_count, &catalog)?;
+        Ok(Some(PreparedStatement {
             statement,
-            parameter_count: parameter_count(sql),
+            parameter_count,
+            columns,
         }))
     }
 
-    /// Every column is TEXT today, so parameters are TEXT unless the client
-    /// says otherwise in Parse.
+    /// Parameters are untyped text unless the client says otherwise in
+    /// Parse (Postgres' `unknown`, sent as TEXT so drivers send strings).
     fn get_parameter_types(&self, statement: &PreparedStatement) -> PgWireResult<Vec<Type>> {
         Ok(vec![Type::TEXT; statement.parameter_count])
     }
@@ -72,21 +83,23 @@ impl QueryParser for ArborQueryParser {
         statement: &PreparedStatement,
         column_format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
-        let columns = describe(&statement.statement, statement.parameter_count)?;
-        Ok(field_infos(&columns, column_format))
+        Ok(field_infos(&statement.columns, column_format))
     }
 }
 
 pub(crate) struct SqlHandler {
-    executor: Executor,
+    executor: Arc<Executor>,
     query_parser: Arc<ArborQueryParser>,
 }
 
 impl SqlHandler {
     pub(crate) fn new(executor: Executor) -> Self {
+        let executor = Arc::new(executor);
         SqlHandler {
+            query_parser: Arc::new(ArborQueryParser {
+                executor: executor.clone(),
+            }),
             executor,
-            query_parser: Arc::new(ArborQueryParser),
         }
     }
 }
@@ -172,80 +185,32 @@ impl PgWireServerHandlers for GatewayHandlers {
     }
 }
 
-/// Bound parameters as text (NULL = None). Text-format values are taken as
-/// UTF-8 whatever their declared type; binary ones are decoded by type.
-fn portal_parameters(portal: &Portal<PreparedStatement>) -> PgWireResult<Vec<Option<String>>> {
+/// Bound parameters as values: binary ones decoded by their declared type,
+/// text ones typed when declared with a non-text type, else untyped text.
+fn portal_parameters(portal: &Portal<PreparedStatement>) -> PgWireResult<Vec<Value>> {
     (0..portal.parameter_len())
         .map(|index| {
             let Some(Some(bytes)) = portal.parameters.get(index) else {
-                return Ok(None);
+                return Ok(Value::Null);
             };
-            if !portal.parameter_format.is_binary(index) {
-                return String::from_utf8(bytes.to_vec()).map(Some).map_err(|_| {
-                    GatewayError::InvalidTextRepresentation {
-                        type_name: "text".to_owned(),
-                        value: "<invalid UTF-8>".to_owned(),
-                    }
-                    .into()
-                });
-            }
             let declared = portal
                 .statement
                 .parameter_types
                 .get(index)
                 .cloned()
-                .flatten()
-                .unwrap_or(Type::TEXT);
-            binary_parameter(portal, index, &declared)
+                .flatten();
+            if portal.parameter_format.is_binary(index) {
+                return Ok(decode_binary(&declared.unwrap_or(Type::TEXT), bytes)?);
+            }
+            let text = std::str::from_utf8(bytes).map_err(|_| {
+                GatewayError::InvalidTextRepresentation {
+                    type_name: "text".to_owned(),
+                    value: "<invalid UTF-8>".to_owned(),
+                }
+            })?;
+            Ok(decode_text(declared.as_ref(), text)?)
         })
         .collect()
-}
-
-fn binary_parameter(
-    portal: &Portal<PreparedStatement>,
-    index: usize,
-    declared: &Type,
-) -> PgWireResult<Option<String>> {
-    let text = match *declared {
-        Type::INT2 => portal
-            .parameter::<i16>(index, declared)?
-            .map(|v| v.to_string()),
-        Type::INT4 => portal
-            .parameter::<i32>(index, declared)?
-            .map(|v| v.to_string()),
-        Type::INT8 => portal
-            .parameter::<i64>(index, declared)?
-            .map(|v| v.to_string()),
-        Type::FLOAT4 => portal
-            .parameter::<f32>(index, declared)?
-            .map(|v| v.to_string()),
-        Type::FLOAT8 => portal
-            .parameter::<f64>(index, declared)?
-            .map(|v| v.to_string()),
-        Type::BOOL => portal
-            .parameter::<bool>(index, declared)?
-            .map(|v| v.to_string()),
-        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
-            portal.parameter::<String>(index, declared)?
-        }
-        ref other => {
-            return Err(GatewayError::unsupported(format!(
-                "binary parameters of type {}",
-                other.name()
-            ))
-            .into())
-        }
-    };
-    Ok(text)
-}
-
-fn pg_type(sql_type: SqlType) -> Type {
-    match sql_type {
-        SqlType::Text => Type::TEXT,
-        SqlType::Int4 => Type::INT4,
-        SqlType::Int8 => Type::INT8,
-        SqlType::Bool => Type::BOOL,
-    }
 }
 
 fn field_infos(columns: &[Column], format: Option<&Format>) -> Vec<FieldInfo> {
@@ -278,15 +243,31 @@ pub(crate) fn to_response(result: QueryResult, format: Option<&Format>) -> Respo
         QueryResult::Command { tag, rows: None } => Response::Execution(Tag::new(tag)),
         QueryResult::TransactionStart => Response::TransactionStart(Tag::new("BEGIN")),
         QueryResult::TransactionEnd { tag } => Response::TransactionEnd(Tag::new(tag)),
-        QueryResult::Rows { columns, rows } => {
-            let schema = Arc::new(field_infos(&columns, format));
-            let encoded: Vec<PgWireResult<DataRow>> = rows
-                .iter()
-                .map(|row| encode_row(&schema, &columns, row))
-                .collect();
-            Response::Query(QueryResponse::new(schema, stream::iter(encoded)))
+        QueryResult::Rows { columns, rows } => rows_response(&columns, &rows, format, None),
+        QueryResult::Returning { tag, columns, rows } => {
+            // pgwire appends the row count; INSERT's tag carries an OID first.
+            let tag = if tag == "INSERT" { "INSERT 0" } else { tag };
+            rows_response(&columns, &rows, format, Some(tag))
         }
     }
+}
+
+fn rows_response(
+    columns: &[Column],
+    rows: &[Row],
+    format: Option<&Format>,
+    tag: Option<&str>,
+) -> Response {
+    let schema = Arc::new(field_infos(columns, format));
+    let encoded: Vec<PgWireResult<DataRow>> = rows
+        .iter()
+        .map(|row| encode_row(&schema, columns, row))
+        .collect();
+    let mut response = QueryResponse::new(schema, stream::iter(encoded));
+    if let Some(tag) = tag {
+        response.set_command_tag(tag);
+    }
+    Response::Query(response)
 }
 
 fn encode_row(
@@ -296,16 +277,10 @@ fn encode_row(
 ) -> PgWireResult<DataRow> {
     let mut encoder = DataRowEncoder::new(schema.clone());
     for (value, column) in row.iter().zip(columns) {
-        match (value, column.sql_type) {
-            (Value::Null, _) => encoder.encode_field(&None::<String>)?,
-            (Value::Int(number), SqlType::Int4) => match i32::try_from(*number) {
-                Ok(small) => encoder.encode_field(&small)?,
-                Err(_) => encoder.encode_field(&number.to_string())?,
-            },
-            (Value::Int(number), _) => encoder.encode_field(number)?,
-            (Value::Bool(boolean), _) => encoder.encode_field(boolean)?,
-            (Value::Text(text), _) => encoder.encode_field(text)?,
-        }
+        encoder.encode_field(&WireValue {
+            value,
+            sql_type: column.sql_type,
+        })?;
     }
     Ok(encoder.take_row())
 }

@@ -1,22 +1,23 @@
 //! Planning: one parsed statement -> one [`Plan`] the executor can run.
 //!
-//! Pure (no IO): table names are resolved against the built-in catalog and
-//! the system tables, expressions are bound ([`crate::bind`]), and every
+//! Pure (no IO): table names are resolved against the catalog snapshot the
+//! executor read for this statement and the system tables, expressions are bound ([`crate::bind`]), and every
 //! shape outside what the executor supports is refused here with a
 //! Postgres error, so execution never meets an unexpected statement.
 
-use arbor_catalog::TableDescriptor;
+use arbor_catalog::{Catalog, TableDescriptor};
 use sqlparser::ast::{self, ObjectName, Statement};
 
 use crate::bind::normalize_ident;
 use crate::error::GatewayError;
+use crate::statement::ddl::{CreateTablePlan, DropTablePlan};
 use crate::statement::delete::DeletePlan;
 use crate::statement::insert::InsertPlan;
 use crate::statement::select::SelectPlan;
 use crate::statement::session::{self, ShowPlan};
 use crate::statement::update::UpdatePlan;
 use crate::system_tables::{SystemTable, SYSTEM_SCHEMA};
-use crate::value::{Column, SqlType};
+use crate::value::{Column, Value};
 
 #[derive(Debug)]
 pub(crate) enum Plan {
@@ -24,6 +25,8 @@ pub(crate) enum Plan {
     Update(UpdatePlan),
     Delete(DeletePlan),
     Select(SelectPlan),
+    CreateTable(CreateTablePlan),
+    DropTable(DropTablePlan),
     /// Statements autocommit individually until transactions land; BEGIN,
     /// COMMIT and ROLLBACK are accepted so drivers that wrap work in them
     /// keep working, and report the transaction status they expect.
@@ -62,27 +65,38 @@ pub(crate) fn table_columns(table: &TableDescriptor) -> Vec<Column> {
     table
         .columns
         .iter()
-        .map(|column| match column.column_type {
-            arbor_catalog::ColumnType::Text => Column::new(&column.name, SqlType::Text),
-        })
+        .map(|column| Column::new(&column.name, column.column_type))
         .collect()
 }
 
-/// Resolves `kv`, `public.kv` and `system.<table>`.
-pub(crate) fn resolve_relation(name: &ObjectName) -> Result<Relation, GatewayError> {
-    let parts: Option<Vec<String>> = name
-        .0
+/// The parts of a possibly qualified name, folded as Postgres folds them.
+pub(crate) fn name_parts(name: &ObjectName) -> Option<Vec<String>> {
+    name.0
         .iter()
         .map(|part| part.as_ident().map(normalize_ident))
-        .collect();
+        .collect()
+}
+
+/// Resolves `t`, `public.t` (tables of the catalog, `kv` included) and
+/// `system.<table>`.
+pub(crate) fn resolve_relation(
+    name: &ObjectName,
+    catalog: &Catalog,
+) -> Result<Relation, GatewayError> {
     let undefined = || GatewayError::UndefinedTable {
         name: name.to_string(),
     };
-    let parts = parts.ok_or_else(undefined)?;
-    let kv = TableDescriptor::kv();
+    let parts = name_parts(name).ok_or_else(undefined)?;
+    let user_table = |table: &str| {
+        catalog
+            .table(table)
+            .cloned()
+            .map(Relation::Table)
+            .ok_or_else(undefined)
+    };
     match parts.as_slice() {
-        [table] if *table == kv.name => Ok(Relation::Table(kv)),
-        [schema, table] if schema == "public" && *table == kv.name => Ok(Relation::Table(kv)),
+        [table] => user_table(table),
+        [schema, table] if schema == "public" => user_table(table),
         [schema, table] if schema == SYSTEM_SCHEMA => SystemTable::from_name(table)
             .map(Relation::System)
             .ok_or_else(undefined),
@@ -94,8 +108,9 @@ pub(crate) fn resolve_relation(name: &ObjectName) -> Result<Relation, GatewayErr
 pub(crate) fn resolve_writable_table(
     name: &ObjectName,
     operation: &str,
+    catalog: &Catalog,
 ) -> Result<TableDescriptor, GatewayError> {
-    match resolve_relation(name)? {
+    match resolve_relation(name, catalog)? {
         Relation::Table(table) => Ok(table),
         Relation::System(table) => Err(GatewayError::ReadOnlyTable {
             table: format!("{SYSTEM_SCHEMA}.{}", table.name()),
@@ -138,13 +153,22 @@ pub(crate) fn resolve_from(
 /// Plans one statement with its parameter values (`$1` is `params[0]`).
 pub(crate) fn plan_statement(
     statement: &Statement,
-    params: &[Option<String>],
+    params: &[Value],
+    catalog: &Catalog,
 ) -> Result<Plan, GatewayError> {
     match statement {
-        Statement::Query(query) => SelectPlan::plan(query, params).map(Plan::Select),
-        Statement::Insert(insert) => InsertPlan::plan(insert, params).map(Plan::Insert),
-        Statement::Update(update) => UpdatePlan::plan(update, params).map(Plan::Update),
-        Statement::Delete(delete) => DeletePlan::plan(delete, params).map(Plan::Delete),
+        Statement::Query(query) => SelectPlan::plan(query, params, catalog).map(Plan::Select),
+        Statement::Insert(insert) => InsertPlan::plan(insert, params, catalog).map(Plan::Insert),
+        Statement::Update(update) => UpdatePlan::plan(update, params, catalog).map(Plan::Update),
+        Statement::Delete(delete) => DeletePlan::plan(delete, params, catalog).map(Plan::Delete),
+        Statement::CreateTable(create) => CreateTablePlan::plan(create).map(Plan::CreateTable),
+        Statement::Drop {
+            object_type,
+            if_exists,
+            names,
+            cascade,
+            ..
+        } => DropTablePlan::plan(*object_type, *if_exists, names, *cascade).map(Plan::DropTable),
         Statement::StartTransaction { statements, .. } if statements.is_empty() => Ok(Plan::Begin),
         Statement::Commit { .. } => Ok(Plan::Commit),
         Statement::Rollback {

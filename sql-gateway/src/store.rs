@@ -15,7 +15,7 @@ use async_trait::async_trait;
 
 use crate::error::GatewayError;
 use crate::expr::Expr;
-use crate::value::{Row, Value};
+use crate::value::Row;
 
 /// Rows asked of the region client per scan call.
 pub(crate) const SCAN_PAGE_ROWS: usize = 1_000;
@@ -118,10 +118,8 @@ pub(crate) async fn scan_rows(
                     limit: SCAN_ROWS_MAX,
                 });
             }
-            let row: Row = decode_row(request.table, &key, &value)?
-                .into_iter()
-                .map(Value::from)
-                .collect();
+            let row: Row =
+                decode_row(request.table, &key, &value).map_err(GatewayError::Corrupt)?;
             start = key_successor(&key);
             if request.filter.is_none_or(|filter| filter.matches(&row)) {
                 rows.push((key, row));

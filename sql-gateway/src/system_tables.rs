@@ -338,6 +338,7 @@ pub(crate) mod tests {
                 }),
                 cursor: 42,
                 last_stamp_ms: OBSERVED_AT_MS,
+                ..RootState::default()
             }),
             regions: vec![
                 RegionStatus {

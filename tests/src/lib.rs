@@ -209,6 +209,8 @@ impl Cluster {
                 address(pg_port),
                 "--coordinators".into(),
                 coordinators.join(","),
+                "--root".into(),
+                root.join(","),
             ],
         );
         let mut cluster = Cluster {

@@ -199,6 +199,59 @@ async fn cluster_serves_kv_sql_and_system_tables_and_keeps_data_across_restart()
         assert!(events.contains(kind), "root_events lacks {kind}: {events}");
     }
 
+    // DDL goes through root: one session creates, another (psql) sees it
+    // at once, typed values round-trip, and DROP removes name and rows.
+    assert_eq!(
+        psql_tag(
+            &cluster,
+            "CREATE TABLE accounts (id BIGINT PRIMARY KEY, owner TEXT NOT NULL, \
+             balance NUMERIC, opened DATE, active BOOLEAN DEFAULT true)"
+        ),
+        "CREATE TABLE"
+    );
+    assert_eq!(
+        command_complete(
+            &client,
+            "INSERT INTO accounts (id, owner, balance, opened) VALUES \
+             (2, 'bo', 10.50, '2024-01-02'), (1, 'al', -3, '2023-12-31')"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        psql(
+            &cluster,
+            "SELECT id, owner, balance, opened, active FROM accounts"
+        ),
+        "1|al|-3|2023-12-31|t\n2|bo|10.50|2024-01-02|t"
+    );
+    assert_eq!(
+        sqlstate_of(&client, "CREATE TABLE accounts (id INT PRIMARY KEY)").await,
+        "42P07"
+    );
+    assert_eq!(
+        sqlstate_of(&client, "INSERT INTO accounts VALUES (1, 'again')").await,
+        "23505"
+    );
+    assert_eq!(
+        psql_tag(
+            &cluster,
+            "CREATE TABLE scratch (a TEXT, b INT, PRIMARY KEY (a, b))"
+        ),
+        "CREATE TABLE"
+    );
+    assert_eq!(
+        command_complete(&client, "INSERT INTO scratch VALUES ('x', 1), ('x', 2)").await,
+        2
+    );
+    assert_eq!(psql_tag(&cluster, "DROP TABLE scratch"), "DROP TABLE");
+    assert_eq!(sqlstate_of(&client, "SELECT * FROM scratch").await, "42P01");
+    let events = psql(&cluster, "SELECT kind FROM system.root_events");
+    assert!(
+        events.contains("catalog"),
+        "root_events lacks the DDL: {events}"
+    );
+
     // Restart everything on the same data: what was written is still there.
     drop(client);
     let killed = cluster.restart();
@@ -211,6 +264,11 @@ async fn cluster_serves_kv_sql_and_system_tables_and_keeps_data_across_restart()
     assert_eq!(
         sqlstate_of(&client, "INSERT INTO kv VALUES ('b','dup')").await,
         "23505"
+    );
+    assert_eq!(
+        rows(&client, "SELECT owner FROM accounts WHERE id = 2").await,
+        vec![vec![cell("bo")]],
+        "the catalog and user rows survive a restart"
     );
 
     drop(client);

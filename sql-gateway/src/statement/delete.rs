@@ -4,35 +4,35 @@
 //! `DELETE 0`. Other shapes read the matching keys (point get or bounded
 //! scan) and delete them in one batch, counting the keys that still existed.
 
-use arbor_catalog::TableDescriptor;
+use arbor_catalog::{Catalog, TableDescriptor};
 use arbor_raftstore::WriteOutcome;
 use sqlparser::ast::{self, FromTable};
 
 use super::{
-    check_batch, check_write_rows, delete_key, is_plain_point_filter, read_rows, table_range,
-    QueryResult, WRITE_ROWS_MAX,
+    check_batch, check_write_rows, delete_key, read_rows, table_access, QueryResult, Returning,
+    TableAccess, WRITE_ROWS_MAX,
 };
 use crate::bind::Scope;
 use crate::error::GatewayError;
-use crate::expr::{Expr, KeyRange};
+use crate::expr::Expr;
 use crate::plan::{resolve_from, resolve_writable_table, table_columns};
 use crate::store::KvStore;
+use crate::value::Value;
 
 #[derive(Debug)]
 pub(crate) struct DeletePlan {
     table: TableDescriptor,
     filter: Option<Expr>,
-    range: KeyRange,
+    access: TableAccess,
+    returning: Option<Returning>,
 }
 
 impl DeletePlan {
     pub(crate) fn plan(
         delete: &ast::Delete,
-        params: &[Option<String>],
+        params: &[Value],
+        catalog: &Catalog,
     ) -> Result<Self, GatewayError> {
-        if delete.returning.is_some() {
-            return Err(GatewayError::unsupported("DELETE ... RETURNING"));
-        }
         if !delete.tables.is_empty()
             || delete.using.is_some()
             || !delete.order_by.is_empty()
@@ -47,7 +47,7 @@ impl DeletePlan {
             return Err(GatewayError::unsupported("DELETE from several tables"));
         };
         let (name, alias) = resolve_from(from)?;
-        let table = resolve_writable_table(&name, "DELETE")?;
+        let table = resolve_writable_table(&name, "DELETE", catalog)?;
         let scope_name = alias.unwrap_or_else(|| table.name.clone());
         let scope = Scope::single(&scope_name, table_columns(&table), params);
         let filter = delete
@@ -55,48 +55,70 @@ impl DeletePlan {
             .as_ref()
             .map(|selection| scope.bind_predicate(selection, "WHERE"))
             .transpose()?;
-        let range = table_range(&table, filter.as_ref());
+        let access = table_access(&table, filter.as_ref());
+        let returning = Returning::plan(&table, &scope_name, delete.returning.as_deref(), params)?;
         Ok(DeletePlan {
             table,
             filter,
-            range,
+            access,
+            returning,
         })
     }
 
+    pub(crate) fn returning_columns(&self) -> Vec<crate::value::Column> {
+        self.returning
+            .as_ref()
+            .map(|returning| returning.columns.clone())
+            .unwrap_or_default()
+    }
+
     pub(crate) async fn execute(&self, store: &dyn KvStore) -> Result<QueryResult, GatewayError> {
-        let keys = if let (Some(point), true) = (
-            self.range.point(),
-            is_plain_point_filter(&self.table, self.filter.as_ref()),
-        ) {
-            vec![arbor_catalog::encode_primary_key(
-                &self.table,
-                &[arbor_catalog::Datum::Text(point.to_owned())],
-            )?]
+        let blind_point = match (&self.access.point, self.access.exact_point) {
+            (Some(point), true) if self.returning.is_none() => Some(point),
+            _ => None,
+        };
+        let (keys, rows) = if let Some(point) = blind_point {
+            (
+                vec![arbor_catalog::encode_primary_key(&self.table, point)?],
+                Vec::new(),
+            )
         } else {
             let rows = read_rows(
                 store,
                 &self.table,
                 self.filter.as_ref(),
-                &self.range,
+                &self.access,
                 Some(WRITE_ROWS_MAX + 1),
             )
             .await?;
             check_write_rows(rows.len())?;
-            rows.into_iter().map(|(key, _)| key).collect()
+            rows.into_iter().unzip()
         };
-        if keys.is_empty() {
-            return Ok(QueryResult::command("DELETE", 0));
-        }
-        let mutations: Vec<_> = keys.into_iter().map(delete_key).collect();
-        check_batch(&mutations)?;
-        match store.write(mutations).await? {
-            WriteOutcome::Applied { existed } => Ok(QueryResult::command(
-                "DELETE",
-                existed.iter().filter(|&&existed| existed).count(),
-            )),
-            WriteOutcome::ConditionFailed { .. } => Err(GatewayError::internal(
-                "an unconditional delete reported a failed condition",
-            )),
-        }
+        let existed = if keys.is_empty() {
+            Vec::new()
+        } else {
+            let mutations: Vec<_> = keys.into_iter().map(delete_key).collect();
+            check_batch(&mutations)?;
+            match store.write(mutations).await? {
+                WriteOutcome::Applied { existed } => existed,
+                WriteOutcome::ConditionFailed { .. } => {
+                    return Err(GatewayError::internal(
+                        "an unconditional delete reported a failed condition",
+                    ))
+                }
+            }
+        };
+        let deleted = existed.iter().filter(|&&existed| existed).count();
+        Ok(match &self.returning {
+            Some(returning) => {
+                let rows: Vec<Vec<Value>> = rows
+                    .into_iter()
+                    .zip(existed)
+                    .filter_map(|(row, existed)| existed.then_some(row))
+                    .collect();
+                returning.result("DELETE", rows)
+            }
+            None => QueryResult::command("DELETE", deleted),
+        })
     }
 }

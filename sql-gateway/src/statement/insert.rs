@@ -7,24 +7,27 @@
 
 use std::collections::HashSet;
 
-use arbor_catalog::{Datum, TableDescriptor};
+use arbor_catalog::{Catalog, Datum, TableDescriptor};
 use arbor_proto::MutationCondition;
 use arbor_raftstore::WriteOutcome;
 use sqlparser::ast::{self, ConflictTarget, OnConflictAction, OnInsert, SetExpr, TableObject};
 
-use super::{check_batch, check_write_rows, key_text, put_row, storable_row, QueryResult};
+use super::{
+    check_batch, check_write_rows, key_text, put_row, storable_row, QueryResult, Returning,
+};
 use crate::bind::{coerce, normalize_ident, CoercionContext, Scope, ScopeRelation};
 use crate::error::GatewayError;
 use crate::expr::Expr;
 use crate::plan::{resolve_writable_table, table_columns};
 use crate::store::KvStore;
-use crate::value::{Row, SqlType, Value};
+use crate::value::{Row, Value};
 
 #[derive(Debug)]
 pub(crate) struct InsertPlan {
     table: TableDescriptor,
     rows: Vec<Vec<Datum>>,
     on_conflict: ConflictAction,
+    returning: Option<Returning>,
 }
 
 #[derive(Debug)]
@@ -42,18 +45,16 @@ enum ConflictAction {
 impl InsertPlan {
     pub(crate) fn plan(
         insert: &ast::Insert,
-        params: &[Option<String>],
+        params: &[Value],
+        catalog: &Catalog,
     ) -> Result<Self, GatewayError> {
-        if insert.returning.is_some() {
-            return Err(GatewayError::unsupported("INSERT ... RETURNING"));
-        }
         if !insert.assignments.is_empty() || insert.partitioned.is_some() {
             return Err(GatewayError::unsupported("this form of INSERT"));
         }
         let TableObject::TableName(name) = &insert.table else {
             return Err(GatewayError::unsupported("INSERT into a table function"));
         };
-        let table = resolve_writable_table(name, "INSERT")?;
+        let table = resolve_writable_table(name, "INSERT", catalog)?;
         let targets = target_columns(&table, &insert.columns)?;
         let values = values_rows(insert)?;
         check_write_rows(values.len())?;
@@ -73,21 +74,33 @@ impl InsertPlan {
             }
             Some(_) => return Err(GatewayError::unsupported("ON DUPLICATE KEY UPDATE")),
         };
+        let returning = Returning::plan(&table, &alias, insert.returning.as_deref(), params)?;
         Ok(InsertPlan {
             table,
             rows,
             on_conflict,
+            returning,
         })
     }
 
+    pub(crate) fn returning_columns(&self) -> Vec<crate::value::Column> {
+        self.returning
+            .as_ref()
+            .map(|returning| returning.columns.clone())
+            .unwrap_or_default()
+    }
+
     pub(crate) async fn execute(&self, store: &dyn KvStore) -> Result<QueryResult, GatewayError> {
-        let inserted = match &self.on_conflict {
+        let written = match &self.on_conflict {
             ConflictAction::Fail => self.insert_all(store).await?,
             ConflictAction::DoNothing => self.insert_new(store).await?,
             ConflictAction::DoUpdate { assignments } => self.upsert(store, assignments).await?,
         };
         // Postgres' INSERT tag carries an OID (always 0 now) before the count.
-        Ok(QueryResult::command("INSERT", inserted))
+        Ok(match &self.returning {
+            Some(returning) => returning.result("INSERT", written),
+            None => QueryResult::command("INSERT", written.len()),
+        })
     }
 
     fn duplicate(&self, row: &[Datum]) -> GatewayError {
@@ -98,7 +111,7 @@ impl InsertPlan {
         }
     }
 
-    async fn insert_all(&self, store: &dyn KvStore) -> Result<usize, GatewayError> {
+    async fn insert_all(&self, store: &dyn KvStore) -> Result<Vec<Vec<Datum>>, GatewayError> {
         let mut seen = HashSet::new();
         let mut mutations = Vec::with_capacity(self.rows.len());
         for row in &self.rows {
@@ -110,7 +123,7 @@ impl InsertPlan {
         }
         check_batch(&mutations)?;
         match store.write(mutations).await? {
-            WriteOutcome::Applied { .. } => Ok(self.rows.len()),
+            WriteOutcome::Applied { .. } => Ok(self.rows.clone()),
             WriteOutcome::ConditionFailed { mutation_index } => {
                 let row = self.rows.get(mutation_index).ok_or_else(|| {
                     GatewayError::internal("condition failed on a mutation that was not sent")
@@ -123,19 +136,21 @@ impl InsertPlan {
     /// ON CONFLICT DO NOTHING: keep the first of repeated keys, then drop
     /// each row whose key turns out to exist and retry; every retry drops a
     /// row, so this ends after at most `rows + 1` writes.
-    async fn insert_new(&self, store: &dyn KvStore) -> Result<usize, GatewayError> {
+    async fn insert_new(&self, store: &dyn KvStore) -> Result<Vec<Vec<Datum>>, GatewayError> {
         let mut seen = HashSet::new();
         let mut pending = Vec::new();
+        let mut pending_rows = Vec::new();
         for row in &self.rows {
             let mutation = put_row(&self.table, row, MutationCondition::MustNotExist)?;
             if seen.insert(mutation.key.clone()) {
                 pending.push(mutation);
+                pending_rows.push(row.clone());
             }
         }
         check_batch(&pending)?;
         while !pending.is_empty() {
             match store.write(pending.clone()).await? {
-                WriteOutcome::Applied { .. } => return Ok(pending.len()),
+                WriteOutcome::Applied { .. } => return Ok(pending_rows),
                 WriteOutcome::ConditionFailed { mutation_index } => {
                     if mutation_index >= pending.len() {
                         return Err(GatewayError::internal(
@@ -143,10 +158,11 @@ impl InsertPlan {
                         ));
                     }
                     pending.remove(mutation_index);
+                    pending_rows.remove(mutation_index);
                 }
             }
         }
-        Ok(0)
+        Ok(Vec::new())
     }
 
     /// ON CONFLICT DO UPDATE. When the updated row equals the proposed one
@@ -157,9 +173,10 @@ impl InsertPlan {
         &self,
         store: &dyn KvStore,
         assignments: &[(usize, Expr)],
-    ) -> Result<usize, GatewayError> {
+    ) -> Result<Vec<Vec<Datum>>, GatewayError> {
         let mut seen = HashSet::new();
         let mut candidates = Vec::with_capacity(self.rows.len());
+        let mut updated_rows = Vec::with_capacity(self.rows.len());
         for row in &self.rows {
             let proposed = put_row(&self.table, row, MutationCondition::None)?;
             if !seen.insert(proposed.key.clone()) {
@@ -172,6 +189,7 @@ impl InsertPlan {
                 proposed,
                 put_row(&self.table, &updated, MutationCondition::None)?,
             ));
+            updated_rows.push(updated);
         }
         let proposed: Vec<_> = candidates
             .iter()
@@ -192,20 +210,28 @@ impl InsertPlan {
                 .map(|(proposed, _)| proposed)
                 .collect();
             return match store.write(mutations).await? {
-                WriteOutcome::Applied { .. } => Ok(self.rows.len()),
+                WriteOutcome::Applied { .. } => Ok(self.rows.clone()),
                 WriteOutcome::ConditionFailed { .. } => Err(GatewayError::internal(
                     "an unconditional write reported a failed condition",
                 )),
             };
         }
-        self.upsert_guessing(store, candidates).await
+        let exists = self.upsert_guessing(store, candidates).await?;
+        Ok(self
+            .rows
+            .iter()
+            .zip(updated_rows)
+            .zip(exists)
+            .map(|((proposed, updated), exists)| if exists { updated } else { proposed.clone() })
+            .collect())
     }
 
+    /// Which rows existed (and were updated rather than inserted).
     async fn upsert_guessing(
         &self,
         store: &dyn KvStore,
         candidates: Vec<(arbor_proto::Mutation, arbor_proto::Mutation)>,
-    ) -> Result<usize, GatewayError> {
+    ) -> Result<Vec<bool>, GatewayError> {
         let mut exists = vec![false; candidates.len()];
         // Each row can flip at most twice unless others keep racing it.
         let attempts_max = 2 * candidates.len() + 2;
@@ -224,7 +250,7 @@ impl InsertPlan {
                 })
                 .collect();
             match store.write(mutations).await? {
-                WriteOutcome::Applied { .. } => return Ok(candidates.len()),
+                WriteOutcome::Applied { .. } => return Ok(exists),
                 WriteOutcome::ConditionFailed { mutation_index } => {
                     let guess = exists.get_mut(mutation_index).ok_or_else(|| {
                         GatewayError::internal("condition failed on a mutation that was not sent")
@@ -298,7 +324,7 @@ fn bind_row(
     table: &TableDescriptor,
     targets: &[usize],
     row: &ast::Parens<Vec<ast::Expr>>,
-    params: &[Option<String>],
+    params: &[Value],
 ) -> Result<Vec<Datum>, GatewayError> {
     let exprs = &row.content;
     if exprs.len() > targets.len() {
@@ -306,26 +332,61 @@ fn bind_row(
             message: "INSERT has more expressions than target columns".to_owned(),
         });
     }
+    // Without a column list, a short VALUES row fills the first columns and
+    // the rest take their defaults, as in Postgres.
+    let implicit = targets.len() == table.columns.len()
+        && targets
+            .iter()
+            .enumerate()
+            .all(|(index, &column)| index == column);
+    let targets = if implicit && exprs.len() < targets.len() {
+        &targets[..exprs.len()]
+    } else {
+        targets
+    };
     if exprs.len() < targets.len() {
         return Err(GatewayError::Syntax {
             message: "INSERT has more target columns than expressions".to_owned(),
         });
     }
     let scope = Scope::constant(params);
-    let mut values: Row = vec![Value::Null; table.columns.len()];
+    let mut values: Row = table.columns.iter().map(default_value).collect();
     for (expr, &column) in exprs.iter().zip(targets) {
+        if is_default_keyword(expr) {
+            continue;
+        }
         let bound = scope.bind(expr)?;
-        let expr = coerce(bound, SqlType::Text, CoercionContext::Assignment)?;
+        let expr = coerce(
+            bound,
+            table.columns[column].column_type,
+            CoercionContext::Assignment,
+        )?;
         values[column] = expr.eval(&Vec::new());
     }
     storable_row(table, values)
+}
+
+/// `DEFAULT` in a VALUES list (sqlparser reads it as an identifier).
+fn is_default_keyword(expr: &ast::Expr) -> bool {
+    matches!(expr, ast::Expr::Identifier(ident)
+        if ident.quote_style.is_none() && ident.value.eq_ignore_ascii_case("default"))
+}
+
+/// What a column holds when an INSERT does not give it a value.
+fn default_value(column: &arbor_catalog::ColumnDescriptor) -> Value {
+    match &column.default {
+        Some(arbor_catalog::ColumnDefault::Constant(value)) => value.clone(),
+        // Defaults that need a clock or randomness are refused at CREATE
+        // TABLE, so they cannot be found here.
+        _ => Value::Null,
+    }
 }
 
 fn plan_conflict(
     table: &TableDescriptor,
     alias: &str,
     on_conflict: &ast::OnConflict,
-    params: &[Option<String>],
+    params: &[Value],
 ) -> Result<ConflictAction, GatewayError> {
     match &on_conflict.conflict_target {
         None => {}
@@ -376,7 +437,7 @@ fn plan_conflict_assignments(
     table: &TableDescriptor,
     alias: &str,
     assignments: &[ast::Assignment],
-    params: &[Option<String>],
+    params: &[Value],
 ) -> Result<Vec<(usize, Expr)>, GatewayError> {
     let columns = table_columns(table);
     let width = columns.len();

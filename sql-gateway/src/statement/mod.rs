@@ -5,6 +5,7 @@
 //! Invariant: one statement's changes go to the store in ONE write, so a
 //! failed statement (duplicate key, failed condition) leaves nothing behind.
 
+pub(crate) mod ddl;
 pub(crate) mod delete;
 pub(crate) mod insert;
 pub(crate) mod select;
@@ -14,16 +15,15 @@ pub(crate) mod update;
 use std::ops::Bound;
 
 use arbor_catalog::{
-    decode_row, encode_primary_key, encode_row, key_successor, table_key_range, Datum,
-    TableDescriptor,
+    datum_fits, decode_row, encode_key_prefix, encode_primary_key, encode_row, prefix_end,
+    table_key_range, Datum, TableDescriptor,
 };
 use arbor_proto::{Mutation, MutationCondition, MutationOp};
 
-use crate::bind::value_as_text;
 use crate::error::GatewayError;
-use crate::expr::{key_range, CompareOp, Expr, KeyRange};
+use crate::expr::{is_exact_point, key_point, key_range, Expr, KeyRange};
 use crate::store::{scan_rows, KvStore, ScanRequest};
-use crate::value::{Row, Value};
+use crate::value::{Row, SqlType, Value};
 
 use arbor_raftstore::config::{
     KEY_BYTES_MAX as STORE_KEY_BYTES_MAX, VALUE_BYTES_MAX as STORE_VALUE_BYTES_MAX,
@@ -58,6 +58,12 @@ pub(crate) enum QueryResult {
         columns: Vec<crate::value::Column>,
         rows: Vec<Row>,
     },
+    /// INSERT/UPDATE/DELETE ... RETURNING: rows, then the command's own tag.
+    Returning {
+        tag: &'static str,
+        columns: Vec<crate::value::Column>,
+        rows: Vec<Row>,
+    },
     TransactionStart,
     TransactionEnd {
         tag: &'static str,
@@ -83,133 +89,151 @@ pub(crate) fn check_write_rows(count: usize) -> Result<(), GatewayError> {
     Ok(())
 }
 
-/// Checks sizes and NOT NULL, then converts a row to stored values.
+/// Converts each value to its column's type (Postgres' assignment cast),
+/// then checks NOT NULL, VARCHAR(n) lengths and size limits.
 pub(crate) fn storable_row(table: &TableDescriptor, row: Row) -> Result<Vec<Datum>, GatewayError> {
-    let datums: Vec<Datum> = row
-        .into_iter()
-        .map(|value| value_as_text(value).map_or(Datum::Null, Datum::Text))
-        .collect();
+    let mut datums = Vec::with_capacity(row.len());
+    for (value, column) in row.into_iter().zip(&table.columns) {
+        datums.push(assign(value, column.column_type)?);
+    }
     for (index, (datum, column)) in datums.iter().zip(&table.columns).enumerate() {
         let is_key = table.is_primary_key_column(index);
-        match datum {
-            Datum::Null if is_key || !column.nullable => {
-                return Err(GatewayError::NotNullViolation {
-                    table: table.name.clone(),
-                    column: column.name.clone(),
-                    row: datums
-                        .iter()
-                        .map(|datum| match datum {
-                            Datum::Null => "null".to_owned(),
-                            Datum::Text(text) => text.clone(),
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                })
+        if datum.is_null() && (is_key || !column.nullable) {
+            return Err(GatewayError::NotNullViolation {
+                table: table.name.clone(),
+                column: column.name.clone(),
+                row: datums
+                    .iter()
+                    .map(Datum::to_text)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        if let (Some(length_max), Datum::Text(text)) = (column.length_max, datum) {
+            if text.chars().count() > length_max as usize {
+                return Err(GatewayError::StringTooLong { length_max });
             }
-            Datum::Text(text) => {
-                let (limit, what) = if is_key {
-                    (KEY_BYTES_MAX, "key")
-                } else {
-                    (VALUE_BYTES_MAX, "value")
-                };
-                if text.len() > limit {
-                    return Err(GatewayError::ProgramLimitExceeded {
-                        what: format!(
-                            "a {what} of {} bytes in column \"{}\"",
-                            text.len(),
-                            column.name
-                        ),
-                        limit,
-                    });
-                }
-            }
-            Datum::Null => {}
+        }
+        let length = match datum {
+            Datum::Text(text) | Datum::Json(text) | Datum::Numeric(text) => text.len(),
+            Datum::Bytes(bytes) => bytes.len(),
+            _ => 0,
+        };
+        let (limit, what) = if is_key {
+            (KEY_BYTES_MAX, "key")
+        } else {
+            (VALUE_BYTES_MAX, "value")
+        };
+        if length > limit {
+            return Err(GatewayError::ProgramLimitExceeded {
+                what: format!("a {what} of {length} bytes in column \"{}\"", column.name),
+                limit,
+            });
         }
     }
     Ok(datums)
 }
 
-/// The single primary-key column of a table, when it has exactly one (the
-/// case range pushdown handles).
-pub(crate) fn single_key_column(table: &TableDescriptor) -> Option<usize> {
-    match table.primary_key.as_slice() {
-        [column] => Some(*column),
-        _ => None,
+/// One value converted for storing into a column of `column_type`.
+pub(crate) fn assign(value: Value, column_type: SqlType) -> Result<Datum, GatewayError> {
+    if datum_fits(column_type, &value) {
+        return match value {
+            Value::Int(number) => column_type
+                .check_integer(number)
+                .map(Datum::Int)
+                .ok_or_else(|| GatewayError::NumericOutOfRange {
+                    type_name: column_type.sql_name().to_owned(),
+                }),
+            Value::Float(number) => Ok(Datum::Float(column_type.round_float(number))),
+            other => Ok(other),
+        };
+    }
+    match column_type.convert(&value) {
+        Some(converted) => Ok(converted?),
+        None => Err(GatewayError::DatatypeMismatch {
+            message: format!(
+                "column is of type {} but expression is of type {}",
+                column_type.sql_name(),
+                value
+                    .natural_type()
+                    .map_or("unknown", |value_type| value_type.sql_name())
+            ),
+        }),
     }
 }
 
-/// The key range a WHERE clause implies for `table`.
-pub(crate) fn table_range(table: &TableDescriptor, filter: Option<&Expr>) -> KeyRange {
-    match single_key_column(table) {
-        Some(column) => key_range(filter, column),
-        None => KeyRange::full(),
+/// How a statement reaches the rows its WHERE clause can match: a point
+/// read when every key column is pinned, else a range of the first key
+/// column.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TableAccess {
+    pub(crate) range: KeyRange,
+    /// Values of every key column, in key order.
+    pub(crate) point: Option<Vec<Value>>,
+    /// The filter is exactly the point equality (nothing else to check).
+    pub(crate) exact_point: bool,
+}
+
+/// The first primary-key column (the one range scans are bounded by).
+pub(crate) fn first_key_column(table: &TableDescriptor) -> usize {
+    table.primary_key[0]
+}
+
+/// How to reach the rows `filter` can match in `table`.
+pub(crate) fn table_access(table: &TableDescriptor, filter: Option<&Expr>) -> TableAccess {
+    TableAccess {
+        range: key_range(filter, first_key_column(table)),
+        point: key_point(filter, &table.primary_key),
+        exact_point: is_exact_point(filter, &table.primary_key),
     }
 }
 
-/// Byte bounds `[start, end)` of a key range inside the table's key space.
+/// Byte bounds `[start, end)` of a first-key-column range inside the
+/// table's key space.
 pub(crate) fn byte_range(
     table: &TableDescriptor,
     range: &KeyRange,
 ) -> Result<(Vec<u8>, Vec<u8>), GatewayError> {
     let (table_start, table_end) = table_key_range(table.id);
-    let key = |text: &str| encode_primary_key(table, &[Datum::Text(text.to_owned())]);
+    let prefix = |value: &Value| encode_key_prefix(table, std::slice::from_ref(value));
     let start = match &range.lower {
         Bound::Unbounded => table_start,
-        Bound::Included(text) => key(text)?,
-        Bound::Excluded(text) => key_successor(&key(text)?),
+        Bound::Included(value) => prefix(value)?,
+        Bound::Excluded(value) => prefix_end(&prefix(value)?),
     };
     let end = match &range.upper {
         Bound::Unbounded => table_end,
-        Bound::Included(text) => key_successor(&key(text)?),
-        Bound::Excluded(text) => key(text)?,
+        Bound::Included(value) => prefix_end(&prefix(value)?),
+        Bound::Excluded(value) => prefix(value)?,
     };
     check_key_bytes(&start)?;
     check_key_bytes(&end)?;
     Ok((start, end))
 }
 
-/// True when `filter` is exactly `key = literal` (or `literal = key`), so
-/// the point range says everything the filter does.
-pub(crate) fn is_plain_point_filter(table: &TableDescriptor, filter: Option<&Expr>) -> bool {
-    let Some(key_column) = single_key_column(table) else {
-        return false;
-    };
-    match filter {
-        Some(Expr::Compare(CompareOp::Eq, left, right)) => matches!(
-            (left.as_ref(), right.as_ref()),
-            (Expr::Column(c), Expr::Literal(Value::Text(_)))
-            | (Expr::Literal(Value::Text(_)), Expr::Column(c)) if *c == key_column
-        ),
-        _ => false,
-    }
-}
-
-/// The rows of `table` matching `filter`: a point get when the range is a
-/// single key, otherwise a bounded paged scan.
+/// The rows of `table` matching `filter`: a point get when every key column
+/// is pinned, otherwise a bounded paged scan.
 pub(crate) async fn read_rows(
     store: &dyn KvStore,
     table: &TableDescriptor,
     filter: Option<&Expr>,
-    range: &KeyRange,
+    access: &TableAccess,
     matches_max: Option<usize>,
 ) -> Result<Vec<(Vec<u8>, Row)>, GatewayError> {
-    if range.is_empty() {
+    if access.range.is_empty() {
         return Ok(Vec::new());
     }
-    if let Some(point) = range.point() {
-        let key = encode_primary_key(table, &[Datum::Text(point.to_owned())])?;
+    if let Some(point) = &access.point {
+        let key = encode_primary_key(table, point)?;
         check_key_bytes(&key)?;
         let Some(value) = store.get(&key).await? else {
             return Ok(Vec::new());
         };
-        let row: Row = decode_row(table, &key, &value)?
-            .into_iter()
-            .map(Value::from)
-            .collect();
+        let row: Row = decode_row(table, &key, &value).map_err(GatewayError::Corrupt)?;
         let keep = filter.is_none_or(|filter| filter.matches(&row)) && matches_max != Some(0);
         return Ok(if keep { vec![(key, row)] } else { Vec::new() });
     }
-    let (start, end) = byte_range(table, range)?;
+    let (start, end) = byte_range(table, &access.range)?;
     scan_rows(
         store,
         ScanRequest {
@@ -284,15 +308,81 @@ pub(crate) fn delete_key(key: Vec<u8>) -> Mutation {
     }
 }
 
-/// The text of a row's (single-column) primary key, for error details.
+/// The text of a row's primary key, for error details.
 pub(crate) fn key_text(table: &TableDescriptor, row: &[Datum]) -> String {
     table
         .primary_key
         .iter()
-        .map(|&column| match row.get(column) {
-            Some(Datum::Text(text)) => text.clone(),
-            _ => "null".to_owned(),
-        })
+        .map(|&column| row.get(column).map_or("null".to_owned(), Datum::to_text))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A planned RETURNING list: expressions over the written row.
+#[derive(Debug)]
+pub(crate) struct Returning {
+    exprs: Vec<Expr>,
+    pub(crate) columns: Vec<crate::value::Column>,
+}
+
+impl Returning {
+    /// Binds `items` over the rows of `table` (called `scope_name`).
+    pub(crate) fn plan(
+        table: &TableDescriptor,
+        scope_name: &str,
+        items: Option<&[sqlparser::ast::SelectItem]>,
+        params: &[Value],
+    ) -> Result<Option<Returning>, GatewayError> {
+        use sqlparser::ast::SelectItem;
+        let Some(items) = items else {
+            return Ok(None);
+        };
+        let table_columns = crate::plan::table_columns(table);
+        let scope = crate::bind::Scope::single(scope_name, table_columns.clone(), params);
+        let mut exprs = Vec::new();
+        let mut columns = Vec::new();
+        for item in items {
+            let (expr, alias) = match item {
+                SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
+                    for (index, column) in table_columns.iter().enumerate() {
+                        exprs.push(Expr::Column(index));
+                        columns.push(column.clone());
+                    }
+                    continue;
+                }
+                SelectItem::UnnamedExpr(expr) => (expr, None),
+                SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias)),
+                _ => return Err(GatewayError::unsupported("this RETURNING item")),
+            };
+            let bound = scope.bind(expr)?;
+            let name = match (alias, expr) {
+                (Some(alias), _) => crate::bind::normalize_ident(alias),
+                (None, sqlparser::ast::Expr::Identifier(ident)) => {
+                    crate::bind::normalize_ident(ident)
+                }
+                (None, sqlparser::ast::Expr::CompoundIdentifier(parts)) => parts
+                    .last()
+                    .map(crate::bind::normalize_ident)
+                    .unwrap_or_default(),
+                _ => "?column?".to_owned(),
+            };
+            columns.push(crate::value::Column::new(
+                &name,
+                bound.bound_type.output_type(),
+            ));
+            exprs.push(bound.expr);
+        }
+        Ok(Some(Returning { exprs, columns }))
+    }
+
+    pub(crate) fn result(&self, tag: &'static str, rows: Vec<Vec<Datum>>) -> QueryResult {
+        QueryResult::Returning {
+            tag,
+            columns: self.columns.clone(),
+            rows: rows
+                .iter()
+                .map(|row| self.exprs.iter().map(|expr| expr.eval(row)).collect())
+                .collect(),
+        }
+    }
 }

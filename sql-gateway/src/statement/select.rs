@@ -7,20 +7,20 @@
 
 use std::cmp::Ordering;
 
-use arbor_catalog::TableDescriptor;
+use arbor_catalog::{Catalog, TableDescriptor};
 use sqlparser::ast::{
     self, LimitClause, OrderByKind, SelectItem, SelectItemQualifiedWildcardKind, SetExpr,
 };
 
-use super::{read_rows, single_key_column, table_range, QueryResult};
+use super::{first_key_column, read_rows, table_access, QueryResult, TableAccess};
 use crate::bind::{coerce, count_argument, function_name, normalize_ident, CoercionContext, Scope};
 use crate::cluster_view::ClusterViewSource;
 use crate::error::GatewayError;
-use crate::expr::{Expr, KeyRange};
+use crate::expr::Expr;
 use crate::plan::{resolve_from, resolve_relation, Relation};
 use crate::store::KvStore;
 use crate::system_tables::SystemTable;
-use crate::value::{Column, Row, SqlType, Value};
+use crate::value::{sort_cmp, Column, Row, SqlType, Value};
 
 #[derive(Debug)]
 pub(crate) struct SelectPlan {
@@ -39,7 +39,7 @@ enum Source {
     Constant,
     Table {
         table: TableDescriptor,
-        range: KeyRange,
+        access: TableAccess,
     },
     System(SystemTable),
 }
@@ -67,7 +67,8 @@ struct SortKey {
 impl SelectPlan {
     pub(crate) fn plan(
         query: &ast::Query,
-        params: &[Option<String>],
+        params: &[Value],
+        catalog: &Catalog,
     ) -> Result<Self, GatewayError> {
         if query.with.is_some() {
             return Err(GatewayError::unsupported("WITH"));
@@ -78,7 +79,7 @@ impl SelectPlan {
         let select = match query.body.as_ref() {
             SetExpr::Select(select) => select,
             SetExpr::Query(inner) if query.order_by.is_none() && query.limit_clause.is_none() => {
-                return SelectPlan::plan(inner, params)
+                return SelectPlan::plan(inner, params, catalog)
             }
             SetExpr::Values(_) => return Err(GatewayError::unsupported("VALUES lists")),
             SetExpr::SetOperation { op, .. } => {
@@ -91,7 +92,7 @@ impl SelectPlan {
             [] => (None, String::new()),
             [from] => {
                 let (name, alias) = resolve_from(from)?;
-                let relation = resolve_relation(&name)?;
+                let relation = resolve_relation(&name, catalog)?;
                 let scope_name = alias.unwrap_or_else(|| relation.name());
                 (Some(relation), scope_name)
             }
@@ -112,8 +113,8 @@ impl SelectPlan {
         let source = match relation {
             None => Source::Constant,
             Some(Relation::Table(table)) => {
-                let range = table_range(&table, filter.as_ref());
-                Source::Table { table, range }
+                let access = table_access(&table, filter.as_ref());
+                Source::Table { table, access }
             }
             Some(Relation::System(table)) => Source::System(table),
         };
@@ -146,9 +147,9 @@ impl SelectPlan {
                     Vec::new()
                 }
             }
-            Source::Table { table, range } => {
+            Source::Table { table, access } => {
                 let matches_max = self.scan_matches_max(table);
-                read_rows(store, table, self.filter.as_ref(), range, matches_max)
+                read_rows(store, table, self.filter.as_ref(), access, matches_max)
                     .await?
                     .into_iter()
                     .map(|(_, row)| row)
@@ -184,11 +185,7 @@ impl SelectPlan {
         let limit = self.limit?;
         let key_order = match self.order_by.as_slice() {
             [] => true,
-            [key] => {
-                !key.descending
-                    && single_key_column(table)
-                        .is_some_and(|column| key.expr == Expr::Column(column))
-            }
+            [key] => !key.descending && key.expr == Expr::Column(first_key_column(table)),
             _ => false,
         };
         key_order.then(|| self.offset.saturating_add(limit))
@@ -241,8 +238,8 @@ fn compare_rows(keys: &[SortKey], left: &Row, right: &Row) -> Ordering {
             (true, false) => Ordering::Greater,
             (false, true) if key.nulls_first => Ordering::Greater,
             (false, true) => Ordering::Less,
-            (false, false) if key.descending => right.sort_cmp(&left),
-            (false, false) => left.sort_cmp(&right),
+            (false, false) if key.descending => sort_cmp(&right, &left),
+            (false, false) => sort_cmp(&left, &right),
         };
         if ordering != Ordering::Equal {
             return ordering;
@@ -495,7 +492,7 @@ fn order_expr(
 
 fn plan_limit(
     query: &ast::Query,
-    params: &[Option<String>],
+    params: &[Value],
 ) -> Result<(usize, Option<usize>), GatewayError> {
     match &query.limit_clause {
         None => Ok((0, None)),
@@ -531,7 +528,7 @@ fn plan_limit(
 fn row_count(
     expr: &ast::Expr,
     clause: &'static str,
-    params: &[Option<String>],
+    params: &[Value],
 ) -> Result<Option<usize>, GatewayError> {
     let bound = Scope::constant(params).bind(expr)?;
     let expr = coerce(bound, SqlType::Int8, CoercionContext::Implicit)?;

@@ -7,43 +7,42 @@
 //! batch retried. Without transactions, a concurrent update of the same row
 //! between read and write can be overwritten (last writer wins).
 
-use arbor_catalog::{Datum, TableDescriptor};
+use arbor_catalog::{Catalog, Datum, TableDescriptor};
 use arbor_proto::MutationCondition;
 use arbor_raftstore::WriteOutcome;
 use sqlparser::ast::{self, AssignmentTarget};
 
 use super::{
-    check_batch, check_write_rows, is_plain_point_filter, put_row, read_rows, storable_row,
-    table_range, QueryResult, WRITE_ROWS_MAX,
+    check_batch, check_write_rows, put_row, read_rows, storable_row, table_access, QueryResult,
+    Returning, TableAccess, WRITE_ROWS_MAX,
 };
 use crate::bind::{coerce, normalize_ident, CoercionContext, Scope};
 use crate::error::GatewayError;
-use crate::expr::{Expr, KeyRange};
+use crate::expr::Expr;
 use crate::plan::{resolve_from, resolve_writable_table, table_columns};
 use crate::store::KvStore;
-use crate::value::{Row, SqlType, Value};
+use crate::value::{Row, Value};
 
 #[derive(Debug)]
 pub(crate) struct UpdatePlan {
     table: TableDescriptor,
     assignments: Vec<(usize, Expr)>,
     filter: Option<Expr>,
-    range: KeyRange,
+    access: TableAccess,
+    returning: Option<Returning>,
 }
 
 impl UpdatePlan {
     pub(crate) fn plan(
         update: &ast::Update,
-        params: &[Option<String>],
+        params: &[Value],
+        catalog: &Catalog,
     ) -> Result<Self, GatewayError> {
-        if update.returning.is_some() {
-            return Err(GatewayError::unsupported("UPDATE ... RETURNING"));
-        }
         if update.from.is_some() || !update.order_by.is_empty() || update.limit.is_some() {
             return Err(GatewayError::unsupported("UPDATE ... FROM/ORDER BY/LIMIT"));
         }
         let (name, alias) = resolve_from(&update.table)?;
-        let table = resolve_writable_table(&name, "UPDATE")?;
+        let table = resolve_writable_table(&name, "UPDATE", catalog)?;
         let scope_name = alias.unwrap_or_else(|| table.name.clone());
         let scope = Scope::single(&scope_name, table_columns(&table), params);
         let assignments = plan_assignments(&table, &scope, &update.assignments)?;
@@ -52,35 +51,53 @@ impl UpdatePlan {
             .as_ref()
             .map(|selection| scope.bind_predicate(selection, "WHERE"))
             .transpose()?;
-        let range = table_range(&table, filter.as_ref());
+        let access = table_access(&table, filter.as_ref());
+        let returning = Returning::plan(&table, &scope_name, update.returning.as_deref(), params)?;
         Ok(UpdatePlan {
             table,
             assignments,
             filter,
-            range,
+            access,
+            returning,
         })
     }
 
+    pub(crate) fn returning_columns(&self) -> Vec<crate::value::Column> {
+        self.returning
+            .as_ref()
+            .map(|returning| returning.columns.clone())
+            .unwrap_or_default()
+    }
+
     pub(crate) async fn execute(&self, store: &dyn KvStore) -> Result<QueryResult, GatewayError> {
+        let updated = self.write(store).await?;
+        Ok(match &self.returning {
+            Some(returning) => returning.result("UPDATE", updated),
+            None => QueryResult::command("UPDATE", updated.len()),
+        })
+    }
+
+    /// The rows as written.
+    async fn write(&self, store: &dyn KvStore) -> Result<Vec<Vec<Datum>>, GatewayError> {
         if let Some(row) = self.blind_point_row()? {
             let mutation = put_row(&self.table, &row, MutationCondition::MustExist)?;
             check_batch(std::slice::from_ref(&mutation))?;
-            let updated = match store.write(vec![mutation]).await? {
-                WriteOutcome::Applied { .. } => 1,
-                WriteOutcome::ConditionFailed { .. } => 0,
-            };
-            return Ok(QueryResult::command("UPDATE", updated));
+            return Ok(match store.write(vec![mutation]).await? {
+                WriteOutcome::Applied { .. } => vec![row],
+                WriteOutcome::ConditionFailed { .. } => Vec::new(),
+            });
         }
         let rows = read_rows(
             store,
             &self.table,
             self.filter.as_ref(),
-            &self.range,
+            &self.access,
             Some(WRITE_ROWS_MAX + 1),
         )
         .await?;
         check_write_rows(rows.len())?;
         let mut pending = Vec::with_capacity(rows.len());
+        let mut pending_rows = Vec::with_capacity(rows.len());
         for (_, row) in rows {
             let updated = self.apply(&row)?;
             pending.push(put_row(
@@ -88,6 +105,7 @@ impl UpdatePlan {
                 &updated,
                 MutationCondition::MustExist,
             )?);
+            pending_rows.push(updated);
         }
         check_batch(&pending)?;
         // Each failed condition drops one row, so this loop ends.
@@ -101,22 +119,20 @@ impl UpdatePlan {
                         ));
                     }
                     pending.remove(mutation_index);
+                    pending_rows.remove(mutation_index);
                 }
             }
         }
-        Ok(QueryResult::command("UPDATE", pending.len()))
+        Ok(pending_rows)
     }
 
     /// The whole new row when the statement needs no read: a plain
     /// `key = literal` filter and constant assignments covering every
     /// non-key column.
     fn blind_point_row(&self) -> Result<Option<Vec<Datum>>, GatewayError> {
-        let Some(key) = self.range.point() else {
+        let (Some(key), true) = (&self.access.point, self.access.exact_point) else {
             return Ok(None);
         };
-        if !is_plain_point_filter(&self.table, self.filter.as_ref()) {
-            return Ok(None);
-        }
         let assigned_all = self
             .table
             .value_columns()
@@ -131,8 +147,8 @@ impl UpdatePlan {
             return Ok(None);
         }
         let mut row: Row = vec![Value::Null; self.table.columns.len()];
-        for &column in &self.table.primary_key {
-            row[column] = Value::Text(key.to_owned());
+        for (&column, value) in self.table.primary_key.iter().zip(key) {
+            row[column] = value.clone();
         }
         for (column, expr) in &self.assignments {
             row[*column] = expr.eval(&Vec::new());
@@ -177,8 +193,25 @@ pub(crate) fn plan_assignments(
             return Err(GatewayError::DuplicateColumn { name });
         }
         let bound = scope.bind(&assignment.value)?;
-        let expr = coerce(bound, SqlType::Text, CoercionContext::Assignment)?;
+        let expr = if is_default_keyword(&assignment.value) {
+            Expr::Literal(match &table.columns[column].default {
+                Some(arbor_catalog::ColumnDefault::Constant(value)) => value.clone(),
+                _ => Value::Null,
+            })
+        } else {
+            coerce(
+                bound,
+                table.columns[column].column_type,
+                CoercionContext::Assignment,
+            )?
+        };
         planned.push((column, expr));
     }
     Ok(planned)
+}
+
+/// `SET c = DEFAULT` (sqlparser reads DEFAULT as an identifier).
+fn is_default_keyword(expr: &ast::Expr) -> bool {
+    matches!(expr, ast::Expr::Identifier(ident)
+        if ident.quote_style.is_none() && ident.value.eq_ignore_ascii_case("default"))
 }

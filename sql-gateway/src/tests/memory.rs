@@ -128,7 +128,11 @@ impl ClusterViewSource for FixedViews {
 
 pub(crate) fn executor_with(view: Option<ClusterViewResponse>) -> (Executor, Arc<MemoryStore>) {
     let store = Arc::new(MemoryStore::default());
-    let executor = Executor::new(store.clone(), Arc::new(FixedViews(view)));
+    let executor = Executor::new(
+        store.clone(),
+        Arc::new(FixedViews(view)),
+        Arc::new(crate::catalog_source::MemoryCatalog::default()),
+    );
     (executor, store)
 }
 
@@ -158,6 +162,12 @@ pub(crate) fn tag(result: &QueryResult) -> String {
         } => format!("{tag} {rows}"),
         QueryResult::Command { tag, rows: None } => (*tag).to_owned(),
         QueryResult::Rows { rows, .. } => format!("SELECT {}", rows.len()),
+        QueryResult::Returning {
+            tag: "INSERT",
+            rows,
+            ..
+        } => format!("INSERT 0 {}", rows.len()),
+        QueryResult::Returning { tag, rows, .. } => format!("{tag} {}", rows.len()),
         QueryResult::TransactionStart => "BEGIN".to_owned(),
         QueryResult::TransactionEnd { tag } => (*tag).to_owned(),
     }
@@ -188,14 +198,14 @@ pub(crate) async fn query(
     sql: &str,
 ) -> (Vec<String>, Vec<Vec<Option<String>>>) {
     match run(executor, sql).await {
-        Ok(QueryResult::Rows { columns, rows }) => (
+        Ok(QueryResult::Rows { columns, rows } | QueryResult::Returning { columns, rows, .. }) => (
             columns.into_iter().map(|column| column.name).collect(),
             rows.into_iter()
                 .map(|row| {
                     row.into_iter()
                         .map(|value| match value {
                             Value::Null => None,
-                            other => Some(other.display_text()),
+                            other => Some(other.to_text()),
                         })
                         .collect()
                 })

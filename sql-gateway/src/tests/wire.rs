@@ -43,7 +43,11 @@ async fn postgres_clients_run_statements_and_survive_errors() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(crate::server::serve(
         listener,
-        Executor::new(store.clone(), views),
+        Executor::new(
+            store.clone(),
+            views,
+            Arc::new(crate::catalog_source::MemoryCatalog::default()),
+        ),
         async move {
             let _ = stopped.await;
         },
