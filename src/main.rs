@@ -51,6 +51,9 @@ enum Command {
         /// Root peer addresses, comma-separated.
         #[arg(long, env = "ARBOR_ROOT", value_delimiter = ',')]
         root: Vec<String>,
+        /// Split a region once it holds more keys than this.
+        #[arg(long, env = "ARBOR_REGION_SPLIT_KEYS", default_value_t = arbor_coordinator::scheduler::REGION_SPLIT_KEYS_DEFAULT)]
+        region_split_keys: u64,
     },
     /// Run one store.
     Store {
@@ -157,12 +160,14 @@ fn run_service(command: Command) -> Result<(), String> {
                 listen,
                 advertise,
                 root,
+                region_split_keys,
             } => {
                 let config = arbor_coordinator::CoordinatorConfig {
                     coordinator_id: id,
                     listen,
                     advertise_address: advertise.unwrap_or_else(|| listen.to_string()),
                     root_addresses: root,
+                    region_split_keys,
                 };
                 arbor_coordinator::run_coordinator(config, shutdown_signal())
                     .await

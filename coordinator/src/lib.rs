@@ -20,6 +20,8 @@
 pub mod allocator;
 pub mod error;
 pub mod lease;
+pub mod schedule;
+pub mod scheduler;
 pub mod server;
 pub mod service;
 pub mod singleton;

@@ -36,6 +36,8 @@ pub struct CoordinatorConfig {
     pub listen: SocketAddr,
     pub advertise_address: String,
     pub root_addresses: Vec<String>,
+    /// Split regions with more keys than this.
+    pub region_split_keys: u64,
 }
 
 /// Runs one coordinator until `shutdown` completes.
@@ -67,6 +69,7 @@ pub async fn run_coordinator(
         tokio::spawn(tail_root(coordinator.clone())),
         tokio::spawn(lease_loop(coordinator.clone())),
         tokio::spawn(duties_loop(coordinator.clone())),
+        tokio::spawn(crate::schedule::run(coordinator.clone(), config.region_split_keys)),
     ];
     tracing::info!(id = %config.coordinator_id, listen = %config.listen, "coordinator serving");
     let served = tonic::transport::Server::builder()

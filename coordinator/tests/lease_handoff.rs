@@ -158,6 +158,7 @@ async fn one_holder_renews_and_a_sealed_lease_passes_to_the_standby_at_once() {
                 listen: address.parse().unwrap(),
                 advertise_address: address.clone(),
                 root_addresses: peers.values().cloned().collect(),
+                region_split_keys: arbor_coordinator::scheduler::REGION_SPLIT_KEYS_DEFAULT,
             };
             Some(spawn(|stopped| {
                 run_coordinator(config, async move {

@@ -122,6 +122,13 @@ impl Node {
     }
 }
 
+/// Knobs a test may turn; the defaults are the production ones.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterOptions {
+    /// `--region-split-keys` for every coordinator.
+    pub region_split_keys: Option<u64>,
+}
+
 /// A whole cluster: 3 root peers, 2 coordinators, 3 stores, 1 gateway.
 pub struct Cluster {
     pub data_dir: PathBuf,
@@ -132,6 +139,10 @@ pub struct Cluster {
 impl Cluster {
     /// Starts every node of a fresh cluster keeping data under `data_dir`.
     pub fn start(data_dir: &Path) -> Cluster {
+        Cluster::start_with(data_dir, ClusterOptions::default())
+    }
+
+    pub fn start_with(data_dir: &Path, options: ClusterOptions) -> Cluster {
         let ports = free_ports(9);
         let address = |port: u16| format!("127.0.0.1:{port}");
         let root: Vec<String> = ports[0..3].iter().map(|p| address(*p)).collect();
@@ -181,7 +192,12 @@ impl Cluster {
                     a.clone(),
                     "--root".into(),
                     root.join(","),
-                ],
+                ]
+                .into_iter()
+                .chain(options.region_split_keys.iter().flat_map(|keys| {
+                    ["--region-split-keys".to_string(), keys.to_string()]
+                }))
+                .collect(),
             );
         }
         for (i, a) in stores.iter().enumerate() {
