@@ -67,6 +67,24 @@ impl Node {
         self.child.as_ref().map(Child::id)
     }
 
+    /// The `--listen` (or `--pg-listen`) address the node was started with.
+    pub fn listen_address(&self) -> Option<&str> {
+        self.args
+            .windows(2)
+            .find(|pair| pair[0] == "--listen" || pair[0] == "--pg-listen")
+            .map(|pair| pair[1].as_str())
+    }
+
+    /// SIGKILL: the node dies without any chance to hand over. The handle
+    /// still reaps it on `stop`.
+    pub fn kill_hard(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.child = None;
+    }
+
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {
             Some(child) => matches!(child.try_wait(), Ok(None)),
