@@ -5,12 +5,20 @@
 //! from the main thread with a parent-death signal, so they never outlive
 //! this process, and are stopped in reverse dependency order on Ctrl-C or
 //! SIGTERM (gateway, stores, coordinators, root).
+//!
+//! A control API on loopback (`control`, at base port + 30) stops and starts
+//! any child by name; the gateway's dashboard forwards its buttons to it. A
+//! child stopped through it is not a crash: only a child that exits while
+//! the supervisor expects it to run ends `dev`.
+
+mod control;
 
 use std::fs;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use arbor_proto::coordinator_client::CoordinatorClient;
@@ -32,16 +40,41 @@ pub struct DevArgs {
     /// Port of the PostgreSQL endpoint.
     #[arg(long, default_value_t = 5433)]
     pub pg_port: u16,
-    /// Internal ports: root peers at base+1.., coordinators at base+11.., stores at base+21..
+    /// Internal ports: root peers at base+1.., coordinators at base+11.., stores at base+21..,
+    /// the dev control API (loopback) at base+30.
     #[arg(long, default_value_t = 7100)]
     pub base_port: u16,
+    /// Port of the dashboard (the gateway's HTTP listener).
+    #[arg(long, default_value_t = 8080)]
+    pub http_port: u16,
 }
+
+/// Offset of the control API's port from `--base-port`.
+pub const CONTROL_PORT_OFFSET: u64 = 30;
 
 struct Process {
     name: String,
     kind: &'static str,
     address: String,
-    child: Child,
+    /// The command line, kept so the control API can start it again.
+    args: Vec<String>,
+    /// `None` while deliberately stopped (or being stopped) through the
+    /// control API: such a child is not watched for crashes.
+    child: Option<Child>,
+    /// True between a control-API stop's SIGTERM and the child's exit; a
+    /// start waits for it to be false so two copies never share a port.
+    stopping: bool,
+}
+
+/// Every child, shared between the supervisor loop and the control API.
+type Processes = Arc<Mutex<Vec<Process>>>;
+
+fn lock(processes: &Processes) -> MutexGuard<'_, Vec<Process>> {
+    // A panic while holding the lock leaves plain data behind; keep going so
+    // the children are still stopped on the way out.
+    processes
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 struct Layout {
@@ -49,6 +82,8 @@ struct Layout {
     coordinators: Vec<(u64, String)>,
     stores: Vec<(u64, String)>,
     pg: String,
+    http: String,
+    control: String,
 }
 
 fn layout(args: &DevArgs) -> Result<Layout, String> {
@@ -74,6 +109,8 @@ fn layout(args: &DevArgs) -> Result<Layout, String> {
             .map(|i| Ok((i, port(20 + i)?)))
             .collect::<Result<_, String>>()?,
         pg: format!("127.0.0.1:{}", args.pg_port),
+        http: format!("127.0.0.1:{}", args.http_port),
+        control: port(CONTROL_PORT_OFFSET)?,
     })
 }
 
@@ -85,24 +122,35 @@ pub fn run(args: DevArgs) -> Result<(), String> {
     }
     refuse_if_running(&data)?;
     let layout = layout(&args)?;
+    // One thread: children are spawned (also by the control API's handlers)
+    // from the thread whose exit their parent-death signal watches.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    let mut processes = Vec::new();
-    let started = start_all(&data, &layout, &mut processes);
+    let control_listener = runtime
+        .block_on(tokio::net::TcpListener::bind(&layout.control))
+        .map_err(|e| format!("cannot listen on {} (dev control API): {e}", layout.control))?;
+    let processes: Processes = Arc::new(Mutex::new(Vec::new()));
+    let started = start_all(&data, &layout, &mut lock(&processes));
     let outcome = started.and_then(|()| {
-        print_table(&data, &layout, &processes);
+        print_table(&data, &layout, &lock(&processes));
+        runtime.spawn(control::serve(
+            control_listener,
+            processes.clone(),
+            data.clone(),
+        ));
         println!("waiting for the cluster to serve SQL ...");
-        runtime.block_on(wait_ready(&layout, &mut processes))?;
+        runtime.block_on(wait_ready(&layout, &processes))?;
         println!(
             "ready: psql -h 127.0.0.1 -p {} -U arbor arbor",
             args.pg_port
         );
+        println!("dashboard: http://{}", layout.http);
         let _ = std::io::stdout().flush();
-        runtime.block_on(wait_for_signal_or_exit(&mut processes))
+        runtime.block_on(wait_for_signal_or_exit(&processes))
     });
-    stop_all(&data, &mut processes);
+    stop_all(&data, &mut lock(&processes));
     outcome
 }
 
@@ -202,6 +250,10 @@ fn start_all(data: &Path, layout: &Layout, processes: &mut Vec<Process>) -> Resu
         coordinator_addresses.join(","),
         "--root".into(),
         root_addresses.join(","),
+        "--http-listen".into(),
+        layout.http.clone(),
+        "--dev-control".into(),
+        format!("http://{}", layout.control),
     ];
     processes.push(spawn(data, "gateway".into(), "gateway", &layout.pg, args)?);
     Ok(())
@@ -214,6 +266,20 @@ fn spawn(
     address: &str,
     args: Vec<String>,
 ) -> Result<Process, String> {
+    let child = spawn_child(data, &name, &args)?;
+    Ok(Process {
+        name,
+        kind,
+        address: address.to_string(),
+        args,
+        child: Some(child),
+        stopping: false,
+    })
+}
+
+/// Starts one child with its log and pid file; the control API calls this
+/// again to restart a stopped child with the same command line.
+fn spawn_child(data: &Path, name: &str, args: &[String]) -> Result<Child, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the arbor binary: {e}"))?;
     let log_path = data.join("logs").join(format!("{name}.log"));
     let log = fs::OpenOptions::new()
@@ -226,7 +292,7 @@ fn spawn(
         .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
     let mut command = Command::new(exe);
     command
-        .args(&args)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err);
@@ -247,12 +313,7 @@ fn spawn(
     let pid_path = data.join("pids").join(format!("{name}.pid"));
     fs::write(&pid_path, format!("{}\n", child.id()))
         .map_err(|e| format!("cannot write {}: {e}", pid_path.display()))?;
-    Ok(Process {
-        name,
-        kind,
-        address: address.to_string(),
-        child,
-    })
+    Ok(child)
 }
 
 fn print_table(data: &Path, layout: &Layout, processes: &[Process]) {
@@ -262,25 +323,37 @@ fn print_table(data: &Path, layout: &Layout, processes: &[Process]) {
         "process", "kind", "listens on", "pid"
     );
     for process in processes {
+        let pid = process
+            .child
+            .as_ref()
+            .map_or_else(String::new, |child| child.id().to_string());
         println!(
             "{:<16} {:<12} {:<22} {:>8}",
-            process.name,
-            process.kind,
-            process.address,
-            process.child.id()
+            process.name, process.kind, process.address, pid
         );
     }
+    println!(
+        "{:<16} {:<12} {:<22}",
+        "dashboard",
+        "http",
+        format!("http://{}", layout.http)
+    );
+    println!(
+        "{:<16} {:<12} {:<22}",
+        "dev control",
+        "http",
+        format!("http://{}", layout.control)
+    );
     println!("logs: {}/logs/<process>.log", data.display());
-    let _ = layout;
 }
 
 /// Ready = the gateway accepts connections and a coordinator reports every
 /// region with a leader.
-async fn wait_ready(layout: &Layout, processes: &mut [Process]) -> Result<(), String> {
+async fn wait_ready(layout: &Layout, processes: &Processes) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_millis(READY_TIMEOUT_MS);
     let mut last_progress = String::new();
     loop {
-        check_children(processes)?;
+        check_children(&mut lock(processes))?;
         let progress = readiness(layout).await;
         match progress {
             Ok(()) => return Ok(()),
@@ -335,9 +408,14 @@ async fn readiness(layout: &Layout) -> Result<(), String> {
     Ok(())
 }
 
+/// A child that exited on its own is a crash; a deliberately stopped one
+/// (`child == None`) is not looked at.
 fn check_children(processes: &mut [Process]) -> Result<(), String> {
     for process in processes.iter_mut() {
-        if let Ok(Some(status)) = process.child.try_wait() {
+        let Some(child) = process.child.as_mut() else {
+            continue;
+        };
+        if let Ok(Some(status)) = child.try_wait() {
             return Err(format!(
                 "{} exited ({status}); see its log under logs/{}.log",
                 process.name, process.name
@@ -347,7 +425,7 @@ fn check_children(processes: &mut [Process]) -> Result<(), String> {
     Ok(())
 }
 
-async fn wait_for_signal_or_exit(processes: &mut [Process]) -> Result<(), String> {
+async fn wait_for_signal_or_exit(processes: &Processes) -> Result<(), String> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("cannot listen for SIGTERM: {e}"))?;
     let mut poll = tokio::time::interval(Duration::from_millis(500));
@@ -355,7 +433,7 @@ async fn wait_for_signal_or_exit(processes: &mut [Process]) -> Result<(), String
         tokio::select! {
             _ = tokio::signal::ctrl_c() => { println!("stopping (Ctrl-C) ..."); return Ok(()); }
             _ = terminate.recv() => { println!("stopping (SIGTERM) ..."); return Ok(()); }
-            _ = poll.tick() => check_children(processes)?,
+            _ = poll.tick() => check_children(&mut lock(processes))?,
         }
     }
 }
@@ -365,27 +443,38 @@ async fn wait_for_signal_or_exit(processes: &mut [Process]) -> Result<(), String
 /// seals its lease in root on the way out).
 fn stop_all(data: &Path, processes: &mut Vec<Process>) {
     while let Some(mut process) = processes.pop() {
-        let pid = process.child.id() as libc::pid_t;
-        // SAFETY: sending a signal to our own child's pid.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_millis(CHILD_STOP_TIMEOUT_MS);
-        loop {
-            match process.child.try_wait() {
-                Ok(Some(_)) => break,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50))
-                }
-                _ => {
-                    eprintln!("{} did not stop in time; killing it", process.name);
-                    let _ = process.child.kill();
-                    let _ = process.child.wait();
-                    break;
-                }
+        if let Some(child) = process.child.take() {
+            if !stop_child(child) {
+                eprintln!("{} did not stop in time; killed it", process.name);
             }
         }
         let _ = fs::remove_file(data.join("pids").join(format!("{}.pid", process.name)));
     }
     println!("all processes stopped");
+}
+
+/// SIGTERM, wait up to [`CHILD_STOP_TIMEOUT_MS`], then SIGKILL. True if the
+/// child exited on SIGTERM.
+fn stop_child(mut child: Child) -> bool {
+    terminate(&child);
+    let deadline = Instant::now() + Duration::from_millis(CHILD_STOP_TIMEOUT_MS);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return true,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+        }
+    }
+}
+
+fn terminate(child: &Child) {
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: sending a signal to our own child's pid.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
 }

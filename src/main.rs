@@ -86,6 +86,12 @@ enum Command {
         /// Root peer addresses, comma-separated: the catalog and DDL.
         #[arg(long, env = "ARBOR_ROOT", value_delimiter = ',')]
         root: Vec<String>,
+        /// Where the dashboard (HTTP page and /api/cluster) listens.
+        #[arg(long, env = "ARBOR_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+        http_listen: SocketAddr,
+        /// `arbor dev`'s control API; the dashboard then shows stop/start buttons.
+        #[arg(long, env = "ARBOR_DEV_CONTROL")]
+        dev_control: Option<String>,
     },
 }
 
@@ -195,11 +201,15 @@ fn run_service(command: Command) -> Result<(), String> {
                 pg_listen,
                 coordinators,
                 root,
+                http_listen,
+                dev_control,
             } => {
                 let config = arbor_sql_gateway::GatewayConfig {
                     pg_listen,
                     coordinator_addresses: coordinators,
                     root_addresses: root,
+                    http_listen: Some(http_listen),
+                    dev_control,
                 };
                 arbor_sql_gateway::run_gateway(config, shutdown_signal())
                     .await

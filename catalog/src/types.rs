@@ -182,9 +182,14 @@ impl ColumnType {
                 .ok_or_else(invalid),
             ColumnType::Bytea => parse_bytea(text).map(Datum::Bytes).ok_or_else(invalid),
             ColumnType::Uuid => parse_uuid(trimmed).map(Datum::Uuid).ok_or_else(invalid),
-            ColumnType::Date => NaiveDate::parse_from_str(trimmed, "%Y-%m-%d")
+            // Postgres reads a date from a longer datetime text and ignores
+            // the rest (pgjdbc sends `setDate` as `2024-05-03 +00`).
+            ColumnType::Date => trimmed
+                .split_whitespace()
+                .next()
+                .and_then(|date| NaiveDate::parse_from_str(date, "%Y-%m-%d").ok())
                 .map(|date| Datum::Date(days_from_date(date)))
-                .map_err(|_| invalid()),
+                .ok_or_else(invalid),
             ColumnType::Timestamp => parse_timestamp(trimmed, false)
                 .map(Datum::Timestamp)
                 .ok_or_else(invalid),
@@ -685,5 +690,14 @@ mod tests {
             .parse_text("2024-05-01")
             .expect("parses");
         assert_eq!(naive.to_text(), "2024-05-01 00:00:00");
+    }
+
+    #[test]
+    fn dates_ignore_a_trailing_time_or_zone() {
+        for text in ["2024-05-03", "2024-05-03 +00", " 2024-05-03 12:00:00 "] {
+            let date = ColumnType::Date.parse_text(text).expect(text);
+            assert_eq!(date.to_text(), "2024-05-03", "{text}");
+        }
+        assert!(ColumnType::Date.parse_text("+00 2024-05-03").is_err());
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use arbor_proto::root_event::Kind;
 use arbor_proto::store_client::StoreClient;
 use arbor_proto::{
-    region_error, LeaseFence, RegionContext, RegionDescriptor, RegionPeer, ScanRequest, SplitCancelled,
+    region_error, LeaseFence, RegionContext, RegionDescriptor, RegionPeer, ScanRequest,
     SplitCommitted, SplitPlanned, SplitRegionRequest,
 };
 
@@ -33,7 +33,9 @@ pub async fn run(coordinator: std::sync::Arc<Coordinator>, split_keys_max: u64) 
             }
             let outcome = match &step {
                 Step::ExecuteSplit(split) => execute_split(&coordinator, split).await,
-                Step::PlanSplit { region, scan_keys } => plan_split(&coordinator, region, *scan_keys).await,
+                Step::PlanSplit { region, scan_keys } => {
+                    plan_split(&coordinator, region, *scan_keys).await
+                }
             };
             if let Err(error) = outcome {
                 tracing::info!(?step, "scheduling step deferred: {error}");
@@ -77,16 +79,27 @@ async fn leader_client(
     let address = {
         let view = coordinator.view();
         let leader = view.leader_of(region_id).map(|h| h.leader_store_id);
-        leader.and_then(|id| view.root.stores.iter().find(|s| s.store_id == id).map(|s| s.address.clone()))
+        leader.and_then(|id| {
+            view.root
+                .stores
+                .iter()
+                .find(|s| s.store_id == id)
+                .map(|s| s.address.clone())
+        })
     };
     let address = address.ok_or(CoordinatorError::InvalidArgument {
         hint: format!("no known leader for region {region_id} yet"),
     })?;
-    let channel = arbor_root::network::lazy_channel(&address).map_err(|e| CoordinatorError::Transport(e.to_string()))?;
+    let channel = arbor_root::network::lazy_channel(&address)
+        .map_err(|e| CoordinatorError::Transport(e.to_string()))?;
     Ok(StoreClient::new(channel))
 }
 
-async fn plan_split(coordinator: &Coordinator, region: &RegionDescriptor, scan_keys: u64) -> Result<(), CoordinatorError> {
+async fn plan_split(
+    coordinator: &Coordinator,
+    region: &RegionDescriptor,
+    scan_keys: u64,
+) -> Result<(), CoordinatorError> {
     let mut store = leader_client(coordinator, region.region_id).await?;
     let mut request = tonic::Request::new(ScanRequest {
         context: Some(RegionContext {
@@ -131,11 +144,34 @@ async fn plan_split(coordinator: &Coordinator, region: &RegionDescriptor, scan_k
         new_peers,
     };
     propose(coordinator, Kind::SplitPlanned(planned.clone())).await?;
-    tracing::info!(region_id = region.region_id, new_region_id = first_id, "split planned");
+    tracing::info!(
+        region_id = region.region_id,
+        new_region_id = first_id,
+        "split planned"
+    );
     execute_split(coordinator, &planned).await
 }
 
-async fn execute_split(coordinator: &Coordinator, split: &SplitPlanned) -> Result<(), CoordinatorError> {
+async fn commit_split(
+    coordinator: &Coordinator,
+    split: &SplitPlanned,
+) -> Result<(), CoordinatorError> {
+    let commit = Kind::SplitCommitted(SplitCommitted {
+        region_id: split.region_id,
+    });
+    propose(coordinator, commit).await?;
+    tracing::info!(
+        region_id = split.region_id,
+        new_region_id = split.new_region_id,
+        "split committed"
+    );
+    Ok(())
+}
+
+async fn execute_split(
+    coordinator: &Coordinator,
+    split: &SplitPlanned,
+) -> Result<(), CoordinatorError> {
     let mut store = leader_client(coordinator, split.region_id).await?;
     let mut request = tonic::Request::new(SplitRegionRequest {
         context: Some(RegionContext {
@@ -153,23 +189,28 @@ async fn execute_split(coordinator: &Coordinator, split: &SplitPlanned) -> Resul
         .map_err(|status| CoordinatorError::Transport(status.to_string()))?
         .into_inner();
     match answer.region_error.and_then(|e| e.kind) {
-        None => {
-            propose(coordinator, Kind::SplitCommitted(SplitCommitted { region_id: split.region_id })).await?;
-            tracing::info!(region_id = split.region_id, new_region_id = split.new_region_id, "split committed");
-            Ok(())
-        }
-        // The region moved on in a way this split no longer fits: give the
-        // plan up so the region is free for a fresh one.
-        Some(region_error::Kind::EpochNotMatch(_)) | Some(region_error::Kind::KeyNotInRegion(_)) => {
-            let reason = "the region changed before the split ran".to_string();
-            propose(
-                coordinator,
-                Kind::SplitCancelled(SplitCancelled {
-                    region_id: split.region_id,
-                    reason,
-                }),
-            )
-            .await
+        None => commit_split(coordinator, split).await,
+        // A repeated SplitRegion for a split that already ran answers
+        // success, so an epoch mismatch means the store's region differs
+        // from the plan. If its current shape is the plan's left half, the
+        // split ran (its answer was lost): commit. Anything else is left
+        // pending, never cancelled blindly: cancelling a split the stores
+        // did execute would make root and the stores disagree.
+        Some(region_error::Kind::EpochNotMatch(mismatch)) => {
+            let current = mismatch.current.unwrap_or_default();
+            let expected_version = split.expected_epoch.unwrap_or_default().version;
+            let split_ran = current.end_key == split.split_key
+                && current.epoch.unwrap_or_default().version > expected_version;
+            if split_ran {
+                commit_split(coordinator, split).await
+            } else {
+                Err(CoordinatorError::InvalidArgument {
+                    hint: format!(
+                        "region {} does not match its pending split (store has {current:?}); left pending",
+                        split.region_id
+                    ),
+                })
+            }
         }
         Some(other) => Err(CoordinatorError::InvalidArgument {
             hint: format!("store could not split yet: {other:?}"),

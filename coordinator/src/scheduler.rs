@@ -27,7 +27,10 @@ pub enum Step {
     ExecuteSplit(SplitPlanned),
     /// Choose a split key for this region (by scanning `scan_keys` keys at
     /// its leader) and plan the split in root.
-    PlanSplit { region: RegionDescriptor, scan_keys: u64 },
+    PlanSplit {
+        region: RegionDescriptor,
+        scan_keys: u64,
+    },
 }
 
 /// Pending splits first (finishing work beats starting work), then regions
@@ -85,8 +88,14 @@ mod tests {
             region_id: id,
             start_key: start.to_vec(),
             end_key: end.to_vec(),
-            epoch: Some(RegionEpoch { version: 1, conf_ver: 1 }),
-            peers: vec![RegionPeer { peer_id: 1, store_id: 1 }],
+            epoch: Some(RegionEpoch {
+                version: 1,
+                conf_ver: 1,
+            }),
+            peers: vec![RegionPeer {
+                peer_id: 1,
+                store_id: 1,
+            }],
         }
     }
 
@@ -113,7 +122,9 @@ mod tests {
     fn a_region_over_the_key_threshold_gets_a_split_planned() {
         assert!(next_steps(&view_with_keys(100), 100).is_empty());
         let steps = next_steps(&view_with_keys(101), 100);
-        assert!(matches!(&steps[..], [Step::PlanSplit { region, scan_keys: 50 }] if region.region_id == 1));
+        assert!(
+            matches!(&steps[..], [Step::PlanSplit { region, scan_keys: 50 }] if region.region_id == 1)
+        );
     }
 
     #[test]
@@ -136,8 +147,15 @@ mod tests {
     #[test]
     fn split_key_must_lie_strictly_inside_the_region() {
         let r = region(1, b"b", b"y");
-        assert_eq!(split_key_from_scan(&r, &[b"c".to_vec(), b"k".to_vec()]), Some(b"k".to_vec()));
-        assert_eq!(split_key_from_scan(&r, &[b"b".to_vec()]), None, "the start key is no split");
+        assert_eq!(
+            split_key_from_scan(&r, &[b"c".to_vec(), b"k".to_vec()]),
+            Some(b"k".to_vec())
+        );
+        assert_eq!(
+            split_key_from_scan(&r, &[b"b".to_vec()]),
+            None,
+            "the start key is no split"
+        );
         assert_eq!(split_key_from_scan(&r, &[]), None);
     }
 }

@@ -69,7 +69,10 @@ pub async fn run_coordinator(
         tokio::spawn(tail_root(coordinator.clone())),
         tokio::spawn(lease_loop(coordinator.clone())),
         tokio::spawn(duties_loop(coordinator.clone())),
-        tokio::spawn(crate::schedule::run(coordinator.clone(), config.region_split_keys)),
+        tokio::spawn(crate::schedule::run(
+            coordinator.clone(),
+            config.region_split_keys,
+        )),
     ];
     tracing::info!(id = %config.coordinator_id, listen = %config.listen, "coordinator serving");
     let served = tonic::transport::Server::builder()

@@ -3,8 +3,10 @@
 //!
 //! It locates regions through `Coordinator.LocateRegion` (each coordinator in
 //! turn), caches routes, sends to the leader it knows (any peer otherwise),
-//! follows `NotLeader` hints, drops a route on `EpochNotMatch`,
-//! `KeyNotInRegion` and `RegionNotFound`, and retries with backoff until
+//! follows `NotLeader` hints, replaces a route by the newer regions an
+//! `EpochNotMatch` names (so it routes through a split before any
+//! coordinator has learnt it), drops a route on `KeyNotInRegion` and when
+//! every peer answered `RegionNotFound`, and retries with backoff until
 //! [`REQUEST_RETRY_DEADLINE_MS`] — then fails with a typed error.
 //!
 //! **Retry caveat:** a write whose answer was lost (timeout, dropped
@@ -27,10 +29,13 @@ use arbor_proto::{
 use tokio::time::Instant;
 use tonic::Code;
 
-use crate::config::{KEY_BYTES_MAX, SCAN_ROWS_MAX, STORE_MESSAGE_BYTES_MAX};
+use crate::config::{
+    EPOCH_NOT_MATCH_REGIONS_MAX, KEY_BYTES_MAX, SCAN_ROWS_MAX, STORE_MESSAGE_BYTES_MAX,
+};
 use crate::error::RaftstoreError;
 use crate::network::ChannelPool;
 use crate::operation::write::validate_batch;
+use crate::peer::epoch_is_newer;
 use crate::types::{RegionId, StoreId};
 
 /// A request gives up retrying region errors after this long.
@@ -218,6 +223,8 @@ struct RetryState {
     attempts: u32,
     rotation: usize,
     immediate_redirects: u32,
+    /// `RegionNotFound` answers in a row.
+    regions_not_found: usize,
     region_id: Option<RegionId>,
     locate_failure: Option<LocateFailure>,
     last_error: String,
@@ -404,6 +411,7 @@ impl RegionClient {
             attempts: 0,
             rotation: 0,
             immediate_redirects: 0,
+            regions_not_found: 0,
             region_id: None,
             locate_failure: None,
             last_error: String::new(),
@@ -487,16 +495,20 @@ impl RegionClient {
             return Next::Done(route, reply);
         };
         state.last_error = format!("store {store_id}: {region_error:?}");
-        self.handle_region_error(region_id, store_id, region_error, state)
+        if !matches!(region_error, RegionErrorKind::RegionNotFound(_)) {
+            state.regions_not_found = 0;
+        }
+        self.handle_region_error(&route, store_id, region_error, state)
     }
 
     fn handle_region_error(
         &self,
-        region_id: RegionId,
+        route: &Route,
         asked_store_id: StoreId,
         error: RegionErrorKind,
         state: &mut RetryState,
     ) -> Next {
+        let region_id = route.region.region_id;
         match error {
             RegionErrorKind::NotLeader(hint) => {
                 let fresh = hint.leader_store_id != 0 && hint.leader_store_id != asked_store_id;
@@ -510,15 +522,33 @@ impl RegionClient {
                     pause: state.immediate_redirects > LEADER_REDIRECTS_IMMEDIATE_MAX,
                 }
             }
-            RegionErrorKind::EpochNotMatch(_) | RegionErrorKind::KeyNotInRegion(_) => {
+            RegionErrorKind::EpochNotMatch(current) => {
+                if self.learn_regions(route, current) {
+                    state.immediate_redirects += 1;
+                    return Next::Retry {
+                        pause: state.immediate_redirects > LEADER_REDIRECTS_IMMEDIATE_MAX,
+                    };
+                }
+                // The store knows no newer region than we do: it lags (or
+                // the coordinator does); ask another peer and re-learn.
+                self.forget_region(region_id);
+                state.rotation += 1;
+                Next::Retry { pause: true }
+            }
+            RegionErrorKind::KeyNotInRegion(_) => {
                 self.forget_region(region_id);
                 Next::Retry { pause: true }
             }
             RegionErrorKind::RegionNotFound(_) => {
-                // The store may not have started the region yet: try another
-                // peer, and re-learn the route in case it moved.
-                self.forget_region(region_id);
+                // The store may not have started the region yet (a split not
+                // applied there yet): try the other peers, and re-learn the
+                // route only once every peer said so.
+                state.regions_not_found += 1;
                 state.rotation += 1;
+                if state.regions_not_found >= route.region.peers.len().max(1) {
+                    state.regions_not_found = 0;
+                    self.forget_region(region_id);
+                }
                 Next::Retry { pause: true }
             }
             RegionErrorKind::ServerBusy(_) => {
@@ -552,6 +582,36 @@ impl RegionClient {
                 .await
                 .map(|reply| Reply::Write(reply.into_inner())),
         }
+    }
+
+    /// Caches the regions an `EpochNotMatch` names when they are newer than
+    /// `route` (same stores, so its addresses and leader hint carry over).
+    /// False when they taught nothing new.
+    fn learn_regions(&self, route: &Route, answer: arbor_proto::EpochNotMatch) -> bool {
+        let mut regions = answer.regions;
+        if regions.is_empty() {
+            regions.extend(answer.current);
+        }
+        let newer = regions.iter().any(|region| {
+            region.region_id == route.region.region_id
+                && epoch_is_newer(region.epoch.as_ref(), route.region.epoch.as_ref())
+        });
+        if !newer {
+            return false;
+        }
+        let mut routes = self
+            .inner
+            .routes
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for region in regions.into_iter().take(EPOCH_NOT_MATCH_REGIONS_MAX) {
+            routes.insert(Route {
+                region,
+                leader_store_id: route.leader_store_id,
+                addresses: route.addresses.clone(),
+            });
+        }
+        true
     }
 
     fn cached_route(&self, key: &[u8]) -> Option<Route> {
@@ -738,6 +798,46 @@ mod tests {
         cache.set_leader(1, 3, "c:3");
         let known = cache.find(b"k").expect("route");
         assert_eq!(known.target(0), Some((3, "c:3".to_string())));
+    }
+
+    fn with_version(mut route: Route, version: u64) -> Route {
+        route.region.epoch = Some(RegionEpoch {
+            version,
+            conf_ver: 1,
+        });
+        route
+    }
+
+    #[test]
+    fn an_epoch_not_match_teaches_both_halves_of_a_split_and_a_stale_one_nothing() {
+        let client = RegionClient::new(Vec::new());
+        let whole = route(1, "", "");
+        client
+            .inner
+            .routes
+            .write()
+            .expect("routes")
+            .insert(whole.clone());
+        let left = with_version(route(1, "", "m"), 2);
+        let right = with_version(route(7, "m", ""), 2);
+        let stale = arbor_proto::EpochNotMatch {
+            current: Some(whole.region.clone()),
+            regions: vec![whole.region.clone()],
+        };
+        assert!(!client.learn_regions(&whole, stale), "nothing newer");
+        let split = arbor_proto::EpochNotMatch {
+            current: Some(left.region.clone()),
+            regions: vec![left.region.clone(), right.region.clone()],
+        };
+        assert!(client.learn_regions(&whole, split));
+        let found = |key: &[u8]| client.cached_route(key).map(|r| r.region.region_id);
+        assert_eq!(found(b"a"), Some(1));
+        assert_eq!(found(b"z"), Some(7));
+        let learnt = client.cached_route(b"z").expect("right half cached");
+        assert_eq!(
+            learnt.addresses, whole.addresses,
+            "same stores, same addresses"
+        );
     }
 
     #[tokio::test]

@@ -1,125 +1,61 @@
-//! Real in-process clusters on loopback ports. One test runs three stores
-//! through [`run_store`] with a fake coordinator (assigning two regions and
-//! answering `LocateRegion`) and drives them with the [`RegionClient`],
-//! including a restart of every store. Another starts stores directly
-//! (no coordinator) to check a store that missed purged entries catches up
-//! from a snapshot over `StoreRaft`. Every test stops all it started and is
-//! bounded by [`TEST_DEADLINE_SECS`].
+//! Real in-process clusters on loopback ports, every plane real: three root
+//! peers ([`arbor_root::RootPeer`]), a coordinator
+//! ([`arbor_coordinator::run_coordinator`]) and three stores
+//! ([`run_store`]). The coordinator bootstraps one region over the three
+//! stores; the tests split it by calling `Store.SplitRegion` on its leader
+//! (the coordinator's own scheduler is switched off, and root never hears of
+//! these splits, so the region client must route through them on the
+//! stores' `EpochNotMatch` answers alone). One more test starts stores
+//! directly (no coordinator) to check a store that missed purged entries
+//! catches up from a snapshot over `StoreRaft`. Every test stops all it
+//! started and is bounded by [`TEST_DEADLINE_SECS`].
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arbor_proto::coordinator_server::{Coordinator, CoordinatorServer};
+use arbor_coordinator::{run_coordinator, CoordinatorConfig, CoordinatorError};
+use arbor_proto::coordinator_client::CoordinatorClient;
 use arbor_proto::region_error::Kind as RegionErrorKind;
 use arbor_proto::store_client::StoreClient;
 use arbor_proto::*;
+use arbor_root::{RootConfig, RootPeer};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{Request, Response, Status};
+use tokio::time::Instant;
 
 use crate::client::{RegionClient, WriteOutcome};
 use crate::error::RaftstoreError;
 use crate::server::{run_store, StoreConfig};
 use crate::store::StoreNode;
 
-const TEST_DEADLINE_SECS: u64 = 60;
+const TEST_DEADLINE_SECS: u64 = 120;
 const STORE_COUNT: u64 = 3;
+const ROOT_PEER_COUNT: u64 = 3;
 const SPLIT_KEY: &[u8] = b"m";
+/// Region ids the tests give split-off regions (root never allocates these:
+/// it hears of no split here).
+const FIRST_SPLIT_REGION_ID: u64 = 1_000;
+/// How long a fresh cluster gets to bootstrap its first region.
+const BOOTSTRAP_DEADLINE_SECS: u64 = 60;
+/// How long a region gets to elect a leader or start on every store.
+const SETTLE_DEADLINE_SECS: u64 = 15;
 
-/// Answers heartbeats with a fixed assignment and locates keys in it; the
-/// leader is always reported unknown so the client must follow hints.
-struct FakeCoordinator {
-    regions: Vec<RegionDescriptor>,
-    stores: Vec<StoreDescriptor>,
-}
-
-#[tonic::async_trait]
-impl Coordinator for FakeCoordinator {
-    async fn get_timestamps(
-        &self,
-        _request: Request<arbor_proto::GetTimestampsRequest>,
-    ) -> Result<Response<arbor_proto::GetTimestampsResponse>, Status> {
-        Err(Status::failed_precondition("this scripted coordinator serves no timestamps"))
-    }
-
-    async fn allocate_ids(
-        &self,
-        _request: Request<arbor_proto::AllocateIdsRequest>,
-    ) -> Result<Response<arbor_proto::AllocateIdsResponse>, Status> {
-        Err(Status::failed_precondition("this scripted coordinator allocates no ids"))
-    }
-
-    async fn store_heartbeat(
-        &self,
-        request: Request<StoreHeartbeatRequest>,
-    ) -> Result<Response<StoreHeartbeatResponse>, Status> {
-        let store_id = request
-            .into_inner()
-            .store
-            .map(|store| store.store_id)
-            .unwrap_or(0);
-        let regions = self
-            .regions
-            .iter()
-            .filter(|region| region.peers.iter().any(|peer| peer.store_id == store_id))
-            .cloned()
-            .collect();
-        Ok(Response::new(StoreHeartbeatResponse {
-            regions,
-            cursor: 1,
-            joined: true,
-            stores: self.stores.clone(),
-        }))
-    }
-
-    async fn locate_region(
-        &self,
-        request: Request<LocateRegionRequest>,
-    ) -> Result<Response<LocateRegionResponse>, Status> {
-        let key = request.into_inner().key;
-        let region = self.regions.iter().find(|region| {
-            key >= region.start_key && (region.end_key.is_empty() || key < region.end_key)
-        });
-        Ok(Response::new(LocateRegionResponse {
-            route: region.map(|region| RegionRoute {
-                region: Some(region.clone()),
-                leader_store_id: 0,
-                stores: self.stores.clone(),
-            }),
-            cursor: 1,
-        }))
-    }
-
-    async fn list_stores(
-        &self,
-        _: Request<ListStoresRequest>,
-    ) -> Result<Response<ListStoresResponse>, Status> {
-        Err(Status::unimplemented("fake coordinator"))
-    }
-
-    async fn cluster_view(
-        &self,
-        _: Request<ClusterViewRequest>,
-    ) -> Result<Response<ClusterViewResponse>, Status> {
-        Err(Status::unimplemented("fake coordinator"))
-    }
-}
-
-struct Running {
+struct Running<E> {
     stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), RaftstoreError>>,
+    task: JoinHandle<Result<(), E>>,
 }
 
-impl Running {
+impl<E: std::fmt::Display> Running<E> {
     async fn stop(self) {
         // The task may have ended already; then nobody listens.
         let _ = self.stop.send(());
         match self.task.await {
-            Ok(result) => result.expect("server ended cleanly"),
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => panic!("server ended with an error: {error}"),
             Err(error) => panic!("server task failed: {error}"),
         }
     }
@@ -132,68 +68,61 @@ async fn free_address() -> SocketAddr {
     listener.local_addr().expect("local address")
 }
 
-fn region(region_id: u64, start: &[u8], end: &[u8], first_store: u64) -> RegionDescriptor {
-    // Peers listed from `first_store` on, so each region has its own
-    // initializing store.
-    let peers = (0..STORE_COUNT)
-        .map(|offset| {
-            let store_id = (first_store - 1 + offset) % STORE_COUNT + 1;
-            RegionPeer {
-                peer_id: region_id * 100 + store_id,
-                store_id,
-            }
-        })
-        .collect();
-    RegionDescriptor {
-        region_id,
-        start_key: start.to_vec(),
-        end_key: end.to_vec(),
-        epoch: Some(RegionEpoch {
-            version: 1,
-            conf_ver: 1,
-        }),
-        peers,
-    }
-}
-
 struct Cluster {
     coordinator_address: String,
     store_addresses: Vec<SocketAddr>,
     data_dirs: Vec<PathBuf>,
-    regions: Vec<RegionDescriptor>,
-    coordinator: Running,
-    stores: Vec<Running>,
+    roots: Vec<RootPeer>,
+    coordinator: Running<CoordinatorError>,
+    stores: Vec<Running<RaftstoreError>>,
 }
 
-async fn start_coordinator(
-    regions: Vec<RegionDescriptor>,
-    stores: Vec<StoreDescriptor>,
-) -> (String, Running) {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind coordinator");
-    let address = listener
-        .local_addr()
-        .expect("coordinator address")
-        .to_string();
+async fn start_roots(dir: &Path) -> (Vec<RootPeer>, Vec<String>) {
+    let mut addresses = Vec::new();
+    for _ in 0..ROOT_PEER_COUNT {
+        addresses.push(free_address().await);
+    }
+    let initial_peers: BTreeMap<u64, String> = addresses
+        .iter()
+        .enumerate()
+        .map(|(index, address)| (index as u64 + 1, address.to_string()))
+        .collect();
+    let mut roots = Vec::new();
+    for (peer_id, address) in &initial_peers {
+        let config = RootConfig {
+            peer_id: *peer_id,
+            listen: address.parse().expect("a socket address"),
+            advertise_address: address.clone(),
+            data_dir: dir.join(format!("root-{peer_id}")),
+            initial_peers: initial_peers.clone(),
+        };
+        roots.push(RootPeer::start(&config).await.expect("start a root peer"));
+    }
+    (roots, initial_peers.into_values().collect())
+}
+
+fn start_coordinator(listen: SocketAddr, root_addresses: Vec<String>) -> Running<CoordinatorError> {
     let (stop, stopped) = oneshot::channel::<()>();
-    let service = CoordinatorServer::new(FakeCoordinator { regions, stores });
-    let task = tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                let _ = stopped.await;
-            })
-            .await
-            .map_err(|e| RaftstoreError::Transport {
-                address: String::new(),
-                hint: e.to_string(),
-            })
-    });
-    (address, Running { stop, task })
+    let config = CoordinatorConfig {
+        coordinator_id: "coordinator-1".into(),
+        listen,
+        advertise_address: listen.to_string(),
+        root_addresses,
+        // The tests split by hand; the scheduler must not.
+        region_split_keys: u64::MAX,
+    };
+    let task = tokio::spawn(run_coordinator(config, async {
+        let _ = stopped.await;
+    }));
+    Running { stop, task }
 }
 
-fn start_store(store_id: u64, listen: SocketAddr, data_dir: PathBuf, coordinator: &str) -> Running {
+fn start_store(
+    store_id: u64,
+    listen: SocketAddr,
+    data_dir: PathBuf,
+    coordinator: &str,
+) -> Running<RaftstoreError> {
     let (stop, stopped) = oneshot::channel::<()>();
     let config = StoreConfig {
         store_id,
@@ -209,29 +138,22 @@ fn start_store(store_id: u64, listen: SocketAddr, data_dir: PathBuf, coordinator
 }
 
 impl Cluster {
-    async fn start(root: &std::path::Path) -> Self {
+    async fn start(dir: &Path) -> Self {
+        let (roots, root_addresses) = start_roots(dir).await;
+        let coordinator_listen = free_address().await;
+        let coordinator = start_coordinator(coordinator_listen, root_addresses);
         let mut store_addresses = Vec::new();
         for _ in 0..STORE_COUNT {
             store_addresses.push(free_address().await);
         }
-        let stores: Vec<StoreDescriptor> = store_addresses
-            .iter()
-            .enumerate()
-            .map(|(index, address)| StoreDescriptor {
-                store_id: index as u64 + 1,
-                address: address.to_string(),
-            })
-            .collect();
-        let regions = vec![region(1, b"", SPLIT_KEY, 1), region(2, SPLIT_KEY, b"", 2)];
-        let (coordinator_address, coordinator) = start_coordinator(regions.clone(), stores).await;
         let data_dirs: Vec<PathBuf> = (1..=STORE_COUNT)
-            .map(|id| root.join(format!("store-{id}")))
+            .map(|id| dir.join(format!("store-{id}")))
             .collect();
         let mut cluster = Self {
-            coordinator_address,
+            coordinator_address: coordinator_listen.to_string(),
             store_addresses,
             data_dirs,
-            regions,
+            roots,
             coordinator,
             stores: Vec::new(),
         };
@@ -261,6 +183,9 @@ impl Cluster {
     async fn stop(mut self) {
         self.stop_stores().await;
         self.coordinator.stop().await;
+        for root in self.roots {
+            root.stop().await.expect("root peer stops");
+        }
     }
 
     fn client(&self) -> RegionClient {
@@ -273,6 +198,137 @@ impl Cluster {
             .await
             .expect("connect to store")
     }
+
+    /// Waits until the coordinator bootstrapped region 1 and it takes a
+    /// write; returns region 1 as root describes it.
+    async fn bootstrapped_region(&self) -> RegionDescriptor {
+        let client = RegionClient::with_retry_deadline(
+            vec![self.coordinator_address.clone()],
+            Duration::from_secs(BOOTSTRAP_DEADLINE_SECS),
+        );
+        client
+            .write(vec![put("bootstrap", "done", MutationCondition::None)])
+            .await
+            .expect("the cluster bootstraps and takes a first write");
+        let mut coordinator =
+            CoordinatorClient::connect(format!("http://{}", self.coordinator_address))
+                .await
+                .expect("connect to the coordinator");
+        coordinator
+            .locate_region(LocateRegionRequest { key: Vec::new() })
+            .await
+            .expect("locate region 1")
+            .into_inner()
+            .route
+            .and_then(|route| route.region)
+            .expect("region 1 is routed")
+    }
+
+    /// The store leading `region` (asked of the stores themselves).
+    async fn leader_of(&self, region: &RegionDescriptor) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(SETTLE_DEADLINE_SECS);
+        while Instant::now() < deadline {
+            for store_id in 1..=STORE_COUNT {
+                let reply = get_direct(self, store_id, region, &region.start_key).await;
+                match reply.region_error.and_then(|error| error.kind) {
+                    None => return store_id,
+                    Some(RegionErrorKind::NotLeader(hint)) if hint.leader_store_id != 0 => {
+                        return hint.leader_store_id
+                    }
+                    _ => {}
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("region {} elected no leader", region.region_id);
+    }
+
+    /// Waits until every store runs a peer of `region`.
+    async fn wait_hosted_everywhere(&self, region: &RegionDescriptor) {
+        let deadline = Instant::now() + Duration::from_secs(SETTLE_DEADLINE_SECS);
+        'retry: while Instant::now() < deadline {
+            for store_id in 1..=STORE_COUNT {
+                let reply = get_direct(self, store_id, region, &region.start_key).await;
+                if let Some(RegionErrorKind::RegionNotFound(_)) =
+                    reply.region_error.and_then(|error| error.kind)
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue 'retry;
+                }
+            }
+            return;
+        }
+        panic!("region {} did not start on every store", region.region_id);
+    }
+
+    /// Splits `region` at `key` on its leader; panics unless it succeeds.
+    async fn split(
+        &self,
+        region: &RegionDescriptor,
+        key: &[u8],
+        new_region_id: u64,
+    ) -> (RegionDescriptor, RegionDescriptor) {
+        let leader = self.leader_of(region).await;
+        let reply = split_direct(self, leader, split_request(region, key, new_region_id))
+            .await
+            .expect("split call");
+        assert!(reply.region_error.is_none(), "{reply:?}");
+        (
+            reply.left.expect("left half"),
+            reply.right.expect("right half"),
+        )
+    }
+}
+
+fn split_request(region: &RegionDescriptor, key: &[u8], new_region_id: u64) -> SplitRegionRequest {
+    SplitRegionRequest {
+        context: Some(RegionContext {
+            region_id: region.region_id,
+            epoch: region.epoch,
+        }),
+        split_key: key.to_vec(),
+        new_region_id,
+        new_peers: region
+            .peers
+            .iter()
+            .map(|peer| RegionPeer {
+                peer_id: new_region_id * 100 + peer.store_id,
+                store_id: peer.store_id,
+            })
+            .collect(),
+    }
+}
+
+async fn split_direct(
+    cluster: &Cluster,
+    store_id: u64,
+    request: SplitRegionRequest,
+) -> Result<SplitRegionResponse, tonic::Status> {
+    let mut client = cluster.store_client(store_id).await;
+    client
+        .split_region(request)
+        .await
+        .map(|reply| reply.into_inner())
+}
+
+async fn get_direct(
+    cluster: &Cluster,
+    store_id: u64,
+    region: &RegionDescriptor,
+    key: &[u8],
+) -> GetResponse {
+    let mut client = cluster.store_client(store_id).await;
+    client
+        .get(GetRequest {
+            context: Some(RegionContext {
+                region_id: region.region_id,
+                epoch: region.epoch,
+            }),
+            key: key.to_vec(),
+        })
+        .await
+        .expect("store answers get")
+        .into_inner()
 }
 
 fn put(key: &str, value: &str, condition: MutationCondition) -> Mutation {
@@ -300,18 +356,7 @@ async fn not_leader_answers(
 ) -> Vec<(u64, NotLeader)> {
     let mut answers = Vec::new();
     for store_id in 1..=STORE_COUNT {
-        let mut client = cluster.store_client(store_id).await;
-        let reply = client
-            .get(GetRequest {
-                context: Some(RegionContext {
-                    region_id: region.region_id,
-                    epoch: region.epoch,
-                }),
-                key: key.to_vec(),
-            })
-            .await
-            .expect("store answers get")
-            .into_inner();
+        let reply = get_direct(cluster, store_id, region, key).await;
         if let Some(RegionErrorKind::NotLeader(hint)) =
             reply.region_error.and_then(|error| error.kind)
         {
@@ -321,11 +366,66 @@ async fn not_leader_answers(
     answers
 }
 
-async fn exercise_cluster(root: &std::path::Path) {
-    let mut cluster = Cluster::start(root).await;
-    let client = cluster.client();
+fn region_error_of(reply: &SplitRegionResponse) -> Option<RegionErrorKind> {
+    reply.region_error.clone().and_then(|error| error.kind)
+}
 
-    // Inserts land in both regions; the client follows NotLeader hints.
+/// The split call's own rules, against a real leader and followers.
+async fn check_split_rules(
+    cluster: &Cluster,
+    parent: &RegionDescriptor,
+    left: &RegionDescriptor,
+    right: &RegionDescriptor,
+) {
+    let leader = cluster.leader_of(left).await;
+    // Repeating the split that happened answers the current halves.
+    let again = split_direct(
+        cluster,
+        leader,
+        split_request(parent, SPLIT_KEY, right.region_id),
+    )
+    .await
+    .expect("repeated split");
+    assert_eq!(again.region_error, None);
+    assert_eq!(again.left.as_ref(), Some(left));
+    assert_eq!(again.right.as_ref(), Some(right));
+    // Another split planned against the old epoch is refused with the
+    // current layout, both halves included.
+    let stale = split_direct(cluster, leader, split_request(parent, b"f", 1_999))
+        .await
+        .expect("stale split");
+    let Some(RegionErrorKind::EpochNotMatch(current)) = region_error_of(&stale) else {
+        panic!("a stale split is refused: {stale:?}");
+    };
+    assert_eq!(current.current.as_ref(), Some(left));
+    assert_eq!(current.regions, vec![left.clone(), right.clone()]);
+    // A key outside the (current) region is bad input.
+    let outside = split_direct(cluster, leader, split_request(left, b"x", 1_999))
+        .await
+        .expect_err("split key outside the region");
+    assert_eq!(outside.code(), tonic::Code::InvalidArgument);
+    // Only the leader splits.
+    let follower = (1..=STORE_COUNT)
+        .find(|store_id| *store_id != leader)
+        .expect("three stores");
+    let refused = split_direct(cluster, follower, split_request(left, b"f", 1_999))
+        .await
+        .expect("split on a follower");
+    assert!(
+        matches!(
+            region_error_of(&refused),
+            Some(RegionErrorKind::NotLeader(_))
+        ),
+        "{refused:?}"
+    );
+}
+
+async fn exercise_cluster(dir: &Path) {
+    let mut cluster = Cluster::start(dir).await;
+    let region_one = cluster.bootstrapped_region().await;
+    // This client caches region 1 before the split, so it has to route
+    // through the split on EpochNotMatch answers.
+    let client = cluster.client();
     let first = client
         .write(vec![
             put("apple", "1", MutationCondition::MustNotExist),
@@ -333,62 +433,82 @@ async fn exercise_cluster(root: &std::path::Path) {
             put("banana", "3", MutationCondition::None),
         ])
         .await
-        .expect("write across regions");
+        .expect("write before the split");
     assert_eq!(
         first,
         WriteOutcome::Applied {
             existed: vec![false, false, false]
         }
     );
-    assert_eq!(
-        client.get(b"apple").await.expect("get"),
-        Some(b"1".to_vec())
-    );
-    assert_eq!(
-        client.get(b"zebra").await.expect("get"),
-        Some(b"2".to_vec())
-    );
-    assert_eq!(client.get(b"missing").await.expect("get"), None);
 
-    // A failed condition writes nothing of its region's batch.
-    let duplicate = client
+    let (left, right) = cluster
+        .split(&region_one, SPLIT_KEY, FIRST_SPLIT_REGION_ID)
+        .await;
+    assert_eq!(left.region_id, region_one.region_id);
+    assert_eq!(left.end_key, SPLIT_KEY);
+    assert_eq!(right.start_key, SPLIT_KEY);
+    assert_eq!(right.end_key, region_one.end_key);
+    cluster.wait_hosted_everywhere(&right).await;
+    check_split_rules(&cluster, &region_one, &left, &right).await;
+
+    // Reads of both halves, through a client whose routes went stale and a
+    // fresh one (the coordinator still routes by the unsplit region 1).
+    for reader in [client.clone(), cluster.client()] {
+        assert_eq!(
+            reader.get(b"apple").await.expect("get"),
+            Some(b"1".to_vec())
+        );
+        assert_eq!(
+            reader.get(b"zebra").await.expect("get"),
+            Some(b"2".to_vec())
+        );
+        assert_eq!(reader.get(b"missing").await.expect("get"), None);
+    }
+
+    // A write across both halves; a failed condition writes nothing of its
+    // region's batch.
+    let across = client
         .write(vec![
             put("cherry", "4", MutationCondition::None),
             put("apple", "again", MutationCondition::MustNotExist),
         ])
         .await
         .expect("conditional write");
-    assert_eq!(
-        duplicate,
-        WriteOutcome::ConditionFailed { mutation_index: 1 }
-    );
+    assert_eq!(across, WriteOutcome::ConditionFailed { mutation_index: 1 });
     assert_eq!(client.get(b"cherry").await.expect("get"), None);
-
     let update = client
-        .write(vec![put("apple", "5", MutationCondition::MustExist)])
+        .write(vec![
+            put("apple", "5", MutationCondition::MustExist),
+            put("yak", "6", MutationCondition::MustNotExist),
+        ])
         .await
         .expect("update");
     assert_eq!(
         update,
         WriteOutcome::Applied {
-            existed: vec![true]
+            existed: vec![true, false]
         }
     );
 
     // Scans cross the region boundary in key order and honour limits.
-    let all = client.scan(b"", b"", 100).await.expect("scan all");
+    let expected = pairs(&[
+        ("apple", "5"),
+        ("banana", "3"),
+        ("bootstrap", "done"),
+        ("yak", "6"),
+        ("zebra", "2"),
+    ]);
     assert_eq!(
-        all,
-        pairs(&[("apple", "5"), ("banana", "3"), ("zebra", "2")])
+        client.scan(b"", b"", 100).await.expect("scan all"),
+        expected
     );
-    let limited = client.scan(b"b", b"", 2).await.expect("scan limited");
-    assert_eq!(limited, pairs(&[("banana", "3"), ("zebra", "2")]));
+    let limited = client.scan(b"bp", b"", 2).await.expect("scan limited");
+    assert_eq!(limited, pairs(&[("yak", "6"), ("zebra", "2")]));
     let bounded = client.scan(b"a", b"b", 100).await.expect("scan bounded");
     assert_eq!(bounded, pairs(&[("apple", "5")]));
 
     // Followers refuse reads with a hint naming the leader.
-    let region_one = cluster.regions[0].clone();
-    let answers = not_leader_answers(&cluster, &region_one, b"apple").await;
+    let answers = not_leader_answers(&cluster, &left, b"apple").await;
     assert_eq!(
         answers.len(),
         STORE_COUNT as usize - 1,
@@ -406,64 +526,36 @@ async fn exercise_cluster(root: &std::path::Path) {
     }
 
     // Stale epochs, unknown regions and foreign keys are region errors.
-    let mut leader_client = cluster.store_client(leader).await;
-    let stale = leader_client
-        .get(GetRequest {
-            context: Some(RegionContext {
-                region_id: 1,
-                epoch: Some(RegionEpoch {
-                    version: 0,
-                    conf_ver: 1,
-                }),
-            }),
-            key: b"apple".to_vec(),
-        })
-        .await
-        .expect("get")
-        .into_inner();
+    let stale = get_direct(&cluster, leader, &region_one, b"apple").await;
     assert!(matches!(
         stale.region_error.and_then(|e| e.kind),
         Some(RegionErrorKind::EpochNotMatch(EpochNotMatch {
-            current: Some(_)
+            current: Some(_),
+            ..
         }))
     ));
-    let unknown = leader_client
-        .get(GetRequest {
-            context: Some(RegionContext {
-                region_id: 99,
-                epoch: None,
-            }),
-            key: b"apple".to_vec(),
-        })
-        .await
-        .expect("get")
-        .into_inner();
+    let unknown = RegionDescriptor {
+        region_id: 99,
+        ..left.clone()
+    };
+    let unknown = get_direct(&cluster, leader, &unknown, b"apple").await;
     assert!(matches!(
         unknown.region_error.and_then(|e| e.kind),
         Some(RegionErrorKind::RegionNotFound(RegionNotFound {
             region_id: 99
         }))
     ));
-    let foreign = leader_client
-        .get(GetRequest {
-            context: Some(RegionContext {
-                region_id: 1,
-                epoch: region_one.epoch,
-            }),
-            key: b"zebra".to_vec(),
-        })
-        .await
-        .expect("get")
-        .into_inner();
+    let foreign = get_direct(&cluster, leader, &left, b"zebra").await;
     assert!(matches!(
         foreign.region_error.and_then(|e| e.kind),
         Some(RegionErrorKind::KeyNotInRegion(_))
     ));
+    let mut leader_client = cluster.store_client(leader).await;
     let oversized = leader_client
         .get(GetRequest {
             context: Some(RegionContext {
-                region_id: 1,
-                epoch: region_one.epoch,
+                region_id: left.region_id,
+                epoch: left.epoch,
             }),
             key: vec![b'a'; crate::config::KEY_BYTES_MAX + 1],
         })
@@ -471,26 +563,29 @@ async fn exercise_cluster(root: &std::path::Path) {
         .expect_err("oversized key");
     assert_eq!(oversized.code(), tonic::Code::InvalidArgument);
 
-    // A restart of every store keeps every region and all data.
+    // A restart of every store keeps both regions and all data.
     cluster.stop_stores().await;
     cluster.start_stores();
-    let client = cluster.client();
-    let all = client
-        .scan(b"", b"", 100)
-        .await
-        .expect("scan after restart");
+    let after_restart = cluster.client();
     assert_eq!(
-        all,
-        pairs(&[("apple", "5"), ("banana", "3"), ("zebra", "2")])
+        after_restart
+            .scan(b"", b"", 100)
+            .await
+            .expect("scan after restart"),
+        expected
     );
-    let after = client
-        .write(vec![put("zebra", "6", MutationCondition::MustExist)])
+    cluster.wait_hosted_everywhere(&right).await;
+    let after = after_restart
+        .write(vec![
+            put("zebra", "7", MutationCondition::MustExist),
+            put("apple", "8", MutationCondition::MustExist),
+        ])
         .await
         .expect("write after restart");
     assert_eq!(
         after,
         WriteOutcome::Applied {
-            existed: vec![true]
+            existed: vec![true, true]
         }
     );
 
@@ -498,11 +593,11 @@ async fn exercise_cluster(root: &std::path::Path) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_stores_serve_two_regions_through_the_region_client_and_survive_restart() {
-    let root = tempfile::tempdir().expect("temp dir");
+async fn a_split_region_serves_both_halves_through_the_region_client_and_survives_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
     let finished = tokio::time::timeout(
         Duration::from_secs(TEST_DEADLINE_SECS),
-        exercise_cluster(root.path()),
+        exercise_cluster(dir.path()),
     )
     .await;
     assert!(
@@ -511,11 +606,149 @@ async fn three_stores_serve_two_regions_through_the_region_client_and_survive_re
     );
 }
 
+/// Writers put distinct keys spread over the key space until told to stop;
+/// returns every key whose write was acknowledged, and the errors seen.
+fn spawn_writer(
+    client: RegionClient,
+    writer: usize,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    acknowledged: Arc<Mutex<BTreeSet<String>>>,
+    errors: Arc<Mutex<Vec<String>>>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let letters = b"abcdefghijklmnopqrstuvwxyz";
+        let mut index = 0usize;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let letter = letters[(index * 7 + writer) % letters.len()] as char;
+            let key = format!("{letter}-{writer}-{index:06}");
+            match client
+                .write(vec![put(&key, &key, MutationCondition::None)])
+                .await
+            {
+                Ok(_) => {
+                    acknowledged.lock().expect("ack lock").insert(key);
+                }
+                Err(error) => errors
+                    .lock()
+                    .expect("error lock")
+                    .push(format!("{key}: {error}")),
+            }
+            index += 1;
+        }
+    })
+}
+
+async fn split_under_writes(dir: &Path) {
+    const WRITERS: usize = 3;
+    let cluster = Cluster::start(dir).await;
+    let region_one = cluster.bootstrapped_region().await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acknowledged = Arc::new(Mutex::new(BTreeSet::new()));
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let client = cluster.client();
+    let writers: Vec<JoinHandle<()>> = (0..WRITERS)
+        .map(|writer| {
+            spawn_writer(
+                client.clone(),
+                writer,
+                stop.clone(),
+                acknowledged.clone(),
+                errors.clone(),
+            )
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (left, right) = cluster
+        .split(&region_one, SPLIT_KEY, FIRST_SPLIT_REGION_ID)
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Split the new region again while the writers go on.
+    let (middle, last) = cluster.split(&right, b"t", FIRST_SPLIT_REGION_ID + 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for writer in writers {
+        writer.await.expect("writer task");
+    }
+    let errors = errors.lock().expect("error lock").clone();
+    assert!(
+        errors.is_empty(),
+        "writes failed through the splits: {errors:?}"
+    );
+    let acknowledged = acknowledged.lock().expect("ack lock").clone();
+    println!(
+        "{} writes acknowledged across two splits (regions {}, {}, {})",
+        acknowledged.len(),
+        left.region_id,
+        middle.region_id,
+        last.region_id
+    );
+    assert!(acknowledged.iter().any(|key| key.as_str() < "m"));
+    assert!(acknowledged.iter().any(|key| key.as_str() >= "t"));
+
+    // Every acknowledged write is readable, through a fresh client too, and
+    // nothing else is there.
+    let reader = cluster.client();
+    let scanned = reader.scan(b"a", b"", usize::MAX).await.expect("scan all");
+    let scanned_keys: BTreeSet<String> = scanned
+        .iter()
+        .filter(|(key, _)| key.as_slice() != b"bootstrap")
+        .map(|(key, value)| {
+            assert_eq!(key, value, "each key holds itself");
+            String::from_utf8(key.clone()).expect("utf-8 keys")
+        })
+        .collect();
+    assert_eq!(scanned_keys, acknowledged);
+    for key in acknowledged.iter().step_by(7) {
+        assert_eq!(
+            reader.get(key.as_bytes()).await.expect("get"),
+            Some(key.as_bytes().to_vec())
+        );
+    }
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_under_concurrent_writes_loses_no_acknowledged_write() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let finished = tokio::time::timeout(
+        Duration::from_secs(TEST_DEADLINE_SECS),
+        split_under_writes(dir.path()),
+    )
+    .await;
+    assert!(
+        finished.is_ok(),
+        "split test exceeded {TEST_DEADLINE_SECS}s"
+    );
+}
+
+fn region(region_id: u64, start: &[u8], end: &[u8], first_store: u64) -> RegionDescriptor {
+    // Peers listed from `first_store` on, so it is the initializing store.
+    let peers = (0..STORE_COUNT)
+        .map(|offset| {
+            let store_id = (first_store - 1 + offset) % STORE_COUNT + 1;
+            RegionPeer {
+                peer_id: region_id * 100 + store_id,
+                store_id,
+            }
+        })
+        .collect();
+    RegionDescriptor {
+        region_id,
+        start_key: start.to_vec(),
+        end_key: end.to_vec(),
+        epoch: Some(RegionEpoch {
+            version: 1,
+            conf_ver: 1,
+        }),
+        peers,
+    }
+}
+
 /// A store started with its own listener, driven in-process (no
 /// coordinator), so the test can reach its raft handles.
 struct InProcessStore {
     node: Arc<StoreNode>,
-    server: Running,
+    server: Running<RaftstoreError>,
 }
 
 async fn start_in_process(

@@ -1,16 +1,93 @@
-//! What a region's raft log carries: one [`RegionCommand`] per client write,
-//! and the [`RegionResponse`] its apply produces.
+//! What a region's raft log carries: one [`RegionCommand`] per client write
+//! or admin operation (split), and the [`RegionResponse`] its apply produces.
 //!
 //! Byte strings are stored as hex inside the JSON entry: half the size of
 //! serde's default array of numbers, and still readable in a log dump.
+//!
+//! Format versions: 1 is a write batch without an epoch (still applied, with
+//! the range checked at apply time); 2 adds the epoch the batch was admitted
+//! with and admin commands. A store refuses a version it does not know
+//! rather than half-understanding it.
 
-use arbor_proto::{Mutation, MutationCondition, MutationOp};
+use arbor_proto::{
+    Mutation, MutationCondition, MutationOp, RegionDescriptor, RegionEpoch, RegionPeer,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::RaftstoreError;
 
-/// The encoding of [`RegionCommand`] this code writes; apply refuses others.
-pub const COMMAND_FORMAT_VERSION: u32 = 1;
+/// The encoding of [`RegionCommand`] this code writes.
+pub const COMMAND_FORMAT_VERSION: u32 = 2;
+/// The oldest encoding apply still understands.
+pub const COMMAND_FORMAT_VERSION_MIN: u32 = 1;
+
+const _: () = assert!(COMMAND_FORMAT_VERSION_MIN <= COMMAND_FORMAT_VERSION);
+
+/// True when apply understands commands written in `format_version`.
+pub fn format_supported(format_version: u32) -> bool {
+    (COMMAND_FORMAT_VERSION_MIN..=COMMAND_FORMAT_VERSION).contains(&format_version)
+}
+
+/// A region epoch as stored in the log (the proto type has no serde).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub version: u64,
+    pub conf_ver: u64,
+}
+
+impl EpochRecord {
+    pub fn of(epoch: Option<&RegionEpoch>) -> Self {
+        let epoch = epoch.copied().unwrap_or_default();
+        Self {
+            version: epoch.version,
+            conf_ver: epoch.conf_ver,
+        }
+    }
+
+    pub fn to_proto(self) -> RegionEpoch {
+        RegionEpoch {
+            version: self.version,
+            conf_ver: self.conf_ver,
+        }
+    }
+}
+
+/// A region peer as stored in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerRecord {
+    pub peer_id: u64,
+    pub store_id: u64,
+}
+
+/// Split the region at `split_key`: it keeps `[start, split_key)`, region
+/// `new_region_id` gets `[split_key, end)` with `new_peers`. Applies only
+/// while the region is still at `expected_epoch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitCommand {
+    pub expected_epoch: EpochRecord,
+    #[serde(with = "hex_bytes")]
+    pub split_key: Vec<u8>,
+    pub new_region_id: u64,
+    pub new_peers: Vec<PeerRecord>,
+}
+
+impl SplitCommand {
+    pub fn new_peers_proto(&self) -> Vec<RegionPeer> {
+        self.new_peers
+            .iter()
+            .map(|peer| RegionPeer {
+                peer_id: peer.peer_id,
+                store_id: peer.store_id,
+            })
+            .collect()
+    }
+}
+
+/// Commands that change the region itself rather than its data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminCommand {
+    Split(SplitCommand),
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MutationKind {
@@ -70,24 +147,57 @@ impl CommandMutation {
     }
 }
 
-/// One atomic, conditional write batch of one region.
+/// One atomic, conditional write batch of one region, or one admin command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegionCommand {
     pub format_version: u32,
+    #[serde(default)]
     pub mutations: Vec<CommandMutation>,
+    /// The epoch the batch was admitted at (version 2); apply refuses the
+    /// batch when the region has moved on since (a split in between).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<EpochRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminCommand>,
 }
 
 impl RegionCommand {
-    pub fn new(mutations: Vec<CommandMutation>) -> Self {
+    /// A write batch admitted at `epoch`.
+    pub fn write(mutations: Vec<CommandMutation>, epoch: EpochRecord) -> Self {
         Self {
             format_version: COMMAND_FORMAT_VERSION,
             mutations,
+            epoch: Some(epoch),
+            admin: None,
+        }
+    }
+
+    pub fn split(split: SplitCommand) -> Self {
+        Self {
+            format_version: COMMAND_FORMAT_VERSION,
+            mutations: Vec::new(),
+            epoch: Some(split.expected_epoch),
+            admin: Some(AdminCommand::Split(split)),
         }
     }
 }
 
+/// What applying a split produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SplitOutcome {
+    /// The region is split (now, or by an earlier identical command).
+    Split {
+        left: RegionDescriptor,
+        right: RegionDescriptor,
+    },
+    /// The region is not at the epoch the split expected.
+    EpochNotMatch { current: RegionDescriptor },
+    /// The command cannot apply to this region (key outside, id taken).
+    Invalid { hint: String },
+}
+
 /// The outcome of applying one entry.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct RegionResponse {
     /// False when a condition failed (then nothing was written).
     pub applied: bool,
@@ -99,6 +209,14 @@ pub struct RegionResponse {
     /// was written.
     #[serde(default)]
     pub unsupported_format: bool,
+    /// The batch was admitted at an older epoch or touches keys outside the
+    /// region as it is now; nothing was written. Carries the current region.
+    #[serde(skip)]
+    pub epoch_not_match: Option<RegionDescriptor>,
+    /// Set for a split command. (Responses never leave the process, so the
+    /// proto descriptors need no serde.)
+    #[serde(skip)]
+    pub split: Option<SplitOutcome>,
 }
 
 pub(crate) mod hex_bytes {
@@ -146,23 +264,60 @@ mod tests {
 
     #[test]
     fn commands_round_trip_through_json_with_hex_bytes() {
-        let command = RegionCommand::new(vec![
-            CommandMutation {
-                kind: MutationKind::Put,
-                key: vec![0, 1, 0xab, 0xff],
-                value: b"value".to_vec(),
-                condition: Condition::MustNotExist,
+        let command = RegionCommand::write(
+            vec![
+                CommandMutation {
+                    kind: MutationKind::Put,
+                    key: vec![0, 1, 0xab, 0xff],
+                    value: b"value".to_vec(),
+                    condition: Condition::MustNotExist,
+                },
+                CommandMutation {
+                    kind: MutationKind::Delete,
+                    key: Vec::new(),
+                    value: Vec::new(),
+                    condition: Condition::MustExist,
+                },
+            ],
+            EpochRecord {
+                version: 2,
+                conf_ver: 1,
             },
-            CommandMutation {
-                kind: MutationKind::Delete,
-                key: Vec::new(),
-                value: Vec::new(),
-                condition: Condition::MustExist,
-            },
-        ]);
+        );
         let json = serde_json::to_string(&command).expect("serializing a command");
         assert!(json.contains("\"0001abff\""), "{json}");
         let decoded: RegionCommand = serde_json::from_str(&json).expect("decoding a command");
+        assert_eq!(decoded, command);
+    }
+
+    #[test]
+    fn version_one_batches_still_decode_and_are_supported() {
+        let old = r#"{"format_version":1,"mutations":[{"kind":"Put","key":"6b","value":"76","condition":"None"}]}"#;
+        let decoded: RegionCommand = serde_json::from_str(old).expect("a version-1 entry");
+        assert!(format_supported(decoded.format_version));
+        assert_eq!(decoded.epoch, None);
+        assert_eq!(decoded.admin, None);
+        assert_eq!(decoded.mutations[0].key, b"k");
+        assert!(!format_supported(COMMAND_FORMAT_VERSION + 1));
+        assert!(!format_supported(0));
+    }
+
+    #[test]
+    fn split_commands_round_trip() {
+        let command = RegionCommand::split(SplitCommand {
+            expected_epoch: EpochRecord {
+                version: 1,
+                conf_ver: 1,
+            },
+            split_key: b"m".to_vec(),
+            new_region_id: 7,
+            new_peers: vec![PeerRecord {
+                peer_id: 70,
+                store_id: 1,
+            }],
+        });
+        let json = serde_json::to_string(&command).expect("serializing a split");
+        let decoded: RegionCommand = serde_json::from_str(&json).expect("decoding a split");
         assert_eq!(decoded, command);
     }
 

@@ -47,6 +47,10 @@ pub const STORE_MESSAGE_BYTES_MAX: usize = 8 << 20;
 pub const REQUEST_TIMEOUT_MS: u64 = 5_000;
 /// Most regions one store hosts.
 pub const REGIONS_PER_STORE_MAX: usize = 100_000;
+/// Most peers a region split may name for the new region.
+pub const SPLIT_PEERS_MAX: usize = 16;
+/// Most regions one `EpochNotMatch` answer lists.
+pub const EPOCH_NOT_MATCH_REGIONS_MAX: usize = 8;
 
 /// JSON bytes a write batch may take in a raft entry besides its hex data.
 const ENTRY_OVERHEAD_BYTES_MAX: usize = WRITE_MUTATIONS_MAX * 128 + 4_096;

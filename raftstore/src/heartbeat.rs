@@ -2,8 +2,10 @@
 //! regions to every coordinator, and learns from the answers which regions
 //! root assigns to it and where the other stores are.
 //!
-//! **Invariant:** heartbeats only ever add regions or move their epoch
-//! forward; a coordinator with an older view cannot take a region away.
+//! **Invariant:** heartbeats only ever add regions, and only regions that
+//! overlap no local one; they never change or remove a local region (its
+//! descriptor moves only through its own raft log), so a coordinator whose
+//! view lags root, or root lagging a split, cannot take a region away.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -19,7 +19,16 @@
 //!   apply time ([`operation::apply::decide`], a pure function).
 //! - Raft log appends and votes are synced before openraft is told they are
 //!   durable; a restart on the same data directory keeps every region.
-//! - Reads are linearizable: a raft read barrier precedes every read.
+//! - Reads are linearizable: a raft read barrier precedes every read, and the
+//!   region's epoch is checked again after it.
+//! - A split is a raft admin command of the parent region
+//!   ([`operation::split`], decided by the pure [`operation::split::decide_split`]):
+//!   every replica shrinks the parent, persists the new region and its initial
+//!   raft state in one write batch, then starts the new group; a batch admitted
+//!   before a split that applies after it is refused whole.
+//! - A region's descriptor changes only through its own raft apply; a store
+//!   starts a coordinator-assigned region only when it overlaps no local one,
+//!   and never drops a region because a coordinator does not list it.
 //! - A store answers region errors (`NotLeader`, `EpochNotMatch`,
 //!   `KeyNotInRegion`, `RegionNotFound`, `ServerBusy`) in the response rather
 //!   than guessing; gRPC statuses mean transport or bad input only.
@@ -28,7 +37,7 @@
 //!
 //! Layout follows TiKV raftstore-v2 by role: [`store`] routes by region id,
 //! [`peer`] holds a region's state and raft handle, [`operation`] has one
-//! module per behaviour (apply, read, write).
+//! module per behaviour (apply, read, write, split).
 
 pub mod client;
 pub mod command;

@@ -5,28 +5,33 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use arbor_proto::region_error::Kind as RegionErrorKind;
 use arbor_proto::{
-    EpochNotMatch, KeyNotInRegion, NotLeader, RegionDescriptor, RegionEpoch, RegionError,
-    RegionHeartbeat, ServerBusy,
+    KeyNotInRegion, NotLeader, RegionDescriptor, RegionEpoch, RegionError, RegionHeartbeat,
+    ServerBusy,
 };
 use openraft::error::{ForwardToLeader, InitializeError, RaftError};
 use openraft::BasicNode;
 use rocksdb::DB;
 
+use crate::config::KEY_BYTES_MAX;
 use crate::error::RaftstoreError;
+use crate::keys::{self, CF_DATA};
 use crate::network::{RegionNetworkFactory, Transport};
-use crate::storage::state_machine::KeyRange;
+use crate::storage::cf;
+use crate::storage::state_machine::{KeyRange, SharedDescriptor, SplitObserver};
 use crate::storage::{RegionLogStore, RegionStateMachine};
 use crate::types::{RegionId, RegionRaft, StoreId};
 
 pub struct Peer {
     region_id: RegionId,
     store_id: StoreId,
-    descriptor: RwLock<RegionDescriptor>,
+    /// Changed only by this region's apply (see the state machine).
+    descriptor: SharedDescriptor,
     raft: RegionRaft,
+    db: Arc<DB>,
     transport: Arc<Transport>,
     key_count: Arc<AtomicU64>,
 }
@@ -66,6 +71,7 @@ impl Peer {
         descriptor: RegionDescriptor,
         transport: Arc<Transport>,
         config: Arc<openraft::Config>,
+        on_split: SplitObserver,
     ) -> Result<(Arc<Self>, bool), RaftstoreError> {
         let region_id = descriptor.region_id;
         let raft_error = |hint: String| RaftstoreError::Raft { region_id, hint };
@@ -75,18 +81,25 @@ impl Peer {
             .await
             .map_err(|e| raft_error(e.to_string()))?;
         let key_count = Arc::new(AtomicU64::new(0));
-        let state_machine =
-            RegionStateMachine::open(db, region_id, range_of(&descriptor), key_count.clone())?;
+        let first_peer = descriptor.peers.first().map(|peer| peer.store_id);
+        let shared = SharedDescriptor::new(descriptor);
+        let state_machine = RegionStateMachine::open(
+            db.clone(),
+            region_id,
+            shared.clone(),
+            key_count.clone(),
+            on_split,
+        )?;
         let network = RegionNetworkFactory::new(region_id, transport.clone());
         let raft = RegionRaft::new(store_id, config, network, log_store, state_machine)
             .await
             .map_err(|e| raft_error(e.to_string()))?;
-        let first_peer = descriptor.peers.first().map(|peer| peer.store_id);
         let peer = Arc::new(Self {
             region_id,
             store_id,
-            descriptor: RwLock::new(descriptor),
+            descriptor: shared,
             raft,
+            db,
             transport,
             key_count,
         });
@@ -127,41 +140,46 @@ impl Peer {
     }
 
     pub fn descriptor(&self) -> RegionDescriptor {
-        self.descriptor
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.descriptor.get()
     }
 
-    /// Replaces the descriptor when `newer` has a newer epoch; true if it did.
-    pub fn update_descriptor(&self, newer: &RegionDescriptor) -> bool {
-        let mut current = self
-            .descriptor
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if !epoch_is_newer(newer.epoch.as_ref(), current.epoch.as_ref()) {
-            return false;
-        }
-        *current = newer.clone();
-        true
-    }
-
-    /// `EpochNotMatch` unless `epoch` is the current epoch.
+    /// The current descriptor when `epoch` is the current epoch, else the
+    /// current descriptor as the error (for `EpochNotMatch`).
     pub fn check_epoch(
         &self,
         epoch: Option<&RegionEpoch>,
-    ) -> Result<RegionDescriptor, RegionError> {
+    ) -> Result<RegionDescriptor, RegionDescriptor> {
         let descriptor = self.descriptor();
         let current = descriptor.epoch.unwrap_or_default();
         let asked = epoch.cloned().unwrap_or_default();
         if current == asked {
             return Ok(descriptor);
         }
-        Err(region_error(RegionErrorKind::EpochNotMatch(
-            EpochNotMatch {
-                current: Some(descriptor),
-            },
-        )))
+        Err(descriptor)
+    }
+
+    /// True when this peer believes it leads its region.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.store_id)
+    }
+
+    /// On-disk bytes of the region's data (RocksDB's estimate: flushed
+    /// files only, so a fresh region reads 0).
+    pub fn approximate_size_bytes(&self) -> u64 {
+        let range = self.descriptor.range();
+        // Above every user key: keys are at most KEY_BYTES_MAX bytes.
+        let end_of_keys = vec![0xff; KEY_BYTES_MAX + 1];
+        let end = if range.end.is_empty() {
+            end_of_keys.as_slice()
+        } else {
+            keys::data_key(&range.end)
+        };
+        let span = rocksdb::Range::new(keys::data_key(&range.start), end);
+        self.db
+            .get_approximate_sizes_cf(cf(&self.db, CF_DATA), &[span])
+            .first()
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn key_not_in_region(descriptor: &RegionDescriptor, key: &[u8]) -> RegionError {
@@ -229,8 +247,8 @@ impl Peer {
             term: metrics.current_term,
             applied_index: metrics.last_applied.map(|log_id| log_id.index).unwrap_or(0),
             key_count: self.key_count.load(Ordering::Relaxed),
-            region: Some(self.descriptor.read().unwrap_or_else(|p| p.into_inner()).clone()),
-            approximate_size_bytes: 0,
+            region: Some(self.descriptor()),
+            approximate_size_bytes: self.approximate_size_bytes(),
         }
     }
 

@@ -1,5 +1,6 @@
-//! The gRPC face of a store: `Store` (Get/Scan/Write) for the region client
-//! and `StoreRaft` for the peers of its regions on other stores.
+//! The gRPC face of a store: `Store` (Get/Scan/Write for the region client,
+//! SplitRegion for the coordinator) and `StoreRaft` for the peers of its
+//! regions on other stores.
 //!
 //! A gRPC status means a transport or bad-input problem only; region errors
 //! travel in the response's `region_error` field.
@@ -10,7 +11,8 @@ use std::sync::Arc;
 use arbor_proto::store_raft_server::{StoreRaft, StoreRaftServer};
 use arbor_proto::store_server::{Store, StoreServer};
 use arbor_proto::{
-    GetRequest, GetResponse, RaftPayload, ScanRequest, ScanResponse, WriteRequest, WriteResponse,
+    GetRequest, GetResponse, RaftPayload, ScanRequest, ScanResponse, SplitRegionRequest,
+    SplitRegionResponse, WriteRequest, WriteResponse,
 };
 use openraft::error::RaftError;
 use serde::de::DeserializeOwned;
@@ -21,7 +23,7 @@ use tonic::{Request, Response, Status};
 
 use crate::config::{RAFT_MESSAGE_BYTES_MAX, STORE_MESSAGE_BYTES_MAX};
 use crate::error::RaftstoreError;
-use crate::operation::{read, write};
+use crate::operation::{read, split, write};
 use crate::store::StoreNode;
 use crate::types::{RegionRaft, StoreId};
 
@@ -52,9 +54,10 @@ impl Store for StoreService {
 
     async fn split_region(
         &self,
-        _request: Request<arbor_proto::SplitRegionRequest>,
-    ) -> Result<Response<arbor_proto::SplitRegionResponse>, Status> {
-        Err(Status::unimplemented("region split is being built (issue 6)"))
+        request: Request<SplitRegionRequest>,
+    ) -> Result<Response<SplitRegionResponse>, Status> {
+        let response = split::split_region(&self.node, request.into_inner()).await?;
+        Ok(Response::new(response))
     }
 }
 

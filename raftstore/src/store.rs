@@ -3,10 +3,17 @@
 //!
 //! **Invariant:** a region's descriptor is persisted before its raft group
 //! starts, so a restart finds every region that ever took a raft message.
+//!
+//! **Invariant:** local regions never overlap. A region a coordinator
+//! assigns is started only when no local region overlaps it: a region born
+//! of a split is started by the split's apply on this store, never earlier
+//! from a heartbeat, because until then the parent here still owns (and may
+//! still write) its keys.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, Weak};
 
 use arbor_proto::RegionDescriptor;
 use rocksdb::DB;
@@ -14,11 +21,15 @@ use rocksdb::DB;
 use crate::config::{raft_config, REGIONS_PER_STORE_MAX};
 use crate::error::RaftstoreError;
 use crate::network::Transport;
-use crate::peer::Peer;
+use crate::peer::{range_of, Peer};
 use crate::storage;
+use crate::storage::state_machine::SplitObserver;
 use crate::types::{RegionId, StoreId};
 
 pub struct StoreNode {
+    /// This node itself, for the split observers its regions call back.
+    me: Weak<StoreNode>,
+    stopping: AtomicBool,
     store_id: StoreId,
     advertise_address: String,
     db: Arc<DB>,
@@ -40,12 +51,15 @@ impl StoreNode {
         let db = storage::open_db(data_dir)?;
         let transport = Arc::new(Transport::new());
         transport.set_address(store_id, advertise_address.clone());
-        Ok(Arc::new(Self {
+        let raft_config = raft_config()?;
+        Ok(Arc::new_cyclic(|me| Self {
+            me: me.clone(),
+            stopping: AtomicBool::new(false),
             store_id,
             advertise_address,
             db,
             transport,
-            raft_config: raft_config()?,
+            raft_config,
             peers: RwLock::new(HashMap::new()),
             creating: tokio::sync::Mutex::new(()),
         }))
@@ -86,50 +100,94 @@ impl StoreNode {
         list
     }
 
-    /// Restarts the raft group of every region persisted on this store.
+    pub fn region_count(&self) -> usize {
+        self.peers
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .len()
+    }
+
+    /// The local region whose range starts at `start_key`, if any.
+    pub fn region_starting_at(&self, start_key: &[u8]) -> Option<RegionDescriptor> {
+        self.peers()
+            .iter()
+            .map(|peer| peer.descriptor())
+            .find(|descriptor| descriptor.start_key == start_key)
+    }
+
+    /// A local region other than `region_id` whose range overlaps `descriptor`'s.
+    fn overlapping_region(&self, descriptor: &RegionDescriptor) -> Option<RegionId> {
+        let range = range_of(descriptor);
+        self.peers().iter().find_map(|peer| {
+            let local = peer.descriptor();
+            let local_range = range_of(&local);
+            let disjoint = (!local_range.end.is_empty() && local_range.end <= range.start)
+                || (!range.end.is_empty() && range.end <= local_range.start);
+            (local.region_id != descriptor.region_id && !disjoint).then_some(local.region_id)
+        })
+    }
+
+    /// Restarts the raft group of every region persisted on this store
+    /// (their descriptors are as apply left them; no overlap check).
     pub async fn start_persisted_regions(&self) -> Result<usize, RaftstoreError> {
         let descriptors = storage::load_descriptors(&self.db)?;
         let count = descriptors.len();
         for descriptor in descriptors {
-            self.ensure_region(descriptor).await?;
+            let _creating = self.creating.lock().await;
+            self.start_peer(descriptor).await?;
         }
         Ok(count)
     }
 
-    /// Makes sure this store runs a peer of `descriptor`'s region: persists
-    /// the descriptor and starts the group when it is new here, or records a
-    /// newer epoch when it is not.
+    /// Makes sure this store runs a peer of the region a coordinator
+    /// assigned: persists the descriptor and starts the group when the region
+    /// is new here and overlaps no local region. A region already here is left
+    /// alone: its descriptor changes only through its own raft log.
     pub async fn ensure_region(&self, descriptor: RegionDescriptor) -> Result<(), RaftstoreError> {
         let region_id = descriptor.region_id;
-        if let Some(peer) = self.peer(region_id) {
-            if peer.update_descriptor(&descriptor) {
-                storage::save_descriptor(&self.db, &descriptor)?;
-            }
+        if self.peer(region_id).is_some() {
             return Ok(());
         }
         let _creating = self.creating.lock().await;
         if self.peer(region_id).is_some() {
             return Ok(());
         }
-        if self
-            .peers
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .len()
-            >= REGIONS_PER_STORE_MAX
-        {
+        if let Some(local) = self.overlapping_region(&descriptor) {
+            tracing::debug!(
+                store_id = self.store_id,
+                region_id,
+                overlapping_region_id = local,
+                "not starting an assigned region that overlaps a local one (split not applied here yet)"
+            );
+            return Ok(());
+        }
+        if self.region_count() >= REGIONS_PER_STORE_MAX {
             return Err(RaftstoreError::Raft {
                 region_id,
                 hint: format!("store already hosts {REGIONS_PER_STORE_MAX} regions"),
             });
         }
         storage::save_descriptor(&self.db, &descriptor)?;
+        self.start_peer(descriptor).await
+    }
+
+    /// Starts the group of a persisted descriptor; the caller holds
+    /// `creating`.
+    async fn start_peer(&self, descriptor: RegionDescriptor) -> Result<(), RaftstoreError> {
+        let region_id = descriptor.region_id;
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err(RaftstoreError::Raft {
+                region_id,
+                hint: "the store is shutting down".into(),
+            });
+        }
         let (peer, must_initialize) = Peer::start(
             self.db.clone(),
             self.store_id,
             descriptor,
             self.transport.clone(),
             self.raft_config.clone(),
+            self.split_observer(),
         )
         .await?;
         tracing::info!(store_id = self.store_id, region_id, "started region peer");
@@ -143,8 +201,48 @@ impl StoreNode {
         Ok(())
     }
 
+    /// What a region's apply calls after a split is on disk: start the new
+    /// region's group here (in a task: apply must not wait for it).
+    fn split_observer(&self) -> SplitObserver {
+        let me = self.me.clone();
+        Arc::new(move |left: &RegionDescriptor, right: &RegionDescriptor| {
+            let Some(node) = me.upgrade() else {
+                return;
+            };
+            let (parent_id, right) = (left.region_id, right.clone());
+            tokio::spawn(async move { node.start_split_region(parent_id, right).await });
+        })
+    }
+
+    /// Starts the region a split of `parent_id` created (its state is on
+    /// disk already). The parent's leader makes the new group campaign at
+    /// once, so it has a leader without waiting for an election timeout.
+    async fn start_split_region(&self, parent_id: RegionId, descriptor: RegionDescriptor) {
+        let region_id = descriptor.region_id;
+        {
+            let _creating = self.creating.lock().await;
+            if self.peer(region_id).is_some() {
+                return;
+            }
+            if let Err(error) = self.start_peer(descriptor).await {
+                tracing::warn!(store_id = self.store_id, region_id, %error, "could not start a region born of a split");
+                return;
+            }
+        }
+        let parent_leads = self
+            .peer(parent_id)
+            .is_some_and(|parent| parent.is_leader());
+        if let (true, Some(peer)) = (parent_leads, self.peer(region_id)) {
+            if let Err(error) = peer.raft().trigger().elect().await {
+                tracing::debug!(region_id, %error, "new region did not campaign");
+            }
+        }
+    }
+
     /// Stops every region's raft group.
     pub async fn shutdown(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let _creating = self.creating.lock().await;
         let peers: Vec<Arc<Peer>> = {
             let mut peers = self
                 .peers

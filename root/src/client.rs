@@ -119,6 +119,17 @@ impl RootClient {
             .await
     }
 
+    /// Accepted events from `from_cursor` on, then live (see `WatchEvents`).
+    pub async fn watch_events(
+        &self,
+        from_cursor: u64,
+    ) -> Result<tonic::Streaming<WatchEventsItem>, RootError> {
+        self.each_peer(|mut client| async move {
+            client.watch_events(WatchRequest { from_cursor }).await
+        })
+        .await
+    }
+
     pub async fn list_events(
         &self,
         before_cursor: u64,

@@ -23,7 +23,7 @@ use tonic::{Request, Response, Status};
 use crate::apply::ROOT_COMMAND_FORMAT_VERSION;
 use crate::error::RootError;
 use crate::network::lazy_channel;
-use crate::storage::state_machine::list_events;
+use crate::storage::state_machine::{events_between, events_complete_from, list_events};
 use crate::types::{RootPeerId, RootRaft, RootRequest};
 
 /// Header marking a request a follower already forwarded to the leader.
@@ -33,8 +33,10 @@ const FORWARDED_HEADER: &str = "x-arbor-forwarded";
 pub const ROOT_VOTERS_MIN: usize = 3;
 /// Most events one `ListEvents` call returns.
 pub const LIST_EVENTS_MAX: u32 = 1_000;
-/// States buffered per `Watch` stream; a slow watcher skips to the newest.
+/// Items buffered per watch stream.
 pub const WATCH_QUEUE_MAX: usize = 16;
+/// Events read from disk per step of a `WatchEvents` catch-up.
+pub const WATCH_EVENTS_BATCH_MAX: usize = 256;
 
 /// Milliseconds since the Unix epoch; injected so tests can drive time.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -274,6 +276,26 @@ impl RootService for RootNode {
         )))
     }
 
+    type WatchEventsStream =
+        Pin<Box<dyn Stream<Item = Result<WatchEventsItem, Status>> + Send + 'static>>;
+
+    async fn watch_events(
+        &self,
+        request: Request<WatchRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let from_cursor = request.into_inner().from_cursor.max(1);
+        let (sender, queue) = tokio::sync::mpsc::channel(WATCH_QUEUE_MAX);
+        let node = self.clone();
+        tokio::spawn(async move {
+            if let Err(status) = stream_events(node, from_cursor, &sender).await {
+                let _ = sender.send(Err(status)).await;
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(queue),
+        )))
+    }
+
     async fn list_events(
         &self,
         request: Request<ListEventsRequest>,
@@ -315,6 +337,55 @@ impl RootService for RootNode {
             last_log_index: metrics.last_log_index.unwrap_or(0),
             members,
         }))
+    }
+}
+
+/// Feeds one `WatchEvents` subscriber: catch up from the events column
+/// family, then follow each applied state. Sending blocks on a full queue,
+/// so a slow watcher slows only itself; nothing is skipped.
+async fn stream_events(
+    node: RootNode,
+    from_cursor: u64,
+    sender: &tokio::sync::mpsc::Sender<Result<WatchEventsItem, Status>>,
+) -> Result<(), Status> {
+    use watch_events_item::Item;
+    let mut receiver = node.state.clone();
+    let mut next = from_cursor;
+    // Events before this peer's complete-from cursor (trimmed, or received
+    // inside a snapshot) cannot be replayed: hand over the state instead and
+    // continue after it.
+    let complete_from = events_complete_from(&node.db)?;
+    let applied = receiver.borrow_and_update().clone();
+    if from_cursor < complete_from {
+        next = applied.cursor + 1;
+        let snapshot = WatchEventsItem {
+            item: Some(Item::Snapshot(applied)),
+        };
+        if sender.send(Ok(snapshot)).await.is_err() {
+            return Ok(());
+        }
+    }
+    loop {
+        let through = receiver.borrow_and_update().cursor;
+        while next <= through {
+            let events = events_between(&node.db, next, through, WATCH_EVENTS_BATCH_MAX)?;
+            if events.is_empty() {
+                next = through + 1;
+                break;
+            }
+            for event in events {
+                next = event.cursor + 1;
+                let item = WatchEventsItem {
+                    item: Some(Item::Event(event)),
+                };
+                if sender.send(Ok(item)).await.is_err() {
+                    return Ok(()); // the watcher went away
+                }
+            }
+        }
+        if receiver.changed().await.is_err() {
+            return Ok(()); // this peer is shutting down
+        }
     }
 }
 

@@ -21,6 +21,12 @@ pub enum GatewayError {
     UndefinedColumn { name: String },
     #[error("column \"{name}\" specified more than once")]
     DuplicateColumn { name: String },
+    #[error("column reference \"{name}\" is ambiguous")]
+    AmbiguousColumn { name: String },
+    #[error("invalid regular expression: {reason}")]
+    InvalidRegularExpression { reason: String },
+    #[error("division by zero")]
+    DivisionByZero,
     #[error("{operation} is not allowed on system table \"{table}\"")]
     ReadOnlyTable { table: String, operation: String },
     #[error("duplicate key value violates unique constraint \"{constraint}\"")]
@@ -109,6 +115,9 @@ impl GatewayError {
             GatewayError::UndefinedTable { .. } => "42P01",
             GatewayError::UndefinedColumn { .. } => "42703",
             GatewayError::DuplicateColumn { .. } => "42701",
+            GatewayError::AmbiguousColumn { .. } => "42702",
+            GatewayError::InvalidRegularExpression { .. } => "2201B",
+            GatewayError::DivisionByZero => "22012",
             GatewayError::UniqueViolation { .. } => "23505",
             GatewayError::NotNullViolation { .. } => "23502",
             GatewayError::ProgramLimitExceeded { .. } => "54000",
@@ -302,6 +311,9 @@ mod tests {
             GatewayError::UndefinedTable { name: "x".into() },
             GatewayError::UndefinedColumn { name: "x".into() },
             GatewayError::DuplicateColumn { name: "x".into() },
+            GatewayError::AmbiguousColumn { name: "x".into() },
+            GatewayError::InvalidRegularExpression { reason: "x".into() },
+            GatewayError::DivisionByZero,
             GatewayError::ReadOnlyTable {
                 table: "x".into(),
                 operation: "INSERT".into(),
@@ -386,6 +398,9 @@ mod tests {
             GatewayError::UndefinedTable { .. } => "42P01",
             GatewayError::UndefinedColumn { .. } => "42703",
             GatewayError::DuplicateColumn { .. } => "42701",
+            GatewayError::AmbiguousColumn { .. } => "42702",
+            GatewayError::InvalidRegularExpression { .. } => "2201B",
+            GatewayError::DivisionByZero => "22012",
             GatewayError::UniqueViolation { .. } => "23505",
             GatewayError::NotNullViolation { .. } => "23502",
             GatewayError::ProgramLimitExceeded { .. } => "54000",
@@ -418,7 +433,7 @@ mod tests {
     #[test]
     fn every_variant_maps_to_its_sqlstate() {
         let errors = every_variant();
-        assert_eq!(errors.len(), 33, "a variant is missing from every_variant");
+        assert_eq!(errors.len(), 36, "a variant is missing from every_variant");
         for error in &errors {
             assert_eq!(error.sqlstate(), expected_sqlstate(error), "{error:?}");
             assert_eq!(error.sqlstate().len(), 5);

@@ -90,7 +90,16 @@ impl Executor {
         params: &[Value],
     ) -> Result<QueryResult, GatewayError> {
         let catalog = self.catalog_for(statement).await?;
-        let plan = plan_statement(statement, params, &catalog)?;
+        if crate::pg_catalog::is_catalog_query(statement) {
+            return crate::pg_catalog::execute(statement, params, &catalog);
+        }
+        let plan = match plan_statement(statement, params, &catalog) {
+            Ok(plan) => plan,
+            Err(error) if hands_to_catalog(statement, &error) => {
+                return crate::pg_catalog::execute(statement, params, &catalog)
+            }
+            Err(error) => return Err(error),
+        };
         let store = self.store.as_ref();
         match plan {
             Plan::CreateTable(plan) => plan.execute(self.catalogs.as_ref()).await,
@@ -107,6 +116,10 @@ impl Executor {
                 rows: None,
             }),
             Plan::Show(plan) => Ok(plan.execute()),
+            Plan::Deallocate { all } => Ok(QueryResult::Command {
+                tag: if all { "DEALLOCATE ALL" } else { "DEALLOCATE" },
+                rows: None,
+            }),
         }
     }
 }
@@ -129,8 +142,18 @@ pub(crate) fn describe(
     if !returns_rows {
         return Ok(Vec::new());
     }
+    if crate::pg_catalog::is_catalog_query(statement) {
+        return crate::pg_catalog::describe(statement, parameter_count, catalog);
+    }
     let params = vec![Value::Null; parameter_count];
-    Ok(match plan_statement(statement, &params, catalog)? {
+    let plan = match plan_statement(statement, &params, catalog) {
+        Ok(plan) => plan,
+        Err(error) if hands_to_catalog(statement, &error) => {
+            return crate::pg_catalog::describe(statement, parameter_count, catalog)
+        }
+        Err(error) => return Err(error),
+    };
+    Ok(match plan {
         Plan::Select(plan) => plan.columns().to_vec(),
         Plan::Show(plan) => plan.columns(),
         Plan::Insert(plan) => plan.returning_columns(),
@@ -138,6 +161,16 @@ pub(crate) fn describe(
         Plan::Delete(plan) => plan.returning_columns(),
         _ => Vec::new(),
     })
+}
+
+/// A SELECT without FROM that the statement planner cannot do (a function
+/// such as `current_setting`, a CASE, a subquery) goes to the catalog
+/// evaluator, which knows more functions and expression forms.
+fn hands_to_catalog(statement: &Statement, error: &GatewayError) -> bool {
+    matches!(
+        error,
+        GatewayError::Unsupported { .. } | GatewayError::UndefinedFunction { .. }
+    ) && crate::pg_catalog::is_constant_query(statement)
 }
 
 /// True when `statement` can only name `kv` or `system.*` tables (or none),
@@ -178,6 +211,7 @@ fn names_only_built_ins(statement: &Statement) -> bool {
         | Statement::Commit { .. }
         | Statement::Rollback { .. }
         | Statement::Set(_)
+        | Statement::Deallocate { .. }
         | Statement::ShowVariable { .. } => true,
         _ => false,
     }

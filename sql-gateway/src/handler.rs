@@ -34,7 +34,9 @@ use crate::wire_format::{decode_binary, decode_text, pg_type, WireValue};
 #[derive(Debug, Clone)]
 pub(crate) struct PreparedStatement {
     statement: Statement,
-    parameter_count: usize,
+    /// One type per `$n`: the client's (from Parse) where it gave one,
+    /// else inferred from the statement (`parameter_types`), else TEXT.
+    parameter_types: Vec<Type>,
     columns: Vec<Column>,
 }
 
@@ -50,7 +52,7 @@ impl QueryParser for ArborQueryParser {
         &self,
         _client: &C,
         sql: &str,
-        _types: &[Option<Type>],
+        types: &[Option<Type>],
     ) -> PgWireResult<Option<PreparedStatement>>
     where
         C: ClientInfo + Unpin + Send + Sync,
@@ -65,17 +67,30 @@ impl QueryParser for ArborQueryParser {
         let parameter_count = parameter_count(sql);
         let catalog = self.executor.catalog_for(&statement).await?;
         let columns = describe(&statement, parameter_count, &catalog)?;
+        let inferred = crate::parameter_types::infer(&statement, parameter_count, &catalog);
+        let parameter_types = inferred
+            .into_iter()
+            .enumerate()
+            .map(|(index, inferred)| {
+                let declared = types
+                    .get(index)
+                    .cloned()
+                    .flatten()
+                    .filter(|declared| declared.oid() != 0 && *declared != Type::UNKNOWN);
+                declared.unwrap_or_else(|| inferred.map_or(Type::TEXT, pg_type))
+            })
+            .collect();
         Ok(Some(PreparedStatement {
             statement,
-            parameter_count,
+            parameter_types,
             columns,
         }))
     }
 
-    /// Parameters are untyped text unless the client says otherwise in
-    /// Parse (Postgres' `unknown`, sent as TEXT so drivers send strings).
+    /// The client's types, else inferred ones; parameters without context
+    /// are TEXT (Postgres' `unknown`), so drivers send strings.
     fn get_parameter_types(&self, statement: &PreparedStatement) -> PgWireResult<Vec<Type>> {
-        Ok(vec![Type::TEXT; statement.parameter_count])
+        Ok(statement.parameter_types.clone())
     }
 
     fn get_result_schema(
@@ -198,7 +213,16 @@ fn portal_parameters(portal: &Portal<PreparedStatement>) -> PgWireResult<Vec<Val
                 .parameter_types
                 .get(index)
                 .cloned()
-                .flatten();
+                .flatten()
+                .filter(|declared| declared.oid() != 0 && *declared != Type::UNKNOWN)
+                .or_else(|| {
+                    portal
+                        .statement
+                        .statement
+                        .parameter_types
+                        .get(index)
+                        .cloned()
+                });
             if portal.parameter_format.is_binary(index) {
                 return Ok(decode_binary(&declared.unwrap_or(Type::TEXT), bytes)?);
             }

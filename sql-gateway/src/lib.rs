@@ -6,7 +6,11 @@
 //! with a version precondition), planning and execution of statements
 //! against the region client, the text and binary wire formats of every
 //! column type, the read-only `system.*` tables served from the
-//! coordinator's `ClusterView`, and the mapping of every error to a SQLSTATE.
+//! coordinator's `ClusterView`, the `pg_catalog`/`information_schema` views
+//! and session functions that psql and drivers query for metadata
+//! (`pg_catalog`: a small general evaluator over relations rendered from the
+//! catalog snapshot), parameter type inference for Describe
+//! (`parameter_types`), and the mapping of every error to a SQLSTATE.
 //!
 //! Never knows: how regions are replicated or routed (that is
 //! `arbor_raftstore::RegionClient`'s job), nor the key/row/catalog byte
@@ -27,21 +31,30 @@
 //!   BEGIN/COMMIT/ROLLBACK are accepted as no-ops (with the tags and
 //!   transaction status drivers expect) and SET is accepted and ignored.
 //! - After any statement error the session stays usable.
+//! - Catalog queries are pure functions of (catalog snapshot, query,
+//!   parameters); OIDs are stable (Postgres' for built-ins, derived from the
+//!   never-reused table id for user tables).
 //!
 //! Code map: `server` (listener) -> `handler` (pgwire seams) + `wire_format`
 //! (values on the wire) -> `executor` (SQL text -> results; reads the
 //! catalog via `catalog_source`) -> `plan` + `bind` + `expr` (pure planning)
 //! -> `statement/*` (one module per statement kind, `ddl` for CREATE/DROP)
 //! -> `store` (the `KvStore` seam over the region client) and
-//! `cluster_view` + `system_tables` (system tables).
+//! `cluster_view` + `system_tables` (system tables); `pg_catalog` answers
+//! queries over catalog relations and FROM-less SELECTs the planner lacks
+//! functions for; `parameter_types` types `$n` for Parse/Describe; `dashboard` (the HTTP
+//! page and `/api/cluster`, rendered by the same `system_tables` code).
 
 mod bind;
 mod catalog_source;
 mod cluster_view;
+mod dashboard;
 mod error;
 mod executor;
 mod expr;
 mod handler;
+mod parameter_types;
+mod pg_catalog;
 mod plan;
 mod server;
 mod statement;
@@ -75,6 +88,12 @@ pub struct GatewayConfig {
     /// `host:port` of each root peer: where the catalog is read and DDL is
     /// committed. Required: the catalog lives only in root.
     pub root_addresses: Vec<String>,
+    /// Where the dashboard (HTTP: the page and `/api/cluster`) listens;
+    /// `None` serves no dashboard.
+    pub http_listen: Option<SocketAddr>,
+    /// `arbor dev`'s control API (`http://127.0.0.1:PORT`): when set, the
+    /// dashboard offers stop/start buttons that forward to it.
+    pub dev_control: Option<String>,
 }
 
 /// Binds the Postgres listener, then serves sessions until `shutdown`
@@ -105,8 +124,39 @@ pub async fn run_gateway(
         })?;
     tracing::info!(%address, "gateway listening on {address}");
     let store = Arc::new(RegionClient::new(config.coordinator_addresses.clone()));
-    let views = Arc::new(CoordinatorViews::new(config.coordinator_addresses));
+    let views: Arc<dyn cluster_view::ClusterViewSource> =
+        Arc::new(CoordinatorViews::new(config.coordinator_addresses));
+    let dashboard = start_dashboard(&config.http_listen, config.dev_control, views.clone()).await?;
     let catalogs: Arc<dyn catalog_source::CatalogSource> =
         Arc::new(catalog_source::RootCatalog::new(config.root_addresses));
-    server::serve(listener, Executor::new(store, views, catalogs), shutdown).await
+    let served = server::serve(listener, Executor::new(store, views, catalogs), shutdown).await;
+    if let Some(dashboard) = dashboard {
+        dashboard.abort();
+    }
+    served
+}
+
+/// Binds the dashboard listener (so a taken port fails the start) and serves
+/// it on its own task, which the caller aborts at shutdown.
+async fn start_dashboard(
+    http_listen: &Option<SocketAddr>,
+    dev_control: Option<String>,
+    views: Arc<dyn cluster_view::ClusterViewSource>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, GatewayError> {
+    let Some(http_listen) = *http_listen else {
+        return Ok(None);
+    };
+    let dev_control = dev_control
+        .as_deref()
+        .map(dashboard::DevControl::parse)
+        .transpose()
+        .map_err(|message| GatewayError::Internal { message })?;
+    let listener = dashboard::bind(http_listen).await?;
+    let address = listener.local_addr().unwrap_or(http_listen);
+    tracing::info!(%address, dev_control = dev_control.is_some(), "dashboard on http://{address}");
+    Ok(Some(tokio::spawn(async move {
+        if let Err(error) = dashboard::serve(listener, views, dev_control).await {
+            tracing::warn!(%error, "the dashboard listener stopped");
+        }
+    })))
 }

@@ -35,6 +35,11 @@ pub(crate) enum Plan {
     Rollback,
     /// Session settings are accepted and ignored.
     Set,
+    /// `DEALLOCATE [ALL | name]`: drivers (psycopg 3 after DDL) drop their
+    /// named statements; a later Parse of the same name replaces it anyway.
+    Deallocate {
+        all: bool,
+    },
     Show(ShowPlan),
 }
 
@@ -175,6 +180,9 @@ pub(crate) fn plan_statement(
             savepoint: None, ..
         } => Ok(Plan::Rollback),
         Statement::Set(_) => Ok(Plan::Set),
+        Statement::Deallocate { name, .. } => Ok(Plan::Deallocate {
+            all: name.value.eq_ignore_ascii_case("all"),
+        }),
         Statement::ShowVariable { variable } => session::plan_show(variable).map(Plan::Show),
         other => Err(GatewayError::unsupported(statement_kind(other))),
     }

@@ -75,16 +75,6 @@ impl Node {
             .map(|pair| pair[1].as_str())
     }
 
-    /// SIGKILL: the node dies without any chance to hand over. The handle
-    /// still reaps it on `stop`.
-    pub fn kill_hard(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        self.child = None;
-    }
-
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {
             Some(child) => matches!(child.try_wait(), Ok(None)),
@@ -138,6 +128,26 @@ impl Node {
         let _ = child.wait();
         false
     }
+
+    /// SIGKILL (a crash: no shutdown path runs) and reap the child, so the
+    /// handle is stopped and [`Node::start_again`] may reuse it.
+    pub fn kill(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // Child::kill sends SIGKILL to our own child by its pid.
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Starts the node again with the same arguments and data, logging to
+    /// the same file under `log_dir` (the cluster's `data_dir/logs`).
+    pub fn start_again(&mut self, log_dir: &Path) {
+        if self.is_running() {
+            return;
+        }
+        self.start(log_dir);
+    }
 }
 
 /// Knobs a test may turn; the defaults are the production ones.
@@ -151,6 +161,8 @@ pub struct ClusterOptions {
 pub struct Cluster {
     pub data_dir: PathBuf,
     pub pg_port: u16,
+    /// The gateway's dashboard (HTTP) port.
+    pub http_port: u16,
     pub nodes: Vec<Node>,
 }
 
@@ -161,12 +173,13 @@ impl Cluster {
     }
 
     pub fn start_with(data_dir: &Path, options: ClusterOptions) -> Cluster {
-        let ports = free_ports(9);
+        let ports = free_ports(10);
         let address = |port: u16| format!("127.0.0.1:{port}");
         let root: Vec<String> = ports[0..3].iter().map(|p| address(*p)).collect();
         let coordinators: Vec<String> = ports[3..5].iter().map(|p| address(*p)).collect();
         let stores: Vec<String> = ports[5..8].iter().map(|p| address(*p)).collect();
         let pg_port = ports[8];
+        let http_port = ports[9];
         let peers: Vec<String> = root
             .iter()
             .enumerate()
@@ -212,9 +225,12 @@ impl Cluster {
                     root.join(","),
                 ]
                 .into_iter()
-                .chain(options.region_split_keys.iter().flat_map(|keys| {
-                    ["--region-split-keys".to_string(), keys.to_string()]
-                }))
+                .chain(
+                    options
+                        .region_split_keys
+                        .iter()
+                        .flat_map(|keys| ["--region-split-keys".to_string(), keys.to_string()]),
+                )
                 .collect(),
             );
         }
@@ -245,11 +261,14 @@ impl Cluster {
                 coordinators.join(","),
                 "--root".into(),
                 root.join(","),
+                "--http-listen".into(),
+                address(http_port),
             ],
         );
         let mut cluster = Cluster {
             data_dir: data_dir.to_path_buf(),
             pg_port,
+            http_port,
             nodes,
         };
         cluster.start_nodes();

@@ -4,10 +4,31 @@
 //! checked in order, each against the data as left by the mutations before
 //! it in the same batch (so `existed[i]` is "did the key exist just before
 //! mutation i"; for a batch of distinct keys that is "before the batch").
+//!
+//! **Invariant:** a batch applies only to the region it was admitted to: if
+//! a split applied between admission and apply (epoch version moved, or a
+//! key now lies outside the range), the batch is refused whole, so a parent
+//! never writes into a range its child already owns.
 
 use std::collections::BTreeMap;
 
-use crate::command::{CommandMutation, Condition, MutationKind};
+use crate::command::{CommandMutation, Condition, EpochRecord, MutationKind};
+use crate::storage::state_machine::KeyRange;
+
+/// True when a batch admitted at `admitted` (`None` for version-1 commands,
+/// which carry no epoch) may apply to the region as it is now.
+pub fn batch_fits_region(
+    current: EpochRecord,
+    range: &KeyRange,
+    admitted: Option<EpochRecord>,
+    mutations: &[CommandMutation],
+) -> bool {
+    let same_version = admitted.is_none_or(|epoch| epoch.version == current.version);
+    same_version
+        && mutations
+            .iter()
+            .all(|mutation| range.contains(&mutation.key))
+}
 
 /// What applying a batch must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +85,34 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_admitted_before_a_split_are_refused_at_apply() {
+        let now = EpochRecord {
+            version: 4,
+            conf_ver: 2,
+        };
+        let left = KeyRange {
+            start: b"".to_vec(),
+            end: b"m".to_vec(),
+        };
+        let inside = vec![put("a", Condition::None)];
+        let outside = vec![put("a", Condition::None), put("z", Condition::None)];
+        assert!(batch_fits_region(now, &left, Some(now), &inside));
+        let conf_change_only = EpochRecord { conf_ver: 1, ..now };
+        assert!(
+            batch_fits_region(now, &left, Some(conf_change_only), &inside),
+            "a membership change does not move keys"
+        );
+        let before_split = EpochRecord { version: 3, ..now };
+        assert!(!batch_fits_region(now, &left, Some(before_split), &inside));
+        assert!(!batch_fits_region(now, &left, Some(now), &outside));
+        assert!(
+            batch_fits_region(now, &left, None, &inside),
+            "version-1 batch"
+        );
+        assert!(!batch_fits_region(now, &left, None, &outside));
+    }
 
     fn put(key: &str, condition: Condition) -> CommandMutation {
         CommandMutation {

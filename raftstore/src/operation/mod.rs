@@ -1,5 +1,5 @@
-//! One module per behaviour of a region: the pure apply decision, and reads
-//! and writes as the store service performs them.
+//! One module per behaviour of a region: the pure apply decision, reads,
+//! writes and splits as the store service performs them.
 //!
 //! Every request is admitted the same way, cheapest check first: the region
 //! must be on this store, the request's epoch must be current, its keys must
@@ -8,14 +8,15 @@
 
 pub mod apply;
 pub mod read;
+pub mod split;
 pub mod write;
 
 use std::sync::Arc;
 
 use arbor_proto::region_error::Kind as RegionErrorKind;
-use arbor_proto::{RegionContext, RegionDescriptor, RegionError, RegionNotFound};
+use arbor_proto::{EpochNotMatch, RegionContext, RegionDescriptor, RegionError, RegionNotFound};
 
-use crate::config::KEY_BYTES_MAX;
+use crate::config::{EPOCH_NOT_MATCH_REGIONS_MAX, KEY_BYTES_MAX};
 use crate::error::RaftstoreError;
 use crate::peer::{region_error, Peer};
 use crate::store::StoreNode;
@@ -39,7 +40,27 @@ pub(crate) fn admit(
     };
     Ok(peer
         .check_epoch(context.epoch.as_ref())
-        .map(|descriptor| (peer, descriptor)))
+        .map(|descriptor| (peer, descriptor))
+        .map_err(|current| epoch_not_match(node, current)))
+}
+
+/// `EpochNotMatch` naming the region as it is now and the local regions
+/// that continue it to the right (the halves a split made), so a client can
+/// route to both without asking a coordinator that may not know them yet.
+pub(crate) fn epoch_not_match(node: &StoreNode, current: RegionDescriptor) -> RegionError {
+    let mut regions = vec![current.clone()];
+    let mut end = current.end_key.clone();
+    while regions.len() < EPOCH_NOT_MATCH_REGIONS_MAX && !end.is_empty() {
+        let Some(next) = node.region_starting_at(&end) else {
+            break;
+        };
+        end = next.end_key.clone();
+        regions.push(next);
+    }
+    region_error(RegionErrorKind::EpochNotMatch(EpochNotMatch {
+        current: Some(current),
+        regions,
+    }))
 }
 
 pub(crate) fn check_key_size(key: &[u8]) -> Result<(), RaftstoreError> {

@@ -3,11 +3,13 @@
 
 use std::time::Duration;
 
-use arbor_proto::{GetRequest, GetResponse, KvPair, RegionError, ScanRequest, ScanResponse};
+use arbor_proto::{
+    GetRequest, GetResponse, KvPair, RegionDescriptor, RegionError, ScanRequest, ScanResponse,
+};
 use openraft::error::{CheckIsLeaderError, RaftError};
 use rocksdb::IteratorMode;
 
-use super::{admit, check_key_size};
+use super::{admit, check_key_size, epoch_not_match};
 use crate::config::{REQUEST_TIMEOUT_MS, SCAN_RESPONSE_BYTES_MAX, SCAN_ROWS_MAX};
 use crate::error::RaftstoreError;
 use crate::keys::{self, CF_DATA};
@@ -17,7 +19,22 @@ use crate::storage::state_machine::KeyRange;
 use crate::store::StoreNode;
 
 /// Returns once a read of this peer's data is linearizable.
-pub(crate) async fn read_barrier(peer: &Peer) -> Result<(), RegionError> {
+///
+/// The region's epoch is checked again after the barrier: a split that
+/// applied while waiting hands part of the range to another group, whose
+/// leader (maybe elsewhere) may already have newer data for it.
+pub(crate) async fn read_barrier(
+    node: &StoreNode,
+    peer: &Peer,
+    descriptor: &RegionDescriptor,
+) -> Result<(), RegionError> {
+    barrier(peer).await?;
+    peer.check_epoch(descriptor.epoch.as_ref())
+        .map(|_| ())
+        .map_err(|current| epoch_not_match(node, current))
+}
+
+async fn barrier(peer: &Peer) -> Result<(), RegionError> {
     let barrier = peer.raft().ensure_linearizable();
     match tokio::time::timeout(Duration::from_millis(REQUEST_TIMEOUT_MS), barrier).await {
         Err(_) => Err(server_busy("timed out confirming leadership")),
@@ -54,7 +71,7 @@ pub async fn get(node: &StoreNode, request: GetRequest) -> Result<GetResponse, R
     if !range_of(&descriptor).contains(&request.key) {
         return Ok(refused(Peer::key_not_in_region(&descriptor, &request.key)));
     }
-    if let Err(region_error) = read_barrier(&peer).await {
+    if let Err(region_error) = read_barrier(node, &peer, &descriptor).await {
         return Ok(refused(region_error));
     }
     let db = node.db();
@@ -121,7 +138,7 @@ pub async fn scan(node: &StoreNode, request: ScanRequest) -> Result<ScanResponse
             &request.start_key,
         )));
     };
-    if let Err(region_error) = read_barrier(&peer).await {
+    if let Err(region_error) = read_barrier(node, &peer, &descriptor).await {
         return Ok(refused(region_error));
     }
     let rows_limit = scan_rows_limit(request.limit);

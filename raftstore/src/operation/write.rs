@@ -6,8 +6,8 @@ use std::time::Duration;
 use arbor_proto::{Mutation, RegionError, WriteRequest, WriteResponse};
 use openraft::error::{ClientWriteError, RaftError};
 
-use super::{admit, check_key_size};
-use crate::command::{CommandMutation, RegionCommand, RegionResponse};
+use super::{admit, check_key_size, epoch_not_match};
+use crate::command::{CommandMutation, EpochRecord, RegionCommand, RegionResponse};
 use crate::config::{
     REQUEST_TIMEOUT_MS, VALUE_BYTES_MAX, WRITE_BATCH_BYTES_MAX, WRITE_MUTATIONS_MAX,
 };
@@ -49,7 +49,7 @@ pub fn validate_batch(mutations: &[Mutation]) -> Result<Vec<CommandMutation>, Ra
 }
 
 /// Proposes `command` and waits for its apply result.
-async fn propose(
+pub(crate) async fn propose(
     peer: &Peer,
     command: RegionCommand,
 ) -> Result<Result<RegionResponse, RegionError>, RaftstoreError> {
@@ -100,10 +100,15 @@ pub async fn write(
             ..Default::default()
         });
     }
-    let response = match propose(&peer, RegionCommand::new(mutations)).await? {
+    let command = RegionCommand::write(mutations, EpochRecord::of(descriptor.epoch.as_ref()));
+    let response = match propose(&peer, command).await? {
         Ok(response) => response,
         Err(region_error) => return Ok(refused(region_error)),
     };
+    if let Some(current) = response.epoch_not_match {
+        // A split applied between admission and apply; nothing was written.
+        return Ok(refused(epoch_not_match(node, current)));
+    }
     if response.unsupported_format {
         return Err(RaftstoreError::Raft {
             region_id: descriptor.region_id,

@@ -26,6 +26,30 @@ pub struct SnapshotHeader {
     pub start_key: Vec<u8>,
     #[serde(with = "crate::command::hex_bytes")]
     pub end_key: Vec<u8>,
+    /// The region descriptor at `last_applied` (`keys::encode_descriptor`),
+    /// absent in snapshots of stores from before splits existed.
+    #[serde(default, with = "optional_hex_bytes")]
+    pub descriptor: Option<Vec<u8>>,
+}
+
+mod optional_hex_bytes {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Hex(#[serde(with = "crate::command::hex_bytes")] Vec<u8>);
+
+    pub fn serialize<S: Serializer>(
+        bytes: &Option<Vec<u8>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        bytes.as_ref().map(|b| Hex(b.clone())).serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
+        Ok(Option::<Hex>::deserialize(deserializer)?.map(|hex| hex.0))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +162,7 @@ mod tests {
                 key_count: 2,
                 start_key: b"a".to_vec(),
                 end_key: Vec::new(),
+                descriptor: Some(vec![1, 2, 3]),
             },
             pairs: vec![(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), Vec::new())],
         }
@@ -152,6 +177,13 @@ mod tests {
             ..sample()
         };
         assert_eq!(decode(&encode(&empty)), Ok(empty));
+    }
+
+    #[test]
+    fn headers_without_a_descriptor_still_decode() {
+        let old = r#"{"region_id":3,"last_applied":null,"membership":{"log_id":null,"membership":{"configs":[],"nodes":{}}},"key_count":0,"start_key":"61","end_key":""}"#;
+        let header: SnapshotHeader = serde_json::from_str(old).expect("an old header decodes");
+        assert_eq!(header.descriptor, None);
     }
 
     #[test]

@@ -1,21 +1,27 @@
 //! The applied state of one region: its key range in the data column family,
-//! plus the applied log id, membership and live key count.
+//! plus the applied log id, membership and live key count; and the region's
+//! descriptor as apply leaves it ([`SharedDescriptor`]).
 //!
 //! **Invariant:** the data a batch writes and the applied log id that covers
 //! it land in one RocksDB write batch, so a restart never re-applies or loses
-//! half an entry.
+//! half an entry. A split's effects (both descriptors, the new region's
+//! initial log and applied state, both key counts) land in one batch too.
+//!
+//! **Invariant:** only apply (and snapshot install) change a region's
+//! descriptor on a store; what a coordinator says never does.
 
 // openraft's StorageError is large; it is openraft's type and contract.
 #![allow(clippy::result_large_err)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
+use arbor_proto::RegionDescriptor;
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    AnyError, BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder,
+    AnyError, BasicNode, Entry, EntryPayload, LogId, Membership, OptionalSend, RaftSnapshotBuilder,
     SnapshotMeta, StorageError, StorageIOError, StoredMembership,
 };
 use rocksdb::{IteratorMode, ReadOptions, WriteBatch, DB};
@@ -23,10 +29,14 @@ use serde::{Deserialize, Serialize};
 
 use super::snapshot::{self, RegionSnapshot, SnapshotHeader};
 use super::{cf, synced};
-use crate::command::{MutationKind, RegionCommand, RegionResponse, COMMAND_FORMAT_VERSION};
+use crate::command::{
+    format_supported, AdminCommand, EpochRecord, MutationKind, RegionCommand, RegionResponse,
+    SplitCommand,
+};
 use crate::error::RaftstoreError;
-use crate::keys::{self, StateKind, CF_DATA, CF_RAFT_STATE};
-use crate::operation::apply::{decide, ApplyDecision};
+use crate::keys::{self, StateKind, CF_DATA, CF_RAFT_LOG, CF_RAFT_STATE, CF_REGION_META};
+use crate::operation::apply::{batch_fits_region, decide, ApplyDecision};
+use crate::operation::split::{decide_split, SplitDecision};
 use crate::types::{RegionId, RegionTypeConfig, StoreId};
 
 type StorageResult<T> = Result<T, StorageError<StoreId>>;
@@ -57,6 +67,67 @@ impl KeyRange {
     }
 }
 
+/// A region's descriptor as this replica's apply left it: the peer reads it
+/// to admit requests, apply (split) and snapshot install change it.
+#[derive(Clone)]
+pub struct SharedDescriptor(Arc<RwLock<RegionDescriptor>>);
+
+impl SharedDescriptor {
+    pub fn new(descriptor: RegionDescriptor) -> Self {
+        Self(Arc::new(RwLock::new(descriptor)))
+    }
+
+    /// A bare descriptor of `region_id` over `range` (storage tests).
+    pub fn for_range(region_id: RegionId, range: KeyRange) -> Self {
+        Self::new(RegionDescriptor {
+            region_id,
+            start_key: range.start,
+            end_key: range.end,
+            ..Default::default()
+        })
+    }
+
+    pub fn get(&self) -> RegionDescriptor {
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub fn range(&self) -> KeyRange {
+        let descriptor = self
+            .0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        KeyRange {
+            start: descriptor.start_key.clone(),
+            end: descriptor.end_key.clone(),
+        }
+    }
+
+    fn set(&self, descriptor: RegionDescriptor) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = descriptor;
+    }
+}
+
+/// Told `(left, right)` after a split is on disk, so the store starts the
+/// new region's raft group.
+pub type SplitObserver = Arc<dyn Fn(&RegionDescriptor, &RegionDescriptor) + Send + Sync>;
+
+/// A split observer that does nothing (storage tests).
+pub fn ignore_splits() -> SplitObserver {
+    Arc::new(|_, _| {})
+}
+
+/// The log id of a new region's first entry on every replica: what
+/// `Raft::initialize` uses (see `operation::split`).
+pub fn initial_log_id() -> LogId<StoreId> {
+    LogId::default()
+}
+
 /// What is persisted with every apply, under `StateKind::Applied`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct AppliedState {
@@ -68,10 +139,11 @@ struct AppliedState {
 pub struct RegionStateMachine {
     db: Arc<DB>,
     region_id: RegionId,
-    range: KeyRange,
+    descriptor: SharedDescriptor,
     applied: AppliedState,
     /// Live key count, shared with the peer for heartbeats.
     key_count: Arc<AtomicU64>,
+    on_split: SplitObserver,
 }
 
 fn storage_error(context: String) -> impl FnOnce(rocksdb::Error) -> RaftstoreError {
@@ -83,8 +155,9 @@ impl RegionStateMachine {
     pub fn open(
         db: Arc<DB>,
         region_id: RegionId,
-        range: KeyRange,
+        descriptor: SharedDescriptor,
         key_count: Arc<AtomicU64>,
+        on_split: SplitObserver,
     ) -> Result<Self, RaftstoreError> {
         let stored = db
             .get_cf(
@@ -105,10 +178,15 @@ impl RegionStateMachine {
         Ok(Self {
             db,
             region_id,
-            range,
+            descriptor,
             applied,
             key_count,
+            on_split,
         })
+    }
+
+    fn range(&self) -> KeyRange {
+        self.descriptor.range()
     }
 
     fn present(&self, overlay: &HashMap<Vec<u8>, bool>, key: &[u8]) -> StorageResult<bool> {
@@ -130,7 +208,7 @@ impl RegionStateMachine {
         overlay: &mut HashMap<Vec<u8>, bool>,
         batch: &mut WriteBatch,
     ) -> StorageResult<RegionResponse> {
-        if command.format_version != COMMAND_FORMAT_VERSION {
+        if !format_supported(command.format_version) {
             tracing::error!(
                 region_id = self.region_id,
                 format_version = command.format_version,
@@ -138,6 +216,19 @@ impl RegionStateMachine {
             );
             return Ok(RegionResponse {
                 unsupported_format: true,
+                ..Default::default()
+            });
+        }
+        let descriptor = self.descriptor.get();
+        let fits = batch_fits_region(
+            EpochRecord::of(descriptor.epoch.as_ref()),
+            &self.range(),
+            command.epoch,
+            &command.mutations,
+        );
+        if !fits {
+            return Ok(RegionResponse {
+                epoch_not_match: Some(descriptor),
                 ..Default::default()
             });
         }
@@ -150,8 +241,7 @@ impl RegionStateMachine {
             ApplyDecision::Reject { mutation_index } => Ok(RegionResponse {
                 applied: false,
                 failed_mutation: u32::try_from(mutation_index).unwrap_or(u32::MAX),
-                existed: Vec::new(),
-                unsupported_format: false,
+                ..Default::default()
             }),
             ApplyDecision::Apply {
                 existed,
@@ -172,9 +262,8 @@ impl RegionStateMachine {
                     .saturating_add_signed(key_count_delta);
                 Ok(RegionResponse {
                     applied: true,
-                    failed_mutation: 0,
                     existed,
-                    unsupported_format: false,
+                    ..Default::default()
                 })
             }
         }
@@ -215,12 +304,170 @@ impl RegionStateMachine {
         Ok(())
     }
 
+    /// Writes `batch` with the applied state, synced.
+    fn flush(&self, mut batch: WriteBatch) -> StorageResult<()> {
+        self.stage_applied_state(&mut batch)?;
+        self.db
+            .write_opt(batch, &synced())
+            .map_err(|e| StorageIOError::write_state_machine(AnyError::new(&e)))?;
+        self.key_count
+            .store(self.applied.key_count, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The split command of an entry, if it carries one.
+    fn split_of(entry: &Entry<RegionTypeConfig>) -> Option<&SplitCommand> {
+        match &entry.payload {
+            EntryPayload::Normal(RegionCommand {
+                format_version,
+                admin: Some(AdminCommand::Split(split)),
+                ..
+            }) if format_supported(*format_version) => Some(split),
+            _ => None,
+        }
+    }
+
+    fn load_descriptor(&self, region_id: RegionId) -> StorageResult<Option<RegionDescriptor>> {
+        let bytes = self
+            .db
+            .get_cf(
+                cf(&self.db, CF_REGION_META),
+                keys::region_meta_key(region_id),
+            )
+            .map_err(|e| StorageIOError::read_state_machine(AnyError::new(&e)))?;
+        let Some(bytes) = bytes else {
+            return Ok(None);
+        };
+        keys::decode_descriptor(&bytes)
+            .map(Some)
+            .map_err(|e| StorageIOError::read_state_machine(AnyError::error(e.to_string())).into())
+    }
+
+    /// Live keys in `range` (read from disk: callers flush staged writes
+    /// first).
+    fn count_keys(&self, range: &KeyRange) -> StorageResult<u64> {
+        let mut count = 0u64;
+        let iter = self.db.iterator_cf_opt(
+            cf(&self.db, CF_DATA),
+            range.read_options(),
+            IteratorMode::Start,
+        );
+        for item in iter {
+            item.map_err(|e| StorageIOError::read_state_machine(AnyError::new(&e)))?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// The new region's membership: its peers as voters, with the node
+    /// records the parent's membership holds for those stores (identical on
+    /// every replica, unlike a local address book).
+    fn child_membership(&self, right: &RegionDescriptor) -> Membership<StoreId, BasicNode> {
+        let parent = self.applied.membership.membership();
+        let voters: BTreeSet<StoreId> = right.peers.iter().map(|peer| peer.store_id).collect();
+        let nodes: BTreeMap<StoreId, BasicNode> = voters
+            .iter()
+            .map(|store_id| {
+                let node = parent.get_node(store_id).cloned().unwrap_or_default();
+                (*store_id, node)
+            })
+            .collect();
+        Membership::new(vec![voters], nodes)
+    }
+
+    /// Stages everything a split writes besides the parent's applied state.
+    fn stage_split(
+        &mut self,
+        left: &RegionDescriptor,
+        right: &RegionDescriptor,
+        batch: &mut WriteBatch,
+    ) -> StorageResult<()> {
+        let write_error = |e: String| StorageIOError::write_state_machine(AnyError::error(e));
+        let right_range = KeyRange {
+            start: right.start_key.clone(),
+            end: right.end_key.clone(),
+        };
+        let right_keys = self.count_keys(&right_range)?;
+        let meta = cf(&self.db, CF_REGION_META);
+        batch.put_cf(
+            meta,
+            keys::region_meta_key(left.region_id),
+            keys::encode_descriptor(left),
+        );
+        batch.put_cf(
+            meta,
+            keys::region_meta_key(right.region_id),
+            keys::encode_descriptor(right),
+        );
+        let first_entry = Entry::<RegionTypeConfig> {
+            log_id: initial_log_id(),
+            payload: EntryPayload::Membership(self.child_membership(right)),
+        };
+        let entry_bytes =
+            serde_json::to_vec(&first_entry).map_err(|e| write_error(e.to_string()))?;
+        batch.put_cf(
+            cf(&self.db, CF_RAFT_LOG),
+            keys::log_key(right.region_id, initial_log_id().index),
+            entry_bytes,
+        );
+        let child_applied = AppliedState {
+            last_applied: None,
+            membership: StoredMembership::default(),
+            key_count: right_keys,
+        };
+        let applied_bytes =
+            serde_json::to_vec(&child_applied).map_err(|e| write_error(e.to_string()))?;
+        batch.put_cf(
+            cf(&self.db, CF_RAFT_STATE),
+            keys::state_key(right.region_id, StateKind::Applied),
+            applied_bytes,
+        );
+        self.applied.key_count = self.applied.key_count.saturating_sub(right_keys);
+        Ok(())
+    }
+
+    /// Applies a split entry on its own batch (everything before it is on
+    /// disk already, so key counts read from disk are exact).
+    fn apply_split(
+        &mut self,
+        log_id: LogId<StoreId>,
+        split: &SplitCommand,
+    ) -> StorageResult<RegionResponse> {
+        self.applied.last_applied = Some(log_id);
+        let current = self.descriptor.get();
+        let existing = self.load_descriptor(split.new_region_id)?;
+        let decision = decide_split(&current, split, existing.as_ref());
+        let mut batch = WriteBatch::default();
+        if let SplitDecision::Split { left, right } = &decision {
+            self.stage_split(left, right, &mut batch)?;
+        }
+        self.flush(batch)?;
+        if let SplitDecision::Split { left, right } = &decision {
+            self.descriptor.set(left.clone());
+            tracing::info!(
+                region_id = self.region_id,
+                new_region_id = right.region_id,
+                index = log_id.index,
+                "split applied"
+            );
+            (self.on_split)(left, right);
+        }
+        Ok(RegionResponse {
+            applied: matches!(
+                decision,
+                SplitDecision::Split { .. } | SplitDecision::AlreadySplit { .. }
+            ),
+            split: Some(decision.outcome()),
+            ..Default::default()
+        })
+    }
+
     /// Every pair of the region's range, in key order.
     fn read_range(&self) -> Result<Pairs, rocksdb::Error> {
         let mut pairs = Vec::new();
         let iter = self.db.iterator_cf_opt(
             cf(&self.db, CF_DATA),
-            self.range.read_options(),
+            self.range().read_options(),
             IteratorMode::Start,
         );
         for item in iter {
@@ -230,18 +477,22 @@ impl RegionStateMachine {
         Ok(pairs)
     }
 
-    /// Stages deletion of every pair in the region's range.
-    fn stage_clear_range(&self, batch: &mut WriteBatch) -> Result<(), rocksdb::Error> {
+    /// Stages deletion of every pair in `range`.
+    fn stage_clear_range(
+        &self,
+        range: &KeyRange,
+        batch: &mut WriteBatch,
+    ) -> Result<(), rocksdb::Error> {
         let data = cf(&self.db, CF_DATA);
-        let start = keys::data_key(&self.range.start).to_vec();
-        if !self.range.end.is_empty() {
-            batch.delete_range_cf(data, start, keys::data_key(&self.range.end).to_vec());
+        let start = keys::data_key(&range.start).to_vec();
+        if !range.end.is_empty() {
+            batch.delete_range_cf(data, start, keys::data_key(&range.end).to_vec());
             return Ok(());
         }
         // No finite end: delete up to just past the last key present.
         let mut iter = self
             .db
-            .iterator_cf_opt(data, self.range.read_options(), IteratorMode::End);
+            .iterator_cf_opt(data, range.read_options(), IteratorMode::End);
         if let Some(item) = iter.next() {
             let (last, _) = item?;
             let mut end = last.to_vec();
@@ -314,14 +565,18 @@ impl RaftStateMachine<RegionTypeConfig> for RegionStateMachine {
         let mut overlay = HashMap::new();
         let mut responses = Vec::new();
         for entry in entries {
+            if let Some(split) = Self::split_of(&entry) {
+                // A split reads the data and region meta from disk: flush
+                // the entries before it first.
+                let split = split.clone();
+                self.flush(std::mem::take(&mut batch))?;
+                overlay.clear();
+                responses.push(self.apply_split(entry.log_id, &split)?);
+                continue;
+            }
             responses.push(self.apply_entry(entry, &mut overlay, &mut batch)?);
         }
-        self.stage_applied_state(&mut batch)?;
-        self.db
-            .write_opt(batch, &synced())
-            .map_err(|e| StorageIOError::write_state_machine(AnyError::new(&e)))?;
-        self.key_count
-            .store(self.applied.key_count, Ordering::Relaxed);
+        self.flush(batch)?;
         Ok(responses)
     }
 
@@ -330,6 +585,7 @@ impl RaftStateMachine<RegionTypeConfig> for RegionStateMachine {
         // exactly the state at `last_applied` even if building runs later.
         // openraft gives this method no error path: a read failure is carried
         // to build_snapshot, which reports it.
+        let descriptor = self.descriptor.get();
         let snapshot = self
             .read_range()
             .map(|pairs| RegionSnapshot {
@@ -338,8 +594,9 @@ impl RaftStateMachine<RegionTypeConfig> for RegionStateMachine {
                     last_applied: self.applied.last_applied,
                     membership: self.applied.membership.clone(),
                     key_count: pairs.len() as u64,
-                    start_key: self.range.start.clone(),
-                    end_key: self.range.end.clone(),
+                    start_key: descriptor.start_key.clone(),
+                    end_key: descriptor.end_key.clone(),
+                    descriptor: Some(keys::encode_descriptor(&descriptor)),
                 },
                 pairs,
             })
@@ -379,8 +636,32 @@ impl RaftStateMachine<RegionTypeConfig> for RegionStateMachine {
         let write_error = |e: rocksdb::Error| {
             StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e))
         };
+        // The snapshot's region may be narrower than ours (it was taken
+        // after a split this replica never applied): it then replaces our
+        // descriptor, and only its range is cleared.
+        let installed = match &decoded.header.descriptor {
+            None => None,
+            Some(bytes) => {
+                Some(keys::decode_descriptor(bytes).map_err(|e| read_error(e.to_string()))?)
+            }
+        };
+        let range = match &installed {
+            Some(descriptor) => KeyRange {
+                start: descriptor.start_key.clone(),
+                end: descriptor.end_key.clone(),
+            },
+            None => self.range(),
+        };
         let mut batch = WriteBatch::default();
-        self.stage_clear_range(&mut batch).map_err(write_error)?;
+        self.stage_clear_range(&range, &mut batch)
+            .map_err(write_error)?;
+        if let Some(descriptor) = &installed {
+            batch.put_cf(
+                cf(&self.db, CF_REGION_META),
+                keys::region_meta_key(self.region_id),
+                keys::encode_descriptor(descriptor),
+            );
+        }
         let data = cf(&self.db, CF_DATA);
         for (key, value) in &decoded.pairs {
             batch.put_cf(data, keys::data_key(key), value);
@@ -399,6 +680,9 @@ impl RaftStateMachine<RegionTypeConfig> for RegionStateMachine {
         self.db.write_opt(batch, &synced()).map_err(write_error)?;
         self.key_count
             .store(self.applied.key_count, Ordering::Relaxed);
+        if let Some(descriptor) = installed {
+            self.descriptor.set(descriptor);
+        }
         Ok(())
     }
 

@@ -5,17 +5,23 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use std::collections::BTreeMap;
+
+use arbor_proto::{RegionDescriptor, RegionEpoch, RegionPeer};
 use openraft::storage::RaftStateMachine;
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::{
-    AnyError, CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder, StorageError,
-    StorageIOError,
+    AnyError, BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, Membership, RaftLogReader,
+    RaftSnapshotBuilder, StorageError, StorageIOError,
 };
 use rocksdb::DB;
 
-use super::state_machine::KeyRange;
+use super::state_machine::{ignore_splits, KeyRange, SharedDescriptor};
 use super::{cf, open_db, RegionLogStore, RegionStateMachine};
-use crate::command::{CommandMutation, Condition, MutationKind, RegionCommand, RegionResponse};
+use crate::command::{
+    CommandMutation, Condition, EpochRecord, MutationKind, PeerRecord, RegionCommand,
+    RegionResponse, SplitCommand, SplitOutcome,
+};
 use crate::keys::CF_DATA;
 use crate::types::{RegionTypeConfig, StoreId};
 
@@ -37,8 +43,9 @@ impl StoreBuilder<RegionTypeConfig, RegionLogStore, RegionStateMachine, tempfile
         let state_machine = RegionStateMachine::open(
             db,
             SUITE_REGION_ID,
-            KeyRange::default(),
+            SharedDescriptor::for_range(SUITE_REGION_ID, KeyRange::default()),
             Arc::new(AtomicU64::new(0)),
+            ignore_splits(),
         )
         .map_err(|e| io(e.to_string()))?;
         Ok((dir, log_store, state_machine))
@@ -64,7 +71,12 @@ fn put(key: &str, value: &str, condition: Condition) -> CommandMutation {
 fn entry(index: u64, mutations: Vec<CommandMutation>) -> Entry<RegionTypeConfig> {
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(RegionCommand::new(mutations)),
+        payload: EntryPayload::Normal(RegionCommand {
+            format_version: 1,
+            mutations,
+            epoch: None,
+            admin: None,
+        }),
     }
 }
 
@@ -79,8 +91,14 @@ fn open_machine(
     range: KeyRange,
 ) -> (RegionStateMachine, Arc<AtomicU64>) {
     let key_count = Arc::new(AtomicU64::new(0));
-    let machine = RegionStateMachine::open(db.clone(), region_id, range, key_count.clone())
-        .expect("opening machine");
+    let machine = RegionStateMachine::open(
+        db.clone(),
+        region_id,
+        SharedDescriptor::for_range(region_id, range),
+        key_count.clone(),
+        ignore_splits(),
+    )
+    .expect("opening machine");
     (machine, key_count)
 }
 
@@ -224,4 +242,174 @@ async fn snapshot_install_with_open_end_clears_to_the_last_key() {
     assert_eq!(data(&db, "a"), Some(b"v".to_vec()));
     assert_eq!(data(&db, "m"), None);
     assert_eq!(data(&db, "zzzz"), None);
+}
+
+fn split_entry(index: u64, version: u64, key: &str) -> Entry<RegionTypeConfig> {
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(RegionCommand::split(SplitCommand {
+            expected_epoch: EpochRecord {
+                version,
+                conf_ver: 1,
+            },
+            split_key: key.as_bytes().to_vec(),
+            new_region_id: 9,
+            new_peers: (1..=3)
+                .map(|store_id| PeerRecord {
+                    peer_id: 90 + store_id,
+                    store_id,
+                })
+                .collect(),
+        })),
+    }
+}
+
+fn versioned_entry(
+    index: u64,
+    version: u64,
+    mutations: Vec<CommandMutation>,
+) -> Entry<RegionTypeConfig> {
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(RegionCommand::write(
+            mutations,
+            EpochRecord {
+                version,
+                conf_ver: 1,
+            },
+        )),
+    }
+}
+
+#[tokio::test]
+async fn split_apply_hands_the_upper_keys_and_their_count_to_the_new_region_atomically() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = open_db(dir.path()).expect("open db");
+    let parent = RegionDescriptor {
+        region_id: 1,
+        start_key: Vec::new(),
+        end_key: Vec::new(),
+        epoch: Some(RegionEpoch {
+            version: 1,
+            conf_ver: 1,
+        }),
+        peers: (1..=3)
+            .map(|store_id| RegionPeer {
+                peer_id: 10 + store_id,
+                store_id,
+            })
+            .collect(),
+    };
+    crate::storage::save_descriptor(&db, &parent).expect("save parent");
+    let shared = SharedDescriptor::new(parent.clone());
+    let observed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let observer = {
+        let observed = observed.clone();
+        Arc::new(move |left: &RegionDescriptor, right: &RegionDescriptor| {
+            observed
+                .lock()
+                .expect("observer lock")
+                .push((left.clone(), right.clone()));
+        })
+    };
+    let key_count = Arc::new(AtomicU64::new(0));
+    let mut machine =
+        RegionStateMachine::open(db.clone(), 1, shared.clone(), key_count.clone(), observer)
+            .expect("open parent");
+    let members: BTreeMap<StoreId, BasicNode> = (1..=3)
+        .map(|store_id| (store_id, BasicNode::new(format!("store-{store_id}"))))
+        .collect();
+    let membership = Membership::new(vec![members.keys().copied().collect()], members);
+    let responses = machine
+        .apply(vec![
+            Entry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
+                payload: EntryPayload::Membership(membership),
+            },
+            // Staged in the same apply call as the split: it must count.
+            versioned_entry(
+                2,
+                1,
+                ["a", "b", "m", "x", "z"]
+                    .iter()
+                    .map(|key| put(key, "v", Condition::None))
+                    .collect(),
+            ),
+            split_entry(3, 1, "m"),
+            // Admitted before the split, applied after it: refused whole.
+            versioned_entry(4, 1, vec![put("c", "late", Condition::None)]),
+            // A version-1 batch has no epoch, but its key left the range.
+            entry(5, vec![put("y", "late", Condition::None)]),
+            versioned_entry(6, 2, vec![put("c", "new", Condition::None)]),
+            // The same split again (old epoch): answered as done, no change.
+            split_entry(7, 1, "m"),
+        ])
+        .await
+        .expect("apply");
+    let Some(SplitOutcome::Split { left, right }) = responses[2].split.clone() else {
+        panic!("the split applied: {:?}", responses[2]);
+    };
+    assert_eq!(left.end_key, b"m");
+    assert_eq!(right.start_key, b"m");
+    assert_eq!(right.region_id, 9);
+    assert_eq!(
+        shared.get(),
+        left,
+        "the peer sees the shrunk region at once"
+    );
+    assert!(responses[3].epoch_not_match.is_some() && !responses[3].applied);
+    assert!(responses[4].epoch_not_match.is_some() && !responses[4].applied);
+    assert_eq!(data(&db, "c"), Some(b"new".to_vec()));
+    assert_eq!(data(&db, "y"), None);
+    assert_eq!(
+        responses[6].split,
+        Some(SplitOutcome::Split {
+            left: left.clone(),
+            right: right.clone()
+        })
+    );
+    assert_eq!(observed.lock().expect("observer lock").len(), 1);
+    assert_eq!(key_count.load(Ordering::Relaxed), 3, "a, b, c stay left");
+
+    let descriptors = crate::storage::load_descriptors(&db).expect("descriptors");
+    assert_eq!(descriptors, vec![left.clone(), right.clone()]);
+    let child_count = Arc::new(AtomicU64::new(0));
+    let mut child = RegionStateMachine::open(
+        db.clone(),
+        9,
+        SharedDescriptor::new(right.clone()),
+        child_count.clone(),
+        ignore_splits(),
+    )
+    .expect("open child");
+    assert_eq!(
+        child_count.load(Ordering::Relaxed),
+        3,
+        "m, x, z moved right"
+    );
+    let (applied, _) = child.applied_state().await.expect("child applied state");
+    assert_eq!(applied, None, "the child applies its first entry itself");
+    let mut child_log = RegionLogStore::new(db.clone(), 9);
+    let first = child_log
+        .try_get_log_entries(0..1)
+        .await
+        .expect("child log");
+    let [first] = first.as_slice() else {
+        panic!("exactly the initial entry: {first:?}");
+    };
+    assert_eq!(
+        first.log_id,
+        LogId::default(),
+        "what Raft::initialize writes"
+    );
+    let EntryPayload::Membership(membership) = &first.payload else {
+        panic!("the initial entry is a membership");
+    };
+    let voters: Vec<StoreId> = membership.voter_ids().collect();
+    assert_eq!(voters, vec![1, 2, 3]);
+    assert_eq!(
+        membership.get_node(&2).map(|node| node.addr.clone()),
+        Some("store-2".to_string()),
+        "node records come from the parent's membership"
+    );
 }

@@ -18,6 +18,9 @@ pub const META_LAST_PURGED: &[u8] = b"last_purged";
 
 pub const STATE_APPLIED: &[u8] = b"applied";
 pub const STATE_SNAPSHOT: &[u8] = b"snapshot";
+/// Cursor from which every accepted event is in the events column family
+/// (u64 BE). Earlier ones were trimmed, or arrived inside a snapshot.
+pub const STATE_EVENTS_FROM: &[u8] = b"events_from";
 
 /// Events kept queryable after log compaction; older ones are trimmed.
 pub const EVENTS_RETAINED_MAX: u64 = 10_000;

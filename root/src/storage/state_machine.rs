@@ -146,18 +146,36 @@ impl RootStateMachine {
         }
     }
 
-    fn persist(&self, mut batch: WriteBatch, snapshot: Option<&[u8]>) -> StorageResult<()> {
+    fn persist(&self, batch: WriteBatch, snapshot: Option<&[u8]>) -> StorageResult<()> {
+        self.persist_with_events_from(batch, snapshot, None)
+    }
+
+    fn persist_with_events_from(
+        &self,
+        mut batch: WriteBatch,
+        snapshot: Option<&[u8]>,
+        events_from: Option<u64>,
+    ) -> StorageResult<()> {
         let image = serde_json::to_vec(&self.image())
             .map_err(|e| StorageIOError::write_state_machine(AnyError::new(&e)))?;
         batch.put_cf(cf(&self.db, CF_STATE), STATE_APPLIED, image);
         if let Some(snapshot) = snapshot {
             batch.put_cf(cf(&self.db, CF_STATE), STATE_SNAPSHOT, snapshot);
         }
-        if self.state.cursor > EVENTS_RETAINED_MAX {
+        let trimmed_below = self.state.cursor.saturating_sub(EVENTS_RETAINED_MAX);
+        if trimmed_below > 0 {
             batch.delete_range_cf(
                 cf(&self.db, CF_EVENTS),
                 index_key(0),
-                index_key(self.state.cursor - EVENTS_RETAINED_MAX),
+                index_key(trimmed_below),
+            );
+        }
+        let complete_from = events_from.unwrap_or(0).max(trimmed_below);
+        if complete_from > events_complete_from(&self.db).unwrap_or(0) {
+            batch.put_cf(
+                cf(&self.db, CF_STATE),
+                STATE_EVENTS_FROM,
+                index_key(complete_from),
             );
         }
         let mut options = WriteOptions::default();
@@ -251,7 +269,15 @@ impl RaftStateMachine<RootTypeConfig> for RootStateMachine {
         self.state = state;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        self.persist(WriteBatch::default(), Some(&bytes))?;
+        // Events up to the snapshot never reached this peer one by one.
+        let mut batch = WriteBatch::default();
+        let after_snapshot = meta.last_log_id.map_or(0, |id| id.index + 1);
+        batch.delete_range_cf(
+            cf(&self.db, CF_EVENTS),
+            index_key(0),
+            index_key(after_snapshot),
+        );
+        self.persist_with_events_from(batch, Some(&bytes), Some(after_snapshot))?;
         self.publisher.send_replace(self.state.clone());
         Ok(())
     }
@@ -295,4 +321,46 @@ pub fn list_events(
         events.push(record);
     }
     Ok(events)
+}
+
+/// Retained events with `from <= cursor <= through`, oldest first, at most
+/// `limit`. Also answers whether events before `from` may have been trimmed.
+pub fn events_between(
+    db: &DB,
+    from: u64,
+    through: u64,
+    limit: usize,
+) -> Result<Vec<RootEventRecord>, crate::RootError> {
+    let mode = rocksdb::IteratorMode::From(&index_key(from), rocksdb::Direction::Forward);
+    let mut events = Vec::new();
+    for item in db.iterator_cf(cf(db, CF_EVENTS), mode) {
+        if events.len() >= limit {
+            break;
+        }
+        let (key, value) = item.map_err(|source| crate::RootError::Storage {
+            path: db.path().display().to_string(),
+            source,
+        })?;
+        if index_from_key(&key).is_none_or(|cursor| cursor > through) {
+            break;
+        }
+        let record =
+            RootEventRecord::decode(value.as_ref()).map_err(|e| crate::RootError::Corrupt {
+                context: "root event record",
+                hint: e.to_string(),
+            })?;
+        events.push(record);
+    }
+    Ok(events)
+}
+
+/// The cursor from which this peer holds every accepted event.
+pub fn events_complete_from(db: &DB) -> Result<u64, crate::RootError> {
+    let value = db
+        .get_cf(cf(db, CF_STATE), STATE_EVENTS_FROM)
+        .map_err(|source| crate::RootError::Storage {
+            path: db.path().display().to_string(),
+            source,
+        })?;
+    Ok(value.as_deref().and_then(index_from_key).unwrap_or(0))
 }

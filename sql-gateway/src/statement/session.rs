@@ -12,7 +12,7 @@ use crate::value::{Column, SqlType, Value};
 /// The settings SHOW answers. Values describe what Arbor actually does:
 /// statements autocommit one by one, and each is linearizable per key, so
 /// "read committed" is the honest nearest Postgres level.
-const SETTINGS: [(&str, &str); 12] = [
+pub(crate) const SETTINGS: [(&str, &str); 23] = [
     ("server_version", "16.6"),
     ("server_version_num", "160006"),
     ("server_encoding", "UTF8"),
@@ -25,7 +25,27 @@ const SETTINGS: [(&str, &str); 12] = [
     ("transaction_isolation", "read committed"),
     ("default_transaction_isolation", "read committed"),
     ("max_identifier_length", "63"),
+    ("application_name", ""),
+    ("extra_float_digits", "1"),
+    ("lc_messages", "C"),
+    ("lc_monetary", "C"),
+    ("lc_numeric", "C"),
+    ("lc_time", "C"),
+    ("lc_collate", "C"),
+    ("lc_ctype", "C"),
+    ("intervalstyle", "postgres"),
+    ("is_superuser", "on"),
+    ("session_authorization", "arbor"),
 ];
+
+/// The value of setting `name` (case-insensitive), if Arbor has it.
+pub(crate) fn setting(name: &str) -> Option<&'static str> {
+    let name = name.to_lowercase();
+    SETTINGS
+        .iter()
+        .find(|(setting, _)| *setting == name)
+        .map(|(_, value)| *value)
+}
 
 #[derive(Debug)]
 pub(crate) struct ShowPlan {
@@ -40,11 +60,8 @@ pub(crate) fn plan_show(variable: &[Ident]) -> Result<ShowPlan, GatewayError> {
         "all" => return Err(GatewayError::unsupported("SHOW ALL")),
         joined => joined.to_owned(),
     };
-    let value = SETTINGS
-        .iter()
-        .find(|(setting, _)| *setting == name.to_lowercase())
-        .map(|(_, value)| *value)
-        .ok_or_else(|| GatewayError::UndefinedParameter { name: name.clone() })?;
+    let value =
+        setting(&name).ok_or_else(|| GatewayError::UndefinedParameter { name: name.clone() })?;
     Ok(ShowPlan { name, value })
 }
 

@@ -1,0 +1,408 @@
+//! Parameter type inference for Parse/Describe: `$n` takes the type of the
+//! column it is compared with, inserted into or assigned to, as Postgres
+//! infers it; LIMIT/OFFSET take bigint; anything else stays text (Postgres'
+//! `unknown`, which drivers send as strings).
+//!
+//! Pure: (statement, catalog) -> types. Drivers such as asyncpg and pgjdbc
+//! encode each parameter by the type Describe reports, so a wrong type here
+//! is a client-side error before the statement even runs.
+
+use arbor_catalog::Catalog;
+use sqlparser::ast::{
+    self, AssignmentTarget, Expr, FromTable, LimitClause, OnConflictAction, OnInsert, SetExpr,
+    Statement, TableFactor, TableObject, TableWithJoins,
+};
+
+use crate::bind::normalize_ident;
+use crate::plan::{name_parts, resolve_relation};
+use crate::value::{Column, SqlType};
+
+/// Types of `$1..$count` (None: unknown, reported as text).
+pub(crate) fn infer(
+    statement: &Statement,
+    count: usize,
+    catalog: &Catalog,
+) -> Vec<Option<SqlType>> {
+    let mut inference = Inference {
+        types: vec![None; count],
+        catalog,
+    };
+    inference.statement(statement);
+    inference.types
+}
+
+/// Relations in scope: (name or alias, columns).
+type Relations = Vec<(String, Vec<Column>)>;
+
+struct Inference<'a> {
+    types: Vec<Option<SqlType>>,
+    catalog: &'a Catalog,
+}
+
+/// The parameter number of `$n` (possibly cast or parenthesized).
+fn placeholder(expr: &Expr) -> Option<usize> {
+    match expr {
+        Expr::Value(value) => match &value.value {
+            ast::Value::Placeholder(text) => text.strip_prefix('$')?.parse().ok(),
+            _ => None,
+        },
+        Expr::Nested(inner) => placeholder(inner),
+        _ => None,
+    }
+}
+
+impl Inference<'_> {
+    fn set(&mut self, number: usize, sql_type: SqlType) {
+        if let Some(slot) = number
+            .checked_sub(1)
+            .and_then(|index| self.types.get_mut(index))
+        {
+            slot.get_or_insert(sql_type);
+        }
+    }
+
+    fn relation(&self, name: &ast::ObjectName) -> Option<Vec<Column>> {
+        if let Ok(relation) = resolve_relation(name, self.catalog) {
+            return Some(relation.columns());
+        }
+        let parts = name_parts(name)?;
+        let (schema, relation) = match parts.as_slice() {
+            [relation] => (None, relation.as_str()),
+            [schema, relation] => (Some(schema.as_str()), relation.as_str()),
+            _ => return None,
+        };
+        crate::pg_catalog::relation_columns(schema, relation)
+    }
+
+    fn from_relations(&self, from: &[TableWithJoins]) -> Relations {
+        let mut relations = Vec::new();
+        let factors = from.iter().flat_map(|item| {
+            std::iter::once(&item.relation).chain(item.joins.iter().map(|join| &join.relation))
+        });
+        for factor in factors {
+            if let TableFactor::Table { name, alias, .. } = factor {
+                if let Some(columns) = self.relation(name) {
+                    let scope_name = alias.as_ref().map_or_else(
+                        || {
+                            name_parts(name)
+                                .and_then(|parts| parts.last().cloned())
+                                .unwrap_or_default()
+                        },
+                        |alias| normalize_ident(&alias.name),
+                    );
+                    relations.push((scope_name, columns));
+                }
+            }
+        }
+        relations
+    }
+
+    fn statement(&mut self, statement: &Statement) {
+        match statement {
+            Statement::Query(query) => self.query(query),
+            Statement::Insert(insert) => self.insert(insert),
+            Statement::Update(update) => {
+                let relations = self.from_relations(std::slice::from_ref(&update.table));
+                for assignment in &update.assignments {
+                    if let AssignmentTarget::ColumnName(name) = &assignment.target {
+                        if let (Some(number), Some(sql_type)) = (
+                            placeholder(&assignment.value),
+                            column_type(&relations, None, &last_part(name)),
+                        ) {
+                            self.set(number, sql_type);
+                        }
+                    }
+                    self.expr(&assignment.value, &relations);
+                }
+                if let Some(selection) = &update.selection {
+                    self.expr(selection, &relations);
+                }
+            }
+            Statement::Delete(delete) => {
+                let from = match &delete.from {
+                    FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from) => from,
+                };
+                let relations = self.from_relations(from);
+                if let Some(selection) = &delete.selection {
+                    self.expr(selection, &relations);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn insert(&mut self, insert: &ast::Insert) {
+        let TableObject::TableName(name) = &insert.table else {
+            return;
+        };
+        let Some(columns) = self.relation(name) else {
+            return;
+        };
+        let targets: Vec<Option<SqlType>> = if insert.columns.is_empty() {
+            columns.iter().map(|column| Some(column.sql_type)).collect()
+        } else {
+            insert
+                .columns
+                .iter()
+                .map(|name| {
+                    let name = last_part(name);
+                    columns
+                        .iter()
+                        .find(|column| column.name == name)
+                        .map(|column| column.sql_type)
+                })
+                .collect()
+        };
+        if let Some(source) = &insert.source {
+            if let SetExpr::Values(values) = source.body.as_ref() {
+                for row in &values.rows {
+                    for (expr, target) in row.iter().zip(&targets) {
+                        if let (Some(number), Some(sql_type)) = (placeholder(expr), target) {
+                            self.set(number, *sql_type);
+                        }
+                    }
+                }
+            } else {
+                self.query(source);
+            }
+        }
+        let relations = vec![
+            ("excluded".to_owned(), columns.clone()),
+            (
+                name_parts(name)
+                    .and_then(|parts| parts.last().cloned())
+                    .unwrap_or_default(),
+                columns,
+            ),
+        ];
+        if let Some(OnInsert::OnConflict(on_conflict)) = &insert.on {
+            if let OnConflictAction::DoUpdate(update) = &on_conflict.action {
+                for assignment in &update.assignments {
+                    if let AssignmentTarget::ColumnName(name) = &assignment.target {
+                        if let (Some(number), Some(sql_type)) = (
+                            placeholder(&assignment.value),
+                            column_type(&relations, None, &last_part(name)),
+                        ) {
+                            self.set(number, sql_type);
+                        }
+                    }
+                }
+                if let Some(selection) = &update.selection {
+                    self.expr(selection, &relations);
+                }
+            }
+        }
+    }
+
+    fn query(&mut self, query: &ast::Query) {
+        if let Some(LimitClause::LimitOffset { limit, offset, .. }) = &query.limit_clause {
+            let counts = limit
+                .iter()
+                .chain(offset.iter().map(|offset| &offset.value));
+            for expr in counts {
+                if let Some(number) = placeholder(expr) {
+                    self.set(number, SqlType::Int8);
+                }
+            }
+        }
+        self.set_expr(&query.body);
+    }
+
+    fn set_expr(&mut self, body: &SetExpr) {
+        match body {
+            SetExpr::Select(select) => {
+                let relations = self.from_relations(&select.from);
+                for item in &select.projection {
+                    if let ast::SelectItem::UnnamedExpr(expr)
+                    | ast::SelectItem::ExprWithAlias { expr, .. } = item
+                    {
+                        self.expr(expr, &relations);
+                    }
+                }
+                if let Some(selection) = &select.selection {
+                    self.expr(selection, &relations);
+                }
+                for item in &select.from {
+                    for join in &item.joins {
+                        if let ast::JoinOperator::Join(ast::JoinConstraint::On(on))
+                        | ast::JoinOperator::Inner(ast::JoinConstraint::On(on))
+                        | ast::JoinOperator::LeftOuter(ast::JoinConstraint::On(on))
+                        | ast::JoinOperator::Left(ast::JoinConstraint::On(on)) =
+                            &join.join_operator
+                        {
+                            self.expr(on, &relations);
+                        }
+                    }
+                }
+            }
+            SetExpr::Query(query) => self.query(query),
+            SetExpr::SetOperation { left, right, .. } => {
+                self.set_expr(left);
+                self.set_expr(right);
+            }
+            _ => {}
+        }
+    }
+
+    /// Walks a predicate: `column <op> $n`, `$n <op> column`, `column IN
+    /// ($n, ...)`, `column BETWEEN $n AND $m`, and `$n::type`.
+    fn expr(&mut self, expr: &Expr, relations: &Relations) {
+        match expr {
+            Expr::BinaryOp { left, right, .. } => {
+                self.pair(left, right, relations);
+                self.pair(right, left, relations);
+                self.expr(left, relations);
+                self.expr(right, relations);
+            }
+            Expr::InList { expr, list, .. } => {
+                for item in list {
+                    self.pair(expr, item, relations);
+                }
+            }
+            Expr::Between {
+                expr, low, high, ..
+            } => {
+                self.pair(expr, low, relations);
+                self.pair(expr, high, relations);
+            }
+            Expr::Like { expr, pattern, .. } | Expr::ILike { expr, pattern, .. } => {
+                self.pair(expr, pattern, relations)
+            }
+            Expr::Nested(inner) | Expr::UnaryOp { expr: inner, .. } => self.expr(inner, relations),
+            Expr::Cast {
+                expr: inner,
+                data_type,
+                ..
+            } => {
+                if let (Some(number), Ok((sql_type, _))) =
+                    (placeholder(inner), crate::bind::column_type(data_type))
+                {
+                    self.set(number, sql_type);
+                }
+            }
+            Expr::InSubquery { subquery, .. } | Expr::Exists { subquery, .. } => {
+                self.query(subquery)
+            }
+            Expr::Subquery(query) => self.query(query),
+            _ => {}
+        }
+    }
+
+    /// If `column` is a column reference and `value` a placeholder, the
+    /// placeholder takes the column's type.
+    fn pair(&mut self, column: &Expr, value: &Expr, relations: &Relations) {
+        let Some(number) = placeholder(value) else {
+            return;
+        };
+        let sql_type = match column {
+            Expr::Identifier(ident) => column_type(relations, None, &normalize_ident(ident)),
+            Expr::CompoundIdentifier(parts) => match parts.as_slice() {
+                [.., qualifier, name] => column_type(
+                    relations,
+                    Some(&normalize_ident(qualifier)),
+                    &normalize_ident(name),
+                ),
+                _ => None,
+            },
+            Expr::Cast { data_type, .. } => crate::bind::column_type(data_type)
+                .ok()
+                .map(|(sql_type, _)| sql_type),
+            _ => None,
+        };
+        if let Some(sql_type) = sql_type {
+            self.set(number, sql_type);
+        }
+    }
+}
+
+fn last_part(name: &ast::ObjectName) -> String {
+    name_parts(name)
+        .and_then(|parts| parts.last().cloned())
+        .unwrap_or_default()
+}
+
+fn column_type(relations: &Relations, qualifier: Option<&str>, name: &str) -> Option<SqlType> {
+    relations
+        .iter()
+        .filter(|(relation, _)| qualifier.is_none_or(|qualifier| qualifier == relation))
+        .find_map(|(_, columns)| columns.iter().find(|column| column.name == name))
+        .map(|column| column.sql_type)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arbor_catalog::{ColumnDescriptor, TableDescriptor, TableId};
+
+    fn catalog() -> Catalog {
+        let table = TableDescriptor::new(
+            TableId(100),
+            "orders",
+            vec![
+                ColumnDescriptor::new("id", SqlType::Int8),
+                ColumnDescriptor::new("customer", SqlType::Text),
+                ColumnDescriptor::new("qty", SqlType::Int2),
+                ColumnDescriptor::new("placed", SqlType::Date),
+            ],
+            vec![0],
+        )
+        .expect("valid table");
+        Catalog::empty()
+            .with_table_created(table)
+            .expect("new table")
+    }
+
+    fn types(sql: &str) -> Vec<Option<SqlType>> {
+        let statement = crate::executor::parse_sql(sql)
+            .expect("valid SQL")
+            .remove(0);
+        infer(
+            &statement,
+            crate::executor::parameter_count(sql),
+            &catalog(),
+        )
+    }
+
+    #[test]
+    fn insert_parameters_take_their_target_column_types() {
+        assert_eq!(
+            types("INSERT INTO orders (id, customer, qty, placed) VALUES ($1, $2, $3, $4)"),
+            vec![
+                Some(SqlType::Int8),
+                Some(SqlType::Text),
+                Some(SqlType::Int2),
+                Some(SqlType::Date)
+            ]
+        );
+        assert_eq!(
+            types("INSERT INTO orders VALUES ($1, $2)"),
+            vec![Some(SqlType::Int8), Some(SqlType::Text)]
+        );
+    }
+
+    #[test]
+    fn compared_and_assigned_parameters_take_the_column_type() {
+        assert_eq!(
+            types("SELECT customer FROM orders WHERE id = $1"),
+            vec![Some(SqlType::Int8)]
+        );
+        assert_eq!(
+            types("SELECT * FROM orders o WHERE $1 < o.qty LIMIT $2"),
+            vec![Some(SqlType::Int2), Some(SqlType::Int8)]
+        );
+        assert_eq!(
+            types("UPDATE orders SET qty = $1 WHERE id = $2"),
+            vec![Some(SqlType::Int2), Some(SqlType::Int8)]
+        );
+        assert_eq!(
+            types("DELETE FROM orders WHERE id IN ($1, $2)"),
+            vec![Some(SqlType::Int8), Some(SqlType::Int8)]
+        );
+    }
+
+    #[test]
+    fn parameters_without_context_stay_unknown() {
+        assert_eq!(types("SELECT $1"), vec![None]);
+        assert_eq!(types("SELECT $1::int4"), vec![Some(SqlType::Int4)]);
+    }
+}
