@@ -170,6 +170,13 @@ impl CoordinatorService for CoordinatorHandle {
         }))
     }
 
+    async fn status(
+        &self,
+        _request: Request<CoordinatorStatusRequest>,
+    ) -> Result<Response<CoordinatorStatus>, Status> {
+        Ok(Response::new(self.0.status()))
+    }
+
     async fn list_stores(
         &self,
         _request: Request<ListStoresRequest>,
@@ -213,6 +220,7 @@ impl CoordinatorService for CoordinatorHandle {
             root_peers,
             events,
             observed_at_ms: now,
+            coordinators: Vec::new(),
         }))
     }
 }

@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 use arbor_proto::coordinator_client::CoordinatorClient;
-use arbor_proto::{ClusterViewRequest, ClusterViewResponse};
+use arbor_proto::{
+    ClusterViewRequest, ClusterViewResponse, CoordinatorStatus, CoordinatorStatusRequest,
+};
 use async_trait::async_trait;
 use tonic::transport::Endpoint;
 
@@ -60,13 +62,52 @@ impl CoordinatorViews {
     }
 }
 
+impl CoordinatorViews {
+    /// Every configured coordinator's status, asked concurrently; one that
+    /// does not answer is listed as unreachable rather than left out.
+    async fn statuses(&self) -> Vec<CoordinatorStatus> {
+        let asks = self.addresses.iter().map(|address| async move {
+            let unreachable = CoordinatorStatus {
+                address: address.clone(),
+                role: "unreachable".to_owned(),
+                ..Default::default()
+            };
+            let uri = if address.contains("://") {
+                address.to_owned()
+            } else {
+                format!("http://{address}")
+            };
+            let Ok(endpoint) = Endpoint::from_shared(uri) else {
+                return unreachable;
+            };
+            let endpoint = endpoint
+                .connect_timeout(COORDINATOR_CONNECT_TIMEOUT)
+                .timeout(COORDINATOR_RPC_TIMEOUT);
+            let Ok(channel) = endpoint.connect().await else {
+                return unreachable;
+            };
+            match CoordinatorClient::new(channel)
+                .status(CoordinatorStatusRequest {})
+                .await
+            {
+                Ok(answer) => answer.into_inner(),
+                Err(_) => unreachable,
+            }
+        });
+        futures::future::join_all(asks).await
+    }
+}
+
 #[async_trait]
 impl ClusterViewSource for CoordinatorViews {
     async fn cluster_view(&self) -> Result<ClusterViewResponse, GatewayError> {
         let mut last_reason = "no coordinator addresses configured".to_owned();
         for address in &self.addresses {
             match Self::ask(address).await {
-                Ok(view) => return Ok(view),
+                Ok(mut view) => {
+                    view.coordinators = self.statuses().await;
+                    return Ok(view);
+                }
                 Err(reason) => {
                     tracing::debug!(%address, %reason, "coordinator did not answer ClusterView");
                     last_reason = format!("{address}: {reason}");

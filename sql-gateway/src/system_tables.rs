@@ -236,9 +236,16 @@ fn root_peer_rows(view: &ClusterViewResponse) -> Vec<Row> {
         .collect()
 }
 
+/// Every coordinator the gateway asked; a hand-made view without that list
+/// shows the answering coordinator alone.
 fn coordinator_rows(view: &ClusterViewResponse) -> Vec<Row> {
-    view.coordinator
-        .iter()
+    let listed: Vec<&arbor_proto::CoordinatorStatus> = if view.coordinators.is_empty() {
+        view.coordinator.iter().collect()
+    } else {
+        view.coordinators.iter().collect()
+    };
+    listed
+        .into_iter()
         .map(|coordinator| {
             vec![
                 text(&coordinator.coordinator_id),
@@ -435,6 +442,7 @@ pub(crate) mod tests {
                 },
             ],
             observed_at_ms: OBSERVED_AT_MS,
+            coordinators: Vec::new(),
         }
     }
 

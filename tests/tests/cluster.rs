@@ -187,6 +187,16 @@ async fn cluster_serves_kv_sql_and_system_tables_and_keeps_data_across_restart()
     assert_eq!(leases.len(), 1, "one lease: {leases:?}");
     let stores = rows(&client, "SELECT * FROM system.stores").await;
     assert_eq!(stores.len(), 3, "three stores: {stores:?}");
+    let roles = rows(
+        &client,
+        "SELECT role FROM system.coordinators ORDER BY role",
+    )
+    .await;
+    assert_eq!(
+        roles,
+        vec![vec![cell("holder")], vec![cell("standby")]],
+        "both coordinators listed"
+    );
     let peers = rows(&client, "SELECT * FROM system.root_peers").await;
     assert_eq!(peers.len(), 3, "three root peers: {peers:?}");
     let events = psql(&cluster, "SELECT kind FROM system.root_events");
