@@ -3,27 +3,8 @@
 
 use std::process::Command;
 
-use arbor_tests::Cluster;
+use arbor_tests::{rows, Cluster};
 use tokio_postgres::{Client, SimpleQueryMessage};
-
-/// Rows of a simple query as text cells (NULL as None).
-async fn rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
-    let messages = client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    messages
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_string))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
 
 /// The row count of the command tag (`SELECT 2` -> 2).
 async fn command_complete(client: &Client, sql: &str) -> u64 {

@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arbor_tests::Cluster;
-use tokio_postgres::{Client, SimpleQueryMessage};
+use arbor_tests::{rows, Cluster};
+use tokio_postgres::Client;
 
 /// Writes must resume within this long after the kill (a liveness bound,
 /// not a performance aim).
@@ -20,24 +20,6 @@ const WRITES_BEFORE_KILL_MS: u64 = 1_500;
 const WRITES_AFTER_RESUME_MS: u64 = 1_000;
 /// The test gives up waiting for writes to resume after this long.
 const RESUME_WAIT_MAX_MS: u64 = 30_000;
-
-async fn rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
-    let messages = client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    messages
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_string))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
 
 /// The store the coordinators report as region 1's leader, once known.
 async fn leader_of_region_one(client: &Client) -> u64 {
