@@ -92,6 +92,16 @@ impl RootNode {
         Ok(GrpcRootClient::new(channel))
     }
 
+    /// Read-index on the leader: confirm leadership with a quorum and wait
+    /// until the state machine applied up to the commit index seen then.
+    async fn read_index(&self) -> Result<RootState, RootError> {
+        self.raft
+            .ensure_linearizable()
+            .await
+            .map_err(|error| RootError::Raft(error.to_string()))?;
+        Ok(self.state.borrow().clone())
+    }
+
     fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().state == ServerState::Leader
     }
@@ -237,12 +247,25 @@ impl RootService for RootNode {
             let mut leader = self.forward_target(was_forwarded)?;
             return leader.read_state(mark_forwarded(ReadStateRequest {})).await;
         }
-        // Read-index: confirm leadership with a quorum and wait until the
-        // state machine has applied up to the commit index seen then.
-        if let Err(error) = self.raft.ensure_linearizable().await {
-            return Err(RootError::Raft(error.to_string()).into());
+        Ok(Response::new(self.read_index().await?))
+    }
+
+    async fn read_catalog_version(
+        &self,
+        request: Request<ReadStateRequest>,
+    ) -> Result<Response<CatalogVersion>, Status> {
+        let was_forwarded = forwarded(&request);
+        if !self.is_leader() {
+            let mut leader = self.forward_target(was_forwarded)?;
+            return leader
+                .read_catalog_version(mark_forwarded(ReadStateRequest {}))
+                .await;
         }
-        Ok(Response::new(self.state.borrow().clone()))
+        let state = self.read_index().await?;
+        Ok(Response::new(CatalogVersion {
+            catalog_version: state.catalog_version,
+            cursor: state.cursor,
+        }))
     }
 
     type WatchStream = Pin<Box<dyn Stream<Item = Result<RootState, Status>> + Send + 'static>>;

@@ -4,9 +4,10 @@
 //! Freshness mechanism ("every gateway sees a DDL change before its next
 //! statement"): every statement that names a relation other than the
 //! built-in `kv` and `system.*` tables starts with one linearizable
-//! `ReadState` on root. Root answers it through its raft leader, so a DDL
-//! that committed before the statement began is always visible. The decoded
-//! catalog is cached by version, so the cost is one round trip, not a decode.
+//! `ReadCatalogVersion` on root. Root answers it through its raft leader, so
+//! a DDL that committed before the statement began is always visible. The
+//! decoded catalog is cached by version and fetched (`ReadState`) only when
+//! the version moved, so the cost is one small round trip.
 //! DDL commits with `expected_version` = the version it read; on a mismatch
 //! it re-reads and re-applies ([`DDL_ATTEMPTS_MAX`] times).
 //!
@@ -100,6 +101,31 @@ impl RootCatalog {
         }
     }
 
+    /// The catalog version alone: one small linearizable read per statement.
+    async fn read_catalog_version(&self) -> Result<u64, GatewayError> {
+        let mut last_reason = "no root addresses configured (--root)".to_owned();
+        for index in 0..self.addresses.len() {
+            let channel = match self.channel(index) {
+                Ok(channel) => channel,
+                Err(reason) => {
+                    last_reason = reason;
+                    continue;
+                }
+            };
+            match RootClient::new(channel)
+                .read_catalog_version(ReadStateRequest {})
+                .await
+            {
+                Ok(response) => return Ok(response.into_inner().catalog_version),
+                Err(status) => {
+                    tracing::debug!(address = %self.addresses[index], %status, "root ReadCatalogVersion failed");
+                    last_reason = format!("{}: {}", self.addresses[index], status.message());
+                }
+            }
+        }
+        Err(self.unavailable(last_reason))
+    }
+
     async fn read_state(&self) -> Result<RootState, GatewayError> {
         let mut last_reason = "no root addresses configured (--root)".to_owned();
         for index in 0..self.addresses.len() {
@@ -128,15 +154,18 @@ impl RootCatalog {
 #[async_trait]
 impl CatalogSource for RootCatalog {
     async fn current(&self) -> Result<Arc<Catalog>, GatewayError> {
-        let state = self.read_state().await?;
+        // The version is checked linearizably on every statement; the whole
+        // catalog travels only when it moved.
+        let version = self.read_catalog_version().await?;
         let cached = self
             .cached
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
-        if cached.version == state.catalog_version {
+        if cached.version == version {
             return Ok(cached);
         }
+        let state = self.read_state().await?;
         let catalog = Arc::new(Catalog::decode(state.catalog_version, &state.catalog)?);
         let mut slot = self
             .cached
