@@ -9,15 +9,8 @@ use arbor_proto::{ClusterBootstrapped, LeaseGranted, RejectionCode};
 use arbor_root::{run_root, RootClient, RootConfig};
 use tokio::sync::oneshot;
 
-fn free_ports(count: usize) -> Vec<u16> {
-    let listeners: Vec<std::net::TcpListener> = (0..count)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
+mod common;
+use common::{free_ports, propose_until_answered};
 
 struct Peers {
     stops: Vec<oneshot::Sender<()>>,
@@ -50,20 +43,6 @@ async fn stop(peers: Peers) {
     }
     for task in peers.tasks {
         task.await.unwrap().unwrap();
-    }
-}
-
-async fn propose_until_answered(client: &RootClient, kind: Kind) -> arbor_proto::ProposeResponse {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match client.propose(kind.clone()).await {
-            Ok(answer) => return answer,
-            Err(error) if Instant::now() < deadline => {
-                let _ = error;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(error) => panic!("root never answered: {error}"),
-        }
     }
 }
 

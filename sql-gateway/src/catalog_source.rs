@@ -101,8 +101,12 @@ impl RootCatalog {
         }
     }
 
-    /// The catalog version alone: one small linearizable read per statement.
-    async fn read_catalog_version(&self) -> Result<u64, GatewayError> {
+    /// Calls `call` on each root peer in turn until one answers.
+    async fn ask_root<T, F, Fut>(&self, what: &str, call: F) -> Result<T, GatewayError>
+    where
+        F: Fn(RootClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
         let mut last_reason = "no root addresses configured (--root)".to_owned();
         for index in 0..self.addresses.len() {
             let channel = match self.channel(index) {
@@ -112,13 +116,10 @@ impl RootCatalog {
                     continue;
                 }
             };
-            match RootClient::new(channel)
-                .read_catalog_version(ReadStateRequest {})
-                .await
-            {
-                Ok(response) => return Ok(response.into_inner().catalog_version),
+            match call(RootClient::new(channel)).await {
+                Ok(response) => return Ok(response.into_inner()),
                 Err(status) => {
-                    tracing::debug!(address = %self.addresses[index], %status, "root ReadCatalogVersion failed");
+                    tracing::debug!(address = %self.addresses[index], %status, "root {what} failed");
                     last_reason = format!("{}: {}", self.addresses[index], status.message());
                 }
             }
@@ -126,28 +127,21 @@ impl RootCatalog {
         Err(self.unavailable(last_reason))
     }
 
+    /// The catalog version alone: one small linearizable read per statement.
+    async fn read_catalog_version(&self) -> Result<u64, GatewayError> {
+        let answer = self
+            .ask_root("ReadCatalogVersion", |mut root| async move {
+                root.read_catalog_version(ReadStateRequest {}).await
+            })
+            .await?;
+        Ok(answer.catalog_version)
+    }
+
     async fn read_state(&self) -> Result<RootState, GatewayError> {
-        let mut last_reason = "no root addresses configured (--root)".to_owned();
-        for index in 0..self.addresses.len() {
-            let channel = match self.channel(index) {
-                Ok(channel) => channel,
-                Err(reason) => {
-                    last_reason = reason;
-                    continue;
-                }
-            };
-            match RootClient::new(channel)
-                .read_state(ReadStateRequest {})
-                .await
-            {
-                Ok(response) => return Ok(response.into_inner()),
-                Err(status) => {
-                    tracing::debug!(address = %self.addresses[index], %status, "root ReadState failed");
-                    last_reason = format!("{}: {}", self.addresses[index], status.message());
-                }
-            }
-        }
-        Err(self.unavailable(last_reason))
+        self.ask_root("ReadState", |mut root| async move {
+            root.read_state(ReadStateRequest {}).await
+        })
+        .await
     }
 }
 
