@@ -13,6 +13,7 @@
 
 mod control;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -41,6 +42,7 @@ pub struct DevArgs {
     #[arg(long, default_value_t = 5433)]
     pub pg_port: u16,
     /// Internal ports: root peers at base+1.., coordinators at base+11.., stores at base+21..,
+    /// each one's metrics listener 3 above its own port (base+4.., base+14.., base+24..),
     /// the dev control API (loopback) at base+30.
     #[arg(long, default_value_t = 7100)]
     pub base_port: u16,
@@ -51,6 +53,13 @@ pub struct DevArgs {
 
 /// Offset of the control API's port from `--base-port`.
 pub const CONTROL_PORT_OFFSET: u64 = 30;
+/// A root peer's, coordinator's or store's metrics listener (`/metrics`,
+/// `/health`) is its own port plus this, in the gaps the other ports leave.
+pub const METRICS_PORT_OFFSET: u64 = 3;
+
+const _: () = assert!(ROOT_PEERS + METRICS_PORT_OFFSET < 11);
+const _: () = assert!(10 + COORDINATORS + METRICS_PORT_OFFSET < 21);
+const _: () = assert!(20 + STORES + METRICS_PORT_OFFSET < CONTROL_PORT_OFFSET);
 
 struct Process {
     name: String,
@@ -84,6 +93,9 @@ struct Layout {
     pg: String,
     http: String,
     control: String,
+    /// Process name -> its metrics listener (root peers, coordinators,
+    /// stores; the gateway serves `/metrics` on its HTTP listener).
+    metrics: BTreeMap<String, String>,
 }
 
 fn layout(args: &DevArgs) -> Result<Layout, String> {
@@ -98,7 +110,19 @@ fn layout(args: &DevArgs) -> Result<Layout, String> {
                 )
             })
     };
+    let mut metrics = BTreeMap::new();
+    for (kind, first_offset, count) in [
+        ("root", 0, ROOT_PEERS),
+        ("coordinator", 10, COORDINATORS),
+        ("store", 20, STORES),
+    ] {
+        for i in 1..=count {
+            let address = port(first_offset + i + METRICS_PORT_OFFSET)?;
+            metrics.insert(format!("{kind}-{i}"), address);
+        }
+    }
     Ok(Layout {
+        metrics,
         root: (1..=ROOT_PEERS)
             .map(|i| Ok((i, port(i)?)))
             .collect::<Result<_, String>>()?,
@@ -207,7 +231,9 @@ fn start_all(data: &Path, layout: &Layout, processes: &mut Vec<Process>) -> Resu
             "--data".into(),
             data_dir.display().to_string(),
         ];
-        processes.push(spawn(data, format!("root-{id}"), "root", address, args)?);
+        let name = format!("root-{id}");
+        let args = with_metrics(layout, &name, args);
+        processes.push(spawn(data, name, "root", address, args)?);
     }
     for (id, address) in &layout.coordinators {
         let args = vec![
@@ -219,13 +245,9 @@ fn start_all(data: &Path, layout: &Layout, processes: &mut Vec<Process>) -> Resu
             "--root".into(),
             root_addresses.join(","),
         ];
-        processes.push(spawn(
-            data,
-            format!("coordinator-{id}"),
-            "coordinator",
-            address,
-            args,
-        )?);
+        let name = format!("coordinator-{id}");
+        let args = with_metrics(layout, &name, args);
+        processes.push(spawn(data, name, "coordinator", address, args)?);
     }
     for (id, address) in &layout.stores {
         let data_dir = data.join(format!("store-{id}"));
@@ -240,7 +262,9 @@ fn start_all(data: &Path, layout: &Layout, processes: &mut Vec<Process>) -> Resu
             "--data".into(),
             data_dir.display().to_string(),
         ];
-        processes.push(spawn(data, format!("store-{id}"), "store", address, args)?);
+        let name = format!("store-{id}");
+        let args = with_metrics(layout, &name, args);
+        processes.push(spawn(data, name, "store", address, args)?);
     }
     let args = vec![
         "gateway".into(),
@@ -257,6 +281,14 @@ fn start_all(data: &Path, layout: &Layout, processes: &mut Vec<Process>) -> Resu
     ];
     processes.push(spawn(data, "gateway".into(), "gateway", &layout.pg, args)?);
     Ok(())
+}
+
+/// `args` plus `--metrics-listen` when `layout` gives `name` a metrics port.
+fn with_metrics(layout: &Layout, name: &str, mut args: Vec<String>) -> Vec<String> {
+    if let Some(address) = layout.metrics.get(name) {
+        args.extend(["--metrics-listen".to_string(), address.clone()]);
+    }
+    args
 }
 
 fn spawn(
@@ -319,7 +351,7 @@ fn spawn_child(data: &Path, name: &str, args: &[String]) -> Result<Child, String
 fn print_table(data: &Path, layout: &Layout, processes: &[Process]) {
     println!("arbor dev: data in {}", data.display());
     println!(
-        "{:<16} {:<12} {:<22} {:>8}",
+        "{:<16} {:<12} {:<22} {:>8}  metrics",
         "process", "kind", "listens on", "pid"
     );
     for process in processes {
@@ -327,9 +359,14 @@ fn print_table(data: &Path, layout: &Layout, processes: &[Process]) {
             .child
             .as_ref()
             .map_or_else(String::new, |child| child.id().to_string());
+        let metrics = match layout.metrics.get(&process.name) {
+            Some(address) => format!("http://{address}/metrics"),
+            None if process.kind == "gateway" => format!("http://{}/metrics", layout.http),
+            None => String::new(),
+        };
         println!(
-            "{:<16} {:<12} {:<22} {:>8}",
-            process.name, process.kind, process.address, pid
+            "{:<16} {:<12} {:<22} {:>8}  {}",
+            process.name, process.kind, process.address, pid, metrics
         );
     }
     println!(

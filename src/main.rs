@@ -1,6 +1,7 @@
 //! `arbor`: the one binary. Each subcommand runs one process of the cluster;
 //! `arbor dev` runs a whole local cluster as child processes of itself.
 
+mod advertise;
 mod dev;
 
 use std::collections::BTreeMap;
@@ -27,25 +28,38 @@ enum Command {
     Dev(dev::DevArgs),
     /// Run one root peer.
     Root {
+        /// This peer's id: its key in --peers.
         #[arg(long, env = "ARBOR_ROOT_ID")]
         id: u64,
+        /// Address to bind, e.g. 0.0.0.0:7100 in a container.
         #[arg(long, env = "ARBOR_LISTEN")]
         listen: SocketAddr,
-        /// Address others dial; defaults to --listen.
+        /// host:port other processes dial; defaults to this peer's entry in
+        /// --peers, else --listen (required if that is 0.0.0.0).
         #[arg(long, env = "ARBOR_ADVERTISE")]
         advertise: Option<String>,
         /// Initial voters, e.g. 1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103
+        /// (names work too: 1=root-1:7100,...).
         #[arg(long, env = "ARBOR_ROOT_PEERS", value_delimiter = ',')]
         peers: Vec<String>,
+        /// Directory of this peer's RocksDB.
         #[arg(long, env = "ARBOR_DATA")]
         data: PathBuf,
+        /// Where `/metrics` (Prometheus) and `/health` are served, e.g.
+        /// 127.0.0.1:9100; not served when unset.
+        #[arg(long, env = "ARBOR_METRICS_LISTEN")]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Run one coordinator.
     Coordinator {
+        /// A name unique among coordinators.
         #[arg(long, env = "ARBOR_COORDINATOR_ID")]
         id: String,
+        /// Address to bind, e.g. 0.0.0.0:7100 in a container.
         #[arg(long, env = "ARBOR_LISTEN")]
         listen: SocketAddr,
+        /// host:port gateways and stores dial; defaults to --listen
+        /// (required if that is 0.0.0.0).
         #[arg(long, env = "ARBOR_ADVERTISE")]
         advertise: Option<String>,
         /// Root peer addresses, comma-separated.
@@ -54,20 +68,33 @@ enum Command {
         /// Split a region once it holds more keys than this.
         #[arg(long, env = "ARBOR_REGION_SPLIT_KEYS", default_value_t = arbor_coordinator::scheduler::REGION_SPLIT_KEYS_DEFAULT)]
         region_split_keys: u64,
+        /// Where `/metrics` (Prometheus) and `/health` are served, e.g.
+        /// 127.0.0.1:9100; not served when unset.
+        #[arg(long, env = "ARBOR_METRICS_LISTEN")]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Run one store.
     Store {
+        /// This store's id (never reused for another store).
         #[arg(long, env = "ARBOR_STORE_ID")]
         id: u64,
+        /// Address to bind, e.g. 0.0.0.0:7100 in a container.
         #[arg(long, env = "ARBOR_LISTEN")]
         listen: SocketAddr,
+        /// host:port other stores and gateways dial, registered in root
+        /// through heartbeats; defaults to --listen (required if that is 0.0.0.0).
         #[arg(long, env = "ARBOR_ADVERTISE")]
         advertise: Option<String>,
         /// Coordinator addresses, comma-separated.
         #[arg(long, env = "ARBOR_COORDINATORS", value_delimiter = ',')]
         coordinators: Vec<String>,
+        /// Directory of this store's RocksDB.
         #[arg(long, env = "ARBOR_DATA")]
         data: PathBuf,
+        /// Where `/metrics` (Prometheus) and `/health` are served, e.g.
+        /// 127.0.0.1:9100; not served when unset.
+        #[arg(long, env = "ARBOR_METRICS_LISTEN")]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Inspect root peers or change root membership at runtime.
     RootAdmin {
@@ -79,8 +106,10 @@ enum Command {
     },
     /// Run the SQL gateway (PostgreSQL wire protocol).
     Gateway {
+        /// Where PostgreSQL clients connect (0.0.0.0:5433 in a container).
         #[arg(long, env = "ARBOR_PG_LISTEN", default_value = "127.0.0.1:5433")]
         pg_listen: SocketAddr,
+        /// Coordinator addresses, comma-separated: routes and cluster views.
         #[arg(long, env = "ARBOR_COORDINATORS", value_delimiter = ',')]
         coordinators: Vec<String>,
         /// Root peer addresses, comma-separated: the catalog and DDL.
@@ -149,15 +178,20 @@ fn run_service(command: Command) -> Result<(), String> {
                 advertise,
                 peers,
                 data,
+                metrics_listen,
             } => {
+                let initial_peers = parse_peers(&peers)?;
+                let own_entry = initial_peers.get(&id).map(String::as_str);
+                let advertise_address =
+                    advertise::resolve_root(listen, advertise.as_deref(), own_entry)?;
                 let config = arbor_root::RootConfig {
                     peer_id: id,
                     listen,
-                    advertise_address: advertise.unwrap_or_else(|| listen.to_string()),
+                    advertise_address,
                     data_dir: data,
-                    initial_peers: parse_peers(&peers)?,
+                    initial_peers,
                 };
-                arbor_root::run_root(config, shutdown_signal())
+                arbor_root::server::run_root_with_metrics(config, metrics_listen, shutdown_signal())
                     .await
                     .map_err(|e| e.to_string())
             }
@@ -167,17 +201,22 @@ fn run_service(command: Command) -> Result<(), String> {
                 advertise,
                 root,
                 region_split_keys,
+                metrics_listen,
             } => {
                 let config = arbor_coordinator::CoordinatorConfig {
                     coordinator_id: id,
                     listen,
-                    advertise_address: advertise.unwrap_or_else(|| listen.to_string()),
+                    advertise_address: advertise::resolve(listen, advertise.as_deref())?,
                     root_addresses: root,
                     region_split_keys,
                 };
-                arbor_coordinator::run_coordinator(config, shutdown_signal())
-                    .await
-                    .map_err(|e| e.to_string())
+                arbor_coordinator::server::run_coordinator_with_metrics(
+                    config,
+                    metrics_listen,
+                    shutdown_signal(),
+                )
+                .await
+                .map_err(|e| e.to_string())
             }
             Command::Store {
                 id,
@@ -185,17 +224,22 @@ fn run_service(command: Command) -> Result<(), String> {
                 advertise,
                 coordinators,
                 data,
+                metrics_listen,
             } => {
                 let config = arbor_raftstore::StoreConfig {
                     store_id: id,
                     listen,
-                    advertise_address: advertise.unwrap_or_else(|| listen.to_string()),
+                    advertise_address: advertise::resolve(listen, advertise.as_deref())?,
                     data_dir: data,
                     coordinator_addresses: coordinators,
                 };
-                arbor_raftstore::run_store(config, shutdown_signal())
-                    .await
-                    .map_err(|e| e.to_string())
+                arbor_raftstore::server::run_store_with_metrics(
+                    config,
+                    metrics_listen,
+                    shutdown_signal(),
+                )
+                .await
+                .map_err(|e| e.to_string())
             }
             Command::Gateway {
                 pg_listen,

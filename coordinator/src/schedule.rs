@@ -109,6 +109,9 @@ async fn plan_split(
         start_key: region.start_key.clone(),
         end_key: region.end_key.clone(),
         limit: scan_keys as u32,
+        // Sampling: the newest keys, locks ignored (no timestamp needed).
+        read_ts: 0,
+        ignore_locks: true,
     });
     request.set_timeout(Duration::from_millis(STORE_CALL_TIMEOUT_MS));
     let scanned = store

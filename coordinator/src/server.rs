@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use arbor_metrics::{Health, MetricsServer};
 use arbor_proto::coordinator_server::CoordinatorServer;
 use arbor_proto::root_event::Kind;
 use arbor_proto::*;
@@ -20,7 +21,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::error::CoordinatorError;
 use crate::lease::{decide, LeaseAction, LocalTenure, LEASE_TTL_MS};
-use crate::service::{system_clock, Coordinator, CoordinatorHandle};
+use crate::service::{system_clock, Coordinator, CoordinatorHandle, CoordinatorMetrics};
 use crate::view::ClusterView;
 
 /// How often the lease loop looks at the lease.
@@ -45,6 +46,17 @@ pub async fn run_coordinator(
     config: CoordinatorConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), CoordinatorError> {
+    run_coordinator_with_metrics(config, None, shutdown).await
+}
+
+/// [`run_coordinator`], also serving `/metrics` and `/health` on
+/// `metrics_listen` when given (`/health`: 200 while the gRPC server runs,
+/// 503 before and from the start of shutdown).
+pub async fn run_coordinator_with_metrics(
+    config: CoordinatorConfig,
+    metrics_listen: Option<SocketAddr>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), CoordinatorError> {
     if config.root_addresses.is_empty() {
         return Err(CoordinatorError::InvalidArgument {
             hint: "no root addresses given".into(),
@@ -56,6 +68,19 @@ pub async fn run_coordinator(
             address: config.listen.to_string(),
             source,
         })?;
+    let metrics = CoordinatorMetrics::new();
+    let health = Health::new();
+    let _metrics_server = match metrics_listen {
+        Some(address) => Some(
+            MetricsServer::bind(address, metrics.registry.clone(), health.clone())
+                .await
+                .map_err(|source| CoordinatorError::Bind {
+                    address: address.to_string(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
     let coordinator = Arc::new(Coordinator {
         id: config.coordinator_id.clone(),
         address: config.advertise_address.clone(),
@@ -64,7 +89,9 @@ pub async fn run_coordinator(
         view: RwLock::new(ClusterView::default()),
         tenure: Mutex::new(LocalTenure::default()),
         allocators: tokio::sync::Mutex::default(),
+        metrics: metrics.clone(),
     });
+    metrics.observe(&coordinator)?;
     let loops = [
         tokio::spawn(tail_root(coordinator.clone())),
         tokio::spawn(lease_loop(coordinator.clone())),
@@ -75,6 +102,12 @@ pub async fn run_coordinator(
         )),
     ];
     tracing::info!(id = %config.coordinator_id, listen = %config.listen, "coordinator serving");
+    health.set_serving();
+    let stopping = health.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stopping.set_stopping();
+    };
     let served = tonic::transport::Server::builder()
         .add_service(CoordinatorServer::new(CoordinatorHandle(
             coordinator.clone(),

@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex, RwLock};
 
+use arbor_metrics::{Counter, Gauge, Histogram, HistogramTimer, Registry};
 use arbor_proto::coordinator_server::Coordinator as CoordinatorService;
 use arbor_proto::*;
 use arbor_root::RootClient;
@@ -39,6 +40,132 @@ pub struct Coordinator {
     pub tenure: Mutex<LocalTenure>,
     /// Async because refilling a window waits for root.
     pub allocators: tokio::sync::Mutex<crate::singleton::Allocators>,
+    pub metrics: Arc<CoordinatorMetrics>,
+}
+
+/// The `Coordinator` methods whose latency is measured, in the order of
+/// [`CoordinatorMetrics::rpc`].
+#[derive(Debug, Clone, Copy)]
+pub enum CoordinatorMethod {
+    GetTimestamps,
+    AllocateIds,
+    StoreHeartbeat,
+    LocateRegion,
+    Status,
+    ListStores,
+    ClusterView,
+}
+
+impl CoordinatorMethod {
+    pub const ALL: [CoordinatorMethod; 7] = [
+        CoordinatorMethod::GetTimestamps,
+        CoordinatorMethod::AllocateIds,
+        CoordinatorMethod::StoreHeartbeat,
+        CoordinatorMethod::LocateRegion,
+        CoordinatorMethod::Status,
+        CoordinatorMethod::ListStores,
+        CoordinatorMethod::ClusterView,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            CoordinatorMethod::GetTimestamps => "get_timestamps",
+            CoordinatorMethod::AllocateIds => "allocate_ids",
+            CoordinatorMethod::StoreHeartbeat => "store_heartbeat",
+            CoordinatorMethod::LocateRegion => "locate_region",
+            CoordinatorMethod::Status => "status",
+            CoordinatorMethod::ListStores => "list_stores",
+            CoordinatorMethod::ClusterView => "cluster_view",
+        }
+    }
+}
+
+/// One coordinator's Prometheus series (`arbor_coordinator_*`): counted at
+/// the RPC handlers; lease gauges are read from the tenure and the view at
+/// scrape time ([`CoordinatorMetrics::observe`]).
+pub struct CoordinatorMetrics {
+    pub registry: Arc<Registry>,
+    lease_generation: Gauge,
+    is_holder: Gauge,
+    root_cursor: Gauge,
+    timestamps_served: Counter,
+    ids_allocated: Counter,
+    heartbeats_received: Counter,
+    /// One per [`CoordinatorMethod::ALL`], resolved once.
+    rpc: Vec<Histogram>,
+}
+
+impl CoordinatorMetrics {
+    pub fn new() -> Arc<CoordinatorMetrics> {
+        let registry = Arc::new(Registry::new());
+        let r = &registry;
+        // Static names, checked by `coordinator_metrics_register_every_series`.
+        let valid = "static metric names are valid";
+        let gauge = |name: &str, help: &str| r.gauge(name, help).expect(valid);
+        let counter = |name: &str, help: &str| r.counter(name, help).expect(valid);
+        let rpc = r
+            .histogram_vec(
+                "arbor_coordinator_rpc_duration_seconds",
+                "Latency of Coordinator RPCs served, by method.",
+                &["method"],
+                arbor_metrics::LATENCY_BUCKETS_SECONDS,
+            )
+            .expect(valid);
+        Arc::new(CoordinatorMetrics {
+            lease_generation: gauge(
+                "arbor_coordinator_lease_generation",
+                "Generation of the coordinator lease as recorded in root (0 before the first grant).",
+            ),
+            is_holder: gauge(
+                "arbor_coordinator_is_holder",
+                "1 while this coordinator's local tenure holds the lease.",
+            ),
+            root_cursor: gauge(
+                "arbor_coordinator_root_cursor",
+                "Root cursor this coordinator's view reflects.",
+            ),
+            timestamps_served: counter(
+                "arbor_coordinator_tso_timestamps_served_total",
+                "Timestamps handed out by GetTimestamps.",
+            ),
+            ids_allocated: counter(
+                "arbor_coordinator_ids_allocated_total",
+                "Ids handed out by AllocateIds.",
+            ),
+            heartbeats_received: counter(
+                "arbor_coordinator_heartbeats_received_total",
+                "Store heartbeats received (valid or not).",
+            ),
+            rpc: CoordinatorMethod::ALL
+                .iter()
+                .map(|method| rpc.with(&[method.label()]))
+                .collect(),
+            registry,
+        })
+    }
+
+    /// Measures one RPC until the returned guard drops.
+    pub fn time(&self, method: CoordinatorMethod) -> HistogramTimer {
+        self.rpc[method as usize].start_timer()
+    }
+
+    /// Reads the lease gauges from `coordinator` before every scrape. The
+    /// hook holds it weakly: the coordinator owns these metrics.
+    pub fn observe(&self, coordinator: &Arc<Coordinator>) -> Result<(), CoordinatorError> {
+        let hook = arbor_metrics::weak_hook(coordinator, |coordinator: &Coordinator| {
+            let metrics = &coordinator.metrics;
+            metrics.is_holder.set(i64::from(coordinator.is_holder()));
+            let view = coordinator.view();
+            let generation = view.root.lease.as_ref().map_or(0, |l| l.generation);
+            metrics.lease_generation.set_u64(generation);
+            metrics.root_cursor.set_u64(view.root.cursor);
+        });
+        self.registry
+            .on_scrape(hook)
+            .map_err(|e| CoordinatorError::InvalidArgument {
+                hint: e.to_string(),
+            })
+    }
 }
 
 impl Coordinator {
@@ -98,8 +225,10 @@ impl CoordinatorService for CoordinatorHandle {
         &self,
         request: Request<GetTimestampsRequest>,
     ) -> Result<Response<GetTimestampsResponse>, Status> {
+        let _timer = self.0.metrics.time(CoordinatorMethod::GetTimestamps);
         let count = request.into_inner().count;
         let (first, generation) = crate::singleton::timestamps(&self.0, count).await?;
+        self.0.metrics.timestamps_served.add(u64::from(count));
         Ok(Response::new(GetTimestampsResponse {
             first,
             count,
@@ -111,8 +240,10 @@ impl CoordinatorService for CoordinatorHandle {
         &self,
         request: Request<AllocateIdsRequest>,
     ) -> Result<Response<AllocateIdsResponse>, Status> {
+        let _timer = self.0.metrics.time(CoordinatorMethod::AllocateIds);
         let count = request.into_inner().count;
         let (first, generation) = crate::singleton::ids(&self.0, count).await?;
+        self.0.metrics.ids_allocated.add(u64::from(count));
         Ok(Response::new(AllocateIdsResponse {
             first,
             count,
@@ -124,6 +255,8 @@ impl CoordinatorService for CoordinatorHandle {
         &self,
         request: Request<StoreHeartbeatRequest>,
     ) -> Result<Response<StoreHeartbeatResponse>, Status> {
+        let _timer = self.0.metrics.time(CoordinatorMethod::StoreHeartbeat);
+        self.0.metrics.heartbeats_received.inc();
         let request = request.into_inner();
         let store = request
             .store
@@ -156,6 +289,7 @@ impl CoordinatorService for CoordinatorHandle {
         &self,
         request: Request<LocateRegionRequest>,
     ) -> Result<Response<LocateRegionResponse>, Status> {
+        let _timer = self.0.metrics.time(CoordinatorMethod::LocateRegion);
         let key = request.into_inner().key;
         let view = self.0.view();
         let route = view
@@ -174,6 +308,7 @@ impl CoordinatorService for CoordinatorHandle {
         &self,
         _request: Request<CoordinatorStatusRequest>,
     ) -> Result<Response<CoordinatorStatus>, Status> {
+        let _timer = self.0.metrics.time(CoordinatorMethod::Status);
         Ok(Response::new(self.0.status()))
     }
 
@@ -181,6 +316,7 @@ impl CoordinatorService for CoordinatorHandle {
         &self,
         _request: Request<ListStoresRequest>,
     ) -> Result<Response<ListStoresResponse>, Status> {
+        let _timer = self.0.metrics.time(CoordinatorMethod::ListStores);
         let view = self.0.view();
         Ok(Response::new(ListStoresResponse {
             stores: view.root.stores.clone(),
@@ -192,6 +328,7 @@ impl CoordinatorService for CoordinatorHandle {
         &self,
         request: Request<ClusterViewRequest>,
     ) -> Result<Response<ClusterViewResponse>, Status> {
+        let _timer = self.0.metrics.time(CoordinatorMethod::ClusterView);
         let events_limit = request.into_inner().events_limit.min(VIEW_EVENTS_MAX);
         // Root peers and events are read live from root; an unreachable root
         // shows up as unreachable peers and no events, not as a failed view.
@@ -222,5 +359,27 @@ impl CoordinatorService for CoordinatorHandle {
             observed_at_ms: now,
             coordinators: Vec::new(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod metrics_tests {
+    use super::*;
+
+    #[test]
+    fn coordinator_metrics_register_every_series() {
+        let text = CoordinatorMetrics::new().registry.render();
+        for series in [
+            "arbor_coordinator_lease_generation 0",
+            "arbor_coordinator_is_holder 0",
+            "arbor_coordinator_root_cursor 0",
+            "arbor_coordinator_tso_timestamps_served_total 0",
+            "arbor_coordinator_ids_allocated_total 0",
+            "arbor_coordinator_heartbeats_received_total 0",
+            "arbor_coordinator_rpc_duration_seconds_count{method=\"get_timestamps\"} 0",
+            "arbor_coordinator_rpc_duration_seconds_count{method=\"store_heartbeat\"} 0",
+        ] {
+            assert!(text.contains(series), "{series} missing from\n{text}");
+        }
     }
 }

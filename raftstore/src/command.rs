@@ -1,13 +1,16 @@
-//! What a region's raft log carries: one [`RegionCommand`] per client write
-//! or admin operation (split), and the [`RegionResponse`] its apply produces.
+//! What a region's raft log carries: one [`RegionCommand`] per transaction
+//! command ([`crate::txn::TxnCommand`]) or admin operation (split), and the
+//! [`RegionResponse`] its apply produces.
 //!
 //! Byte strings are stored as hex inside the JSON entry: half the size of
 //! serde's default array of numbers, and still readable in a log dump.
 //!
-//! Format versions: 1 is a write batch without an epoch (still applied, with
-//! the range checked at apply time); 2 adds the epoch the batch was admitted
-//! with and admin commands. A store refuses a version it does not know
-//! rather than half-understanding it.
+//! Format versions: 1 was a plain write batch without an epoch, 2 added the
+//! epoch and admin commands; both wrote plain (non-MVCC) data and are
+//! refused at apply (`unsupported_format`), never half-understood. A store
+//! of that era is refused at open anyway (see `storage::open_db`). 3 is the
+//! MVCC format: a transaction command or an admin command, with the epoch
+//! it was admitted at.
 
 use arbor_proto::{
     Mutation, MutationCondition, MutationOp, RegionDescriptor, RegionEpoch, RegionPeer,
@@ -15,11 +18,12 @@ use arbor_proto::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::RaftstoreError;
+use crate::txn::{CommandMutation, Condition, MutationKind, TxnCommand, TxnOutcome};
 
 /// The encoding of [`RegionCommand`] this code writes.
-pub const COMMAND_FORMAT_VERSION: u32 = 2;
+pub const COMMAND_FORMAT_VERSION: u32 = 3;
 /// The oldest encoding apply still understands.
-pub const COMMAND_FORMAT_VERSION_MIN: u32 = 1;
+pub const COMMAND_FORMAT_VERSION_MIN: u32 = 3;
 
 const _: () = assert!(COMMAND_FORMAT_VERSION_MIN <= COMMAND_FORMAT_VERSION);
 
@@ -89,85 +93,70 @@ pub enum AdminCommand {
     Split(SplitCommand),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum MutationKind {
-    Put,
-    Delete,
+/// Converts a wire mutation; unknown enum values are the caller's error.
+pub fn mutation_from_proto(mutation: &Mutation) -> Result<CommandMutation, RaftstoreError> {
+    let kind = match MutationOp::try_from(mutation.op) {
+        Ok(MutationOp::Put) => MutationKind::Put,
+        Ok(MutationOp::Delete) => MutationKind::Delete,
+        Ok(MutationOp::Lock) => MutationKind::Lock,
+        Err(_) => {
+            return Err(RaftstoreError::InvalidArgument {
+                hint: format!("unknown mutation op {}", mutation.op),
+            })
+        }
+    };
+    let condition = match MutationCondition::try_from(mutation.condition) {
+        Ok(MutationCondition::None) => Condition::None,
+        Ok(MutationCondition::MustNotExist) => Condition::MustNotExist,
+        Ok(MutationCondition::MustExist) => Condition::MustExist,
+        Err(_) => {
+            return Err(RaftstoreError::InvalidArgument {
+                hint: format!("unknown mutation condition {}", mutation.condition),
+            })
+        }
+    };
+    let value = match kind {
+        MutationKind::Put => mutation.value.clone(),
+        MutationKind::Delete | MutationKind::Lock => Vec::new(),
+    };
+    Ok(CommandMutation {
+        kind,
+        key: mutation.key.clone(),
+        value,
+        condition,
+    })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Condition {
-    None,
-    MustNotExist,
-    MustExist,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CommandMutation {
-    pub kind: MutationKind,
-    #[serde(with = "hex_bytes")]
-    pub key: Vec<u8>,
-    #[serde(with = "hex_bytes")]
-    pub value: Vec<u8>,
-    pub condition: Condition,
-}
-
-impl CommandMutation {
-    /// Converts a wire mutation; unknown enum values are the caller's error.
-    pub fn from_proto(mutation: &Mutation) -> Result<Self, RaftstoreError> {
-        let kind = match MutationOp::try_from(mutation.op) {
-            Ok(MutationOp::Put) => MutationKind::Put,
-            Ok(MutationOp::Delete) => MutationKind::Delete,
-            Err(_) => {
-                return Err(RaftstoreError::InvalidArgument {
-                    hint: format!("unknown mutation op {}", mutation.op),
-                })
-            }
-        };
-        let condition = match MutationCondition::try_from(mutation.condition) {
-            Ok(MutationCondition::None) => Condition::None,
-            Ok(MutationCondition::MustNotExist) => Condition::MustNotExist,
-            Ok(MutationCondition::MustExist) => Condition::MustExist,
-            Err(_) => {
-                return Err(RaftstoreError::InvalidArgument {
-                    hint: format!("unknown mutation condition {}", mutation.condition),
-                })
-            }
-        };
-        let value = match kind {
-            MutationKind::Put => mutation.value.clone(),
-            MutationKind::Delete => Vec::new(),
-        };
-        Ok(Self {
-            kind,
-            key: mutation.key.clone(),
-            value,
-            condition,
-        })
+/// The wire op of a mutation kind.
+pub fn mutation_op(kind: MutationKind) -> MutationOp {
+    match kind {
+        MutationKind::Put => MutationOp::Put,
+        MutationKind::Delete => MutationOp::Delete,
+        MutationKind::Lock => MutationOp::Lock,
     }
 }
 
-/// One atomic, conditional write batch of one region, or one admin command.
+/// One transaction command or one admin command of a region.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegionCommand {
     pub format_version: u32,
-    #[serde(default)]
-    pub mutations: Vec<CommandMutation>,
-    /// The epoch the batch was admitted at (version 2); apply refuses the
-    /// batch when the region has moved on since (a split in between).
+    /// The epoch the command was admitted at; apply refuses it when the
+    /// region has moved on since (a split in between).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epoch: Option<EpochRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn: Option<TxnCommand>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminCommand>,
 }
 
 impl RegionCommand {
-    /// A write batch admitted at `epoch`.
-    pub fn write(mutations: Vec<CommandMutation>, epoch: EpochRecord) -> Self {
+    /// A transaction command admitted at `epoch`.
+    pub fn txn(command: TxnCommand, epoch: EpochRecord) -> Self {
         Self {
             format_version: COMMAND_FORMAT_VERSION,
-            mutations,
             epoch: Some(epoch),
+            txn: Some(command),
             admin: None,
         }
     }
@@ -175,8 +164,8 @@ impl RegionCommand {
     pub fn split(split: SplitCommand) -> Self {
         Self {
             format_version: COMMAND_FORMAT_VERSION,
-            mutations: Vec::new(),
             epoch: Some(split.expected_epoch),
+            txn: None,
             admin: Some(AdminCommand::Split(split)),
         }
     }
@@ -196,25 +185,23 @@ pub enum SplitOutcome {
     Invalid { hint: String },
 }
 
-/// The outcome of applying one entry.
+/// The outcome of applying one entry. (Responses never leave the process,
+/// so the fields openraft's serde bound cannot encode are skipped.)
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct RegionResponse {
-    /// False when a condition failed (then nothing was written).
-    pub applied: bool,
-    /// Index of the first failed condition when `!applied`.
-    pub failed_mutation: u32,
-    /// Per mutation: whether its key existed just before it was applied.
-    pub existed: Vec<bool>,
     /// The command was written in a format this code cannot apply; nothing
     /// was written.
     #[serde(default)]
     pub unsupported_format: bool,
-    /// The batch was admitted at an older epoch or touches keys outside the
-    /// region as it is now; nothing was written. Carries the current region.
+    /// The command was admitted at an older epoch or touches keys outside
+    /// the region as it is now; nothing was written. Carries the current
+    /// region.
     #[serde(skip)]
     pub epoch_not_match: Option<RegionDescriptor>,
-    /// Set for a split command. (Responses never leave the process, so the
-    /// proto descriptors need no serde.)
+    /// Set for a transaction command.
+    #[serde(skip)]
+    pub txn: Option<TxnOutcome>,
+    /// Set for a split command.
     #[serde(skip)]
     pub split: Option<SplitOutcome>,
 }
@@ -222,21 +209,49 @@ pub struct RegionResponse {
 pub(crate) mod hex_bytes {
     use serde::{de::Error, Deserialize, Deserializer, Serializer};
 
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-
     pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-        let mut text = String::with_capacity(bytes.len() * 2);
-        for byte in bytes {
-            text.push(DIGITS[(byte >> 4) as usize] as char);
-            text.push(DIGITS[(byte & 0x0f) as usize] as char);
-        }
-        serializer.serialize_str(&text)
+        serializer.serialize_str(&super::encode_hex(bytes))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
         super::decode_hex(&text).ok_or_else(|| D::Error::custom("invalid hex byte string"))
     }
+}
+
+/// A list of byte strings as a list of hex strings.
+pub(crate) mod hex_bytes_list {
+    use serde::{de::Error, ser::SerializeSeq, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(list: &[Vec<u8>], serializer: S) -> Result<S::Ok, S::Error> {
+        let mut sequence = serializer.serialize_seq(Some(list.len()))?;
+        for bytes in list {
+            sequence.serialize_element(&super::encode_hex(bytes))?;
+        }
+        sequence.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<Vec<u8>>, D::Error> {
+        let texts = Vec::<std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        texts
+            .iter()
+            .map(|text| {
+                super::decode_hex(text).ok_or_else(|| D::Error::custom("invalid hex byte string"))
+            })
+            .collect()
+    }
+}
+
+fn encode_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push(DIGITS[(byte >> 4) as usize] as char);
+        text.push(DIGITS[(byte & 0x0f) as usize] as char);
+    }
+    text
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
@@ -261,45 +276,72 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::txn::commit::Commit;
+    use crate::txn::prewrite::Prewrite;
 
-    #[test]
-    fn commands_round_trip_through_json_with_hex_bytes() {
-        let command = RegionCommand::write(
-            vec![
-                CommandMutation {
-                    kind: MutationKind::Put,
-                    key: vec![0, 1, 0xab, 0xff],
-                    value: b"value".to_vec(),
-                    condition: Condition::MustNotExist,
-                },
-                CommandMutation {
-                    kind: MutationKind::Delete,
-                    key: Vec::new(),
-                    value: Vec::new(),
-                    condition: Condition::MustExist,
-                },
-            ],
-            EpochRecord {
-                version: 2,
-                conf_ver: 1,
-            },
-        );
-        let json = serde_json::to_string(&command).expect("serializing a command");
-        assert!(json.contains("\"0001abff\""), "{json}");
-        let decoded: RegionCommand = serde_json::from_str(&json).expect("decoding a command");
-        assert_eq!(decoded, command);
+    fn epoch() -> EpochRecord {
+        EpochRecord {
+            version: 2,
+            conf_ver: 1,
+        }
     }
 
     #[test]
-    fn version_one_batches_still_decode_and_are_supported() {
+    fn transaction_commands_round_trip_through_json_with_hex_bytes() {
+        let prewrite = RegionCommand::txn(
+            TxnCommand::Prewrite(Prewrite {
+                start_ts: 7 << 18,
+                primary: vec![0, 1, 0xab, 0xff],
+                lock_ttl_ms: 3_000,
+                mutations: vec![
+                    CommandMutation {
+                        kind: MutationKind::Put,
+                        key: vec![0, 1, 0xab, 0xff],
+                        value: b"value".to_vec(),
+                        condition: Condition::MustNotExist,
+                    },
+                    CommandMutation {
+                        kind: MutationKind::Lock,
+                        key: Vec::new(),
+                        value: Vec::new(),
+                        condition: Condition::MustExist,
+                    },
+                ],
+                one_pc_commit_ts: Some(8 << 18),
+            }),
+            epoch(),
+        );
+        let commit = RegionCommand::txn(
+            TxnCommand::Commit(Commit {
+                start_ts: 1,
+                commit_ts: 2,
+                keys: vec![b"k".to_vec(), vec![0xff]],
+            }),
+            epoch(),
+        );
+        for command in [prewrite, commit] {
+            let json = serde_json::to_string(&command).expect("serializing a command");
+            assert!(
+                json.contains("\"ff\"") || json.contains("0001abff"),
+                "{json}"
+            );
+            let decoded: RegionCommand = serde_json::from_str(&json).expect("decoding a command");
+            assert_eq!(decoded, command);
+        }
+    }
+
+    #[test]
+    fn plain_write_batches_of_older_formats_decode_but_are_not_supported() {
         let old = r#"{"format_version":1,"mutations":[{"kind":"Put","key":"6b","value":"76","condition":"None"}]}"#;
         let decoded: RegionCommand = serde_json::from_str(old).expect("a version-1 entry");
-        assert!(format_supported(decoded.format_version));
-        assert_eq!(decoded.epoch, None);
+        assert!(!format_supported(decoded.format_version));
+        assert_eq!(decoded.txn, None);
         assert_eq!(decoded.admin, None);
-        assert_eq!(decoded.mutations[0].key, b"k");
+        let two = r#"{"format_version":2,"mutations":[],"epoch":{"version":1,"conf_ver":1}}"#;
+        let decoded: RegionCommand = serde_json::from_str(two).expect("a version-2 entry");
+        assert!(!format_supported(decoded.format_version));
+        assert!(format_supported(COMMAND_FORMAT_VERSION));
         assert!(!format_supported(COMMAND_FORMAT_VERSION + 1));
-        assert!(!format_supported(0));
     }
 
     #[test]
@@ -336,21 +378,31 @@ mod tests {
             value: b"v".to_vec(),
             condition: MutationCondition::MustNotExist as i32,
         };
-        let converted = CommandMutation::from_proto(&put).expect("valid mutation");
+        let converted = mutation_from_proto(&put).expect("valid mutation");
         assert_eq!(converted.kind, MutationKind::Put);
         assert_eq!(converted.condition, Condition::MustNotExist);
+        let lock = Mutation {
+            op: MutationOp::Lock as i32,
+            ..put.clone()
+        };
+        let converted = mutation_from_proto(&lock).expect("valid lock");
+        assert_eq!(
+            (converted.kind, converted.value),
+            (MutationKind::Lock, Vec::new())
+        );
+        assert_eq!(mutation_op(MutationKind::Lock), MutationOp::Lock);
         let bad_op = Mutation {
             op: 42,
             ..put.clone()
         };
         assert!(matches!(
-            CommandMutation::from_proto(&bad_op),
+            mutation_from_proto(&bad_op),
             Err(RaftstoreError::InvalidArgument { .. })
         ));
         let bad_condition = Mutation {
             condition: 42,
             ..put
         };
-        assert!(CommandMutation::from_proto(&bad_condition).is_err());
+        assert!(mutation_from_proto(&bad_condition).is_err());
     }
 }

@@ -52,10 +52,33 @@ pub const SPLIT_PEERS_MAX: usize = 16;
 /// Most regions one `EpochNotMatch` answer lists.
 pub const EPOCH_NOT_MATCH_REGIONS_MAX: usize = 8;
 
+/// Lock TTL a transaction asks for when it prewrites right after it
+/// started: a reader blocked by the lock of a client that died waits this
+/// long before rolling the transaction back.
+pub const LOCK_TTL_MS: u64 = 3_000;
+/// Largest lock TTL a prewrite may ask for (a client prewriting long after
+/// its start adds the time since, up to this).
+pub const LOCK_TTL_MAX_MS: u64 = 60_000;
+/// Keys one store may hold memory locks on at once (one-phase commits in
+/// flight); past it a one-phase commit answers `ServerBusy`.
+pub const MEMORY_LOCKS_MAX: usize = 100_000;
+/// How long a read blocked by a memory lock waits on the store for it to
+/// go before answering the lock (the client then backs off and retries).
+pub const MEMORY_LOCK_WAIT_MS: u64 = 200;
+/// Most mutations of one transaction (spread over as many prewrite
+/// batches of at most `WRITE_MUTATIONS_MAX` as it needs).
+pub const TXN_MUTATIONS_MAX: usize = 100_000;
+/// Largest sum of key and value bytes of one transaction.
+pub const TXN_BYTES_MAX: usize = 64 << 20;
+
 /// JSON bytes a write batch may take in a raft entry besides its hex data.
 const ENTRY_OVERHEAD_BYTES_MAX: usize = WRITE_MUTATIONS_MAX * 128 + 4_096;
 
 const _: () = assert!(RAFT_ELECTION_TIMEOUT_MIN_MS >= 3 * RAFT_HEARTBEAT_INTERVAL_MS);
+const _: () = assert!(LOCK_TTL_MS <= LOCK_TTL_MAX_MS);
+const _: () = assert!(MEMORY_LOCK_WAIT_MS < REQUEST_TIMEOUT_MS);
+const _: () = assert!(WRITE_MUTATIONS_MAX <= TXN_MUTATIONS_MAX);
+const _: () = assert!(WRITE_BATCH_BYTES_MAX <= TXN_BYTES_MAX);
 const _: () = assert!(RAFT_ELECTION_TIMEOUT_MIN_MS < RAFT_ELECTION_TIMEOUT_MAX_MS);
 const _: () = assert!(
     RAFT_PAYLOAD_ENTRIES_MAX as usize * (2 * WRITE_BATCH_BYTES_MAX + ENTRY_OVERHEAD_BYTES_MAX)

@@ -3,7 +3,10 @@
 //! Region errors a store answers (`NotLeader`, `EpochNotMatch`, ...) are not
 //! here: they travel inside the response (`arbor_proto::RegionError`) and the
 //! region client retries them. This enum is what is left when retrying is
-//! over, plus local failures (disk, bind, bad input).
+//! over, plus local failures (disk, bind, bad input), plus the transaction
+//! outcomes a caller must act on (`WriteConflict`, `TxnAborted`,
+//! `LockWaitTimeout`: retry the transaction; `TxnTooLarge`,
+//! `TxnBytesTooLarge`: make it smaller).
 
 use crate::types::RegionId;
 
@@ -54,6 +57,26 @@ pub enum RaftstoreError {
     },
     #[error("transport to {address}: {hint}")]
     Transport { address: String, hint: String },
+    #[error("the store in {data_dir} has format {found}, this version reads only format {expected}; remove the directory {data_dir} to start this store empty (its regions are re-replicated from the other stores)")]
+    IncompatibleStoreFormat {
+        data_dir: String,
+        found: String,
+        expected: u32,
+    },
+    #[error("write conflict on key {key:?}: transaction {start_ts} lost to a write committed at {conflict_commit_ts}; retry the transaction")]
+    WriteConflict {
+        key: Vec<u8>,
+        start_ts: u64,
+        conflict_commit_ts: u64,
+    },
+    #[error("key {key:?} stayed locked by transaction {lock_start_ts} past the lock wait deadline; retry the transaction")]
+    LockWaitTimeout { key: Vec<u8>, lock_start_ts: u64 },
+    #[error("transaction {start_ts} was aborted: {reason}; retry the transaction")]
+    TxnAborted { start_ts: u64, reason: String },
+    #[error("transaction of {mutations} mutations exceeds the limit of {limit}; split it")]
+    TxnTooLarge { mutations: usize, limit: usize },
+    #[error("transaction of {bytes} bytes exceeds the limit of {limit} bytes; split it")]
+    TxnBytesTooLarge { bytes: usize, limit: usize },
 }
 
 impl RaftstoreError {
@@ -72,6 +95,15 @@ impl RaftstoreError {
             | RaftstoreError::Io { .. }
             | RaftstoreError::Raft { .. }
             | RaftstoreError::Bind { .. } => tonic::Status::internal(message),
+            RaftstoreError::IncompatibleStoreFormat { .. } => {
+                tonic::Status::failed_precondition(message)
+            }
+            RaftstoreError::WriteConflict { .. }
+            | RaftstoreError::LockWaitTimeout { .. }
+            | RaftstoreError::TxnAborted { .. } => tonic::Status::aborted(message),
+            RaftstoreError::TxnTooLarge { .. } | RaftstoreError::TxnBytesTooLarge { .. } => {
+                tonic::Status::resource_exhausted(message)
+            }
         }
     }
 }
@@ -172,6 +204,50 @@ mod tests {
                 },
                 Code::Unavailable,
             ),
+            (
+                RaftstoreError::IncompatibleStoreFormat {
+                    data_dir: "/data/store-1".into(),
+                    found: "1".into(),
+                    expected: 2,
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                RaftstoreError::WriteConflict {
+                    key: b"k".to_vec(),
+                    start_ts: 1,
+                    conflict_commit_ts: 2,
+                },
+                Code::Aborted,
+            ),
+            (
+                RaftstoreError::LockWaitTimeout {
+                    key: b"k".to_vec(),
+                    lock_start_ts: 1,
+                },
+                Code::Aborted,
+            ),
+            (
+                RaftstoreError::TxnAborted {
+                    start_ts: 1,
+                    reason: "rolled back".into(),
+                },
+                Code::Aborted,
+            ),
+            (
+                RaftstoreError::TxnTooLarge {
+                    mutations: 100_001,
+                    limit: 100_000,
+                },
+                Code::ResourceExhausted,
+            ),
+            (
+                RaftstoreError::TxnBytesTooLarge {
+                    bytes: 1 << 30,
+                    limit: 1 << 26,
+                },
+                Code::ResourceExhausted,
+            ),
         ]
     }
 
@@ -183,6 +259,18 @@ mod tests {
             assert_eq!(status.code(), code, "{error}");
             assert_eq!(status.message(), error.to_string());
         }
+    }
+
+    #[test]
+    fn the_store_format_error_names_the_directory_and_says_to_remove_it() {
+        let error = RaftstoreError::IncompatibleStoreFormat {
+            data_dir: "/data/store-1".into(),
+            found: "1".into(),
+            expected: 2,
+        };
+        let message = error.to_string();
+        assert!(message.contains("/data/store-1"), "{message}");
+        assert!(message.contains("remove the directory"), "{message}");
     }
 
     #[test]
@@ -201,9 +289,15 @@ mod tests {
                 | RaftstoreError::NoCoordinatorReachable { .. }
                 | RaftstoreError::Raft { .. }
                 | RaftstoreError::Bind { .. }
-                | RaftstoreError::Transport { .. } => {}
+                | RaftstoreError::Transport { .. }
+                | RaftstoreError::IncompatibleStoreFormat { .. }
+                | RaftstoreError::WriteConflict { .. }
+                | RaftstoreError::LockWaitTimeout { .. }
+                | RaftstoreError::TxnAborted { .. }
+                | RaftstoreError::TxnTooLarge { .. }
+                | RaftstoreError::TxnBytesTooLarge { .. } => {}
             }
         }
-        assert_eq!(every_variant().len(), 11);
+        assert_eq!(every_variant().len(), 17);
     }
 }

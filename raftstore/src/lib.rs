@@ -3,41 +3,69 @@
 //! **Owns:** regions — key ranges `[start, end)`, each replicated by its own
 //! openraft group whose peers live on different stores — and the store
 //! process that hosts many of them on one RocksDB: raft log and state machine
-//! storage ([`storage`], layouts in [`keys`]), the raft transport
+//! storage ([`storage`], layouts in [`keys`]), the multi-version data and
+//! the Percolator transaction rules over it ([`txn`]), the raft transport
 //! ([`network`]), the `Store`/`StoreRaft` gRPC services ([`service`]), the
 //! coordinator heartbeat ([`heartbeat`]) and the process driver
 //! ([`server::run_store`]). It also owns the **region client**
-//! ([`client::RegionClient`]) the SQL gateway reads and writes through.
+//! ([`client::RegionClient`]) the SQL gateway reads and writes through,
+//! with its timestamp oracle client ([`tso`]).
 //!
 //! **Never knows:** SQL, the catalog, tables, rows or key encodings above raw
 //! bytes; cluster topology truth (root decides which regions a store hosts;
 //! a store learns it from coordinator heartbeats and never invents a region).
 //!
+//! **Data layout (MVCC, store format 2):** column family `lock` maps a user
+//! key to the lock a transaction holds on it (primary key, start_ts, TTL,
+//! kind Put/Delete/Lock, value); column family `write` maps
+//! `memcomparable(user key) | !commit_ts` to a write record (Put with its
+//! value inline, Delete, Rollback at `commit_ts == start_ts`, or Lock), each
+//! naming its transaction's start_ts — so one key's versions sort newest
+//! first. A store of another format is refused at open, naming its
+//! directory. Timestamps are hybrid (`physical_ms << 18 | logical`) from
+//! the coordinators' TSO.
+//!
+//! **Transactions (Percolator):** prewrite locks every key at `start_ts`
+//! (refused on another transaction's lock, on a write committed at or after
+//! `start_ts` — first committer wins — on the transaction's own rollback, or
+//! on a failed condition); commit turns the primary's lock into a write
+//! record at `commit_ts` (the commit point), then the secondaries'; readers
+//! that meet a lock ask the primary (`CheckTxnStatus`, which rolls back a
+//! lock past its TTL) and resolve the lock before reading again. A
+//! transaction inside one region commits in one entry (one-phase commit)
+//! at a `commit_ts` the leader fetches after taking memory locks on its keys
+//! ([`memory_lock`]), so no reader above it sees the old value and then the
+//! new one.
+//!
 //! **Invariants:**
-//! - A write batch is one raft entry, applied all-or-nothing together with
-//!   its applied log id in one RocksDB write batch; conditions are checked at
-//!   apply time ([`operation::apply::decide`], a pure function).
+//! - Every transaction decision is a pure function of the keys' lock and
+//!   write records and the command ([`txn::decide`]); one raft entry per
+//!   command, applied all-or-nothing together with its applied log id in
+//!   one RocksDB write batch. Every command is idempotent for its start_ts.
 //! - Raft log appends and votes are synced before openraft is told they are
 //!   durable; a restart on the same data directory keeps every region.
-//! - Reads are linearizable: a raft read barrier precedes every read, and the
-//!   region's epoch is checked again after it.
+//! - Reads are linearizable and at a timestamp: a raft read barrier precedes
+//!   every read, the region's epoch is checked again after it, and locks are
+//!   read before data.
 //! - A split is a raft admin command of the parent region
 //!   ([`operation::split`], decided by the pure [`operation::split::decide_split`]):
 //!   every replica shrinks the parent, persists the new region and its initial
-//!   raft state in one write batch, then starts the new group; a batch admitted
-//!   before a split that applies after it is refused whole.
+//!   raft state in one write batch, then starts the new group; a command
+//!   admitted before a split that applies after it is refused whole. Data
+//!   never moves: both column families are keyed by (encoded) user key.
 //! - A region's descriptor changes only through its own raft apply; a store
 //!   starts a coordinator-assigned region only when it overlaps no local one,
 //!   and never drops a region because a coordinator does not list it.
 //! - A store answers region errors (`NotLeader`, `EpochNotMatch`,
 //!   `KeyNotInRegion`, `RegionNotFound`, `ServerBusy`) in the response rather
 //!   than guessing; gRPC statuses mean transport or bad input only.
-//! - Every size, batch, scan and queue is capped by a named constant
-//!   ([`config`]).
+//! - Every size, batch, scan, queue and lock TTL is capped by a named
+//!   constant ([`config`]).
 //!
 //! Layout follows TiKV raftstore-v2 by role: [`store`] routes by region id,
 //! [`peer`] holds a region's state and raft handle, [`operation`] has one
-//! module per behaviour (apply, read, write, split).
+//! module per behaviour (apply, read, txn, split), [`txn`] one file per
+//! transaction command.
 
 pub mod client;
 pub mod command;
@@ -45,6 +73,7 @@ pub mod config;
 pub mod error;
 pub mod heartbeat;
 pub mod keys;
+pub mod memory_lock;
 pub mod network;
 pub mod operation;
 pub mod peer;
@@ -52,11 +81,13 @@ pub mod server;
 pub mod service;
 pub mod storage;
 pub mod store;
+pub mod tso;
+pub mod txn;
 pub mod types;
 
 #[cfg(test)]
 mod cluster_tests;
 
-pub use client::{RegionClient, WriteOutcome};
+pub use client::{RegionClient, TxnMutation, TxnMutationKind, WriteOutcome};
 pub use error::RaftstoreError;
 pub use server::{run_store, StoreConfig};

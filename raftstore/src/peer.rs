@@ -16,9 +16,8 @@ use openraft::error::{ForwardToLeader, InitializeError, RaftError};
 use openraft::BasicNode;
 use rocksdb::DB;
 
-use crate::config::KEY_BYTES_MAX;
 use crate::error::RaftstoreError;
-use crate::keys::{self, CF_DATA};
+use crate::keys::{self, CF_LOCK, CF_WRITE};
 use crate::network::{RegionNetworkFactory, Transport};
 use crate::storage::cf;
 use crate::storage::state_machine::{KeyRange, SharedDescriptor, SplitObserver};
@@ -163,23 +162,35 @@ impl Peer {
         self.raft.metrics().borrow().current_leader == Some(self.store_id)
     }
 
-    /// On-disk bytes of the region's data (RocksDB's estimate: flushed
-    /// files only, so a fresh region reads 0).
+    /// On-disk bytes of the region's locks and versions (RocksDB's
+    /// estimate: flushed files only, so a fresh region reads 0).
     pub fn approximate_size_bytes(&self) -> u64 {
         let range = self.descriptor.range();
-        // Above every user key: keys are at most KEY_BYTES_MAX bytes.
-        let end_of_keys = vec![0xff; KEY_BYTES_MAX + 1];
-        let end = if range.end.is_empty() {
-            end_of_keys.as_slice()
+        let above_every_key = keys::above_every_data_key();
+        let (write_start, write_end) = keys::write_range_bounds(&range.start, &range.end);
+        let write_end = write_end.unwrap_or_else(|| above_every_key.clone());
+        let lock_end = if range.end.is_empty() {
+            above_every_key
         } else {
-            keys::data_key(&range.end)
+            keys::lock_key(&range.end).to_vec()
         };
-        let span = rocksdb::Range::new(keys::data_key(&range.start), end);
-        self.db
-            .get_approximate_sizes_cf(cf(&self.db, CF_DATA), &[span])
-            .first()
-            .copied()
-            .unwrap_or(0)
+        let spans = [
+            (CF_WRITE, rocksdb::Range::new(&write_start, &write_end)),
+            (
+                CF_LOCK,
+                rocksdb::Range::new(keys::lock_key(&range.start), &lock_end),
+            ),
+        ];
+        spans
+            .into_iter()
+            .map(|(family, span)| {
+                self.db
+                    .get_approximate_sizes_cf(cf(&self.db, family), &[span])
+                    .first()
+                    .copied()
+                    .unwrap_or(0)
+            })
+            .sum()
     }
 
     pub fn key_not_in_region(descriptor: &RegionDescriptor, key: &[u8]) -> RegionError {

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use arbor_metrics::{Health, MetricsServer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -30,10 +31,36 @@ pub async fn run_store(
     config: StoreConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RaftstoreError> {
+    run_store_with_metrics(config, None, shutdown).await
+}
+
+/// [`run_store`], also serving `/metrics` and `/health` on `metrics_listen`
+/// when given. It is bound first: `/health` answers 503 while the store
+/// opens RocksDB and restarts its regions, 200 once it serves gRPC, and 503
+/// again from the start of shutdown.
+pub async fn run_store_with_metrics(
+    config: StoreConfig,
+    metrics_listen: Option<SocketAddr>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RaftstoreError> {
+    let metrics = service::StoreMetrics::new();
+    let health = Health::new();
+    let _metrics_server = match metrics_listen {
+        Some(address) => Some(
+            MetricsServer::bind(address, metrics.registry.clone(), health.clone())
+                .await
+                .map_err(|source| RaftstoreError::Bind {
+                    address: address.to_string(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
     let node = StoreNode::open(
         config.store_id,
         config.advertise_address.clone(),
         &config.data_dir,
+        config.coordinator_addresses.clone(),
     )?;
     let restarted = node.start_persisted_regions().await?;
     let listener =
@@ -56,7 +83,14 @@ pub async fn run_store(
         config.coordinator_addresses.clone(),
         stop_receiver,
     ));
-    let served = service::serve(node.clone(), listener, shutdown).await;
+    metrics.observe(&node)?;
+    health.set_serving();
+    let stopping = health.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stopping.set_stopping();
+    };
+    let served = service::serve_with_metrics(node.clone(), listener, shutdown, metrics).await;
     // send fails only when the heartbeat task is gone already.
     let _ = stop_sender.send(true);
     if let Err(error) = heartbeats.await {

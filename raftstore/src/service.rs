@@ -1,5 +1,5 @@
-//! The gRPC face of a store: `Store` (Get/Scan/Write for the region client,
-//! SplitRegion for the coordinator) and `StoreRaft` for the peers of its
+//! The gRPC face of a store: `Store` (Get/Scan and the transaction commands
+//! for the region client, SplitRegion for the coordinator) and `StoreRaft` for the peers of its
 //! regions on other stores.
 //!
 //! A gRPC status means a transport or bad-input problem only; region errors
@@ -8,11 +8,15 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use arbor_metrics::{Counter, CounterVec, Gauge, HistogramTimer, HistogramVec, Registry};
+use arbor_proto::region_error::Kind as RegionErrorKind;
 use arbor_proto::store_raft_server::{StoreRaft, StoreRaftServer};
 use arbor_proto::store_server::{Store, StoreServer};
 use arbor_proto::{
-    GetRequest, GetResponse, RaftPayload, ScanRequest, ScanResponse, SplitRegionRequest,
-    SplitRegionResponse, WriteRequest, WriteResponse,
+    CheckTxnStatusRequest, CheckTxnStatusResponse, CommitRequest, CommitResponse, GetRequest,
+    GetResponse, PrewriteRequest, PrewriteResponse, RaftPayload, RegionError, ResolveLockRequest,
+    ResolveLockResponse, RollbackRequest, RollbackResponse, ScanLocksRequest, ScanLocksResponse,
+    ScanRequest, ScanResponse, SplitRegionRequest, SplitRegionResponse,
 };
 use openraft::error::RaftError;
 use serde::de::DeserializeOwned;
@@ -23,32 +27,89 @@ use tonic::{Request, Response, Status};
 
 use crate::config::{RAFT_MESSAGE_BYTES_MAX, STORE_MESSAGE_BYTES_MAX};
 use crate::error::RaftstoreError;
-use crate::operation::{read, split, write};
+use crate::operation::{read, split, txn};
 use crate::store::StoreNode;
 use crate::types::{RegionRaft, StoreId};
 
 #[derive(Clone)]
 pub struct StoreService {
     node: Arc<StoreNode>,
+    metrics: Arc<StoreMetrics>,
 }
 
 #[tonic::async_trait]
 impl Store for StoreService {
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        let _timer = self.metrics.time("get");
         let response = read::get(&self.node, request.into_inner()).await?;
+        self.metrics.answered(response.region_error.as_ref(), false);
         Ok(Response::new(response))
     }
 
     async fn scan(&self, request: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
+        let _timer = self.metrics.time("scan");
         let response = read::scan(&self.node, request.into_inner()).await?;
+        self.metrics.answered(response.region_error.as_ref(), false);
         Ok(Response::new(response))
     }
 
-    async fn write(
+    async fn scan_locks(
         &self,
-        request: Request<WriteRequest>,
-    ) -> Result<Response<WriteResponse>, Status> {
-        let response = write::write(&self.node, request.into_inner()).await?;
+        request: Request<ScanLocksRequest>,
+    ) -> Result<Response<ScanLocksResponse>, Status> {
+        let _timer = self.metrics.time("scan_locks");
+        let response = read::scan_locks(&self.node, request.into_inner()).await?;
+        self.metrics.answered(response.region_error.as_ref(), false);
+        Ok(Response::new(response))
+    }
+
+    async fn prewrite(
+        &self,
+        request: Request<PrewriteRequest>,
+    ) -> Result<Response<PrewriteResponse>, Status> {
+        let _timer = self.metrics.time("prewrite");
+        let response = txn::prewrite(&self.node, request.into_inner()).await?;
+        self.metrics.answered(response.region_error.as_ref(), true);
+        Ok(Response::new(response))
+    }
+
+    async fn commit(
+        &self,
+        request: Request<CommitRequest>,
+    ) -> Result<Response<CommitResponse>, Status> {
+        let _timer = self.metrics.time("commit");
+        let response = txn::commit(&self.node, request.into_inner()).await?;
+        self.metrics.answered(response.region_error.as_ref(), true);
+        Ok(Response::new(response))
+    }
+
+    async fn rollback(
+        &self,
+        request: Request<RollbackRequest>,
+    ) -> Result<Response<RollbackResponse>, Status> {
+        let _timer = self.metrics.time("rollback");
+        let response = txn::rollback(&self.node, request.into_inner()).await?;
+        self.metrics.answered(response.region_error.as_ref(), true);
+        Ok(Response::new(response))
+    }
+
+    async fn check_txn_status(
+        &self,
+        request: Request<CheckTxnStatusRequest>,
+    ) -> Result<Response<CheckTxnStatusResponse>, Status> {
+        let _timer = self.metrics.time("check_txn_status");
+        let response = txn::check_txn_status(&self.node, request.into_inner()).await?;
+        self.metrics.answered(response.region_error.as_ref(), true);
+        Ok(Response::new(response))
+    }
+
+    async fn resolve_lock(
+        &self,
+        request: Request<ResolveLockRequest>,
+    ) -> Result<Response<ResolveLockResponse>, Status> {
+        let _timer = self.metrics.time("resolve_lock");
+        let response = txn::resolve_lock(&self.node, request.into_inner()).await?;
+        self.metrics.answered(response.region_error.as_ref(), true);
         Ok(Response::new(response))
     }
 
@@ -56,7 +117,9 @@ impl Store for StoreService {
         &self,
         request: Request<SplitRegionRequest>,
     ) -> Result<Response<SplitRegionResponse>, Status> {
+        let _timer = self.metrics.time("split_region");
         let response = split::split_region(&self.node, request.into_inner()).await?;
+        self.metrics.answered(response.region_error.as_ref(), true);
         Ok(Response::new(response))
     }
 }
@@ -64,6 +127,7 @@ impl Store for StoreService {
 #[derive(Clone)]
 pub struct StoreRaftService {
     node: Arc<StoreNode>,
+    metrics: Arc<StoreMetrics>,
 }
 
 impl StoreRaftService {
@@ -107,6 +171,7 @@ impl StoreRaft for StoreRaftService {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
+        let _timer = self.metrics.time("raft_append_entries");
         self.dispatch(request.into_inner(), |raft, rpc| async move {
             raft.append_entries(rpc).await
         })
@@ -114,6 +179,7 @@ impl StoreRaft for StoreRaftService {
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let _timer = self.metrics.time("raft_vote");
         self.dispatch(request.into_inner(), |raft, rpc| async move {
             raft.vote(rpc).await
         })
@@ -124,6 +190,7 @@ impl StoreRaft for StoreRaftService {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
+        let _timer = self.metrics.time("raft_install_snapshot");
         self.dispatch(request.into_inner(), |raft, rpc| async move {
             raft.install_snapshot(rpc).await
         })
@@ -137,14 +204,27 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RaftstoreError> {
+    serve_with_metrics(node, listener, shutdown, StoreMetrics::new()).await
+}
+
+/// [`serve`], counting into `metrics`.
+pub async fn serve_with_metrics(
+    node: Arc<StoreNode>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+    metrics: Arc<StoreMetrics>,
+) -> Result<(), RaftstoreError> {
     let address = listener
         .local_addr()
         .map(|address| address.to_string())
         .unwrap_or_else(|_| node.advertise_address().to_string());
-    let store = StoreServer::new(StoreService { node: node.clone() })
-        .max_decoding_message_size(STORE_MESSAGE_BYTES_MAX)
-        .max_encoding_message_size(STORE_MESSAGE_BYTES_MAX);
-    let raft = StoreRaftServer::new(StoreRaftService { node })
+    let store = StoreServer::new(StoreService {
+        node: node.clone(),
+        metrics: metrics.clone(),
+    })
+    .max_decoding_message_size(STORE_MESSAGE_BYTES_MAX)
+    .max_encoding_message_size(STORE_MESSAGE_BYTES_MAX);
+    let raft = StoreRaftServer::new(StoreRaftService { node, metrics })
         .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
     tonic::transport::Server::builder()
@@ -156,4 +236,153 @@ pub async fn serve(
             address,
             hint: format!("gRPC server failed: {e}"),
         })
+}
+
+/// One store's Prometheus series (`arbor_store_*`), kept apart from the
+/// handlers it instruments: RPC latency by method and region errors by kind
+/// are counted as answers leave; region and raft numbers are summed over
+/// the store's regions at scrape time ([`StoreMetrics::observe`]), never one
+/// series per region.
+pub struct StoreMetrics {
+    pub registry: Arc<Registry>,
+    rpc: HistogramVec,
+    region_errors: CounterVec,
+    proposals: Counter,
+    regions: Gauge,
+    regions_led: Gauge,
+    applied_entries: Gauge,
+    log_entries: Gauge,
+}
+
+impl StoreMetrics {
+    pub fn new() -> Arc<StoreMetrics> {
+        let registry = Arc::new(Registry::new());
+        let r = &registry;
+        // Static names, checked by `store_metrics_register_every_series`.
+        let valid = "static metric names are valid";
+        let gauge = |name: &str, help: &str| r.gauge(name, help).expect(valid);
+        Arc::new(StoreMetrics {
+            rpc: r
+                .histogram_vec(
+                    "arbor_store_rpc_duration_seconds",
+                    "Latency of Store and StoreRaft RPCs served, by method.",
+                    &["method"],
+                    arbor_metrics::LATENCY_BUCKETS_SECONDS,
+                )
+                .expect(valid),
+            region_errors: r
+                .counter_vec(
+                    "arbor_store_region_errors_total",
+                    "Region errors answered, by kind.",
+                    &["kind"],
+                )
+                .expect(valid),
+            proposals: r
+                .counter(
+                    "arbor_store_raft_proposals_total",
+                    "Commands this store proposed to a region's raft as leader and saw applied.",
+                )
+                .expect(valid),
+            regions: gauge("arbor_store_regions", "Regions hosted on this store."),
+            regions_led: gauge(
+                "arbor_store_regions_led",
+                "Regions whose raft leader is this store.",
+            ),
+            applied_entries: gauge(
+                "arbor_store_raft_applied_entries",
+                "Sum over hosted regions of the last applied raft log index.",
+            ),
+            log_entries: gauge(
+                "arbor_store_raft_log_entries",
+                "Sum over hosted regions of the last raft log index.",
+            ),
+            registry,
+        })
+    }
+
+    /// Measures one RPC until the returned guard drops.
+    pub fn time(&self, method: &str) -> HistogramTimer {
+        self.rpc.with(&[method]).start_timer()
+    }
+
+    /// Counts an answer's region error by kind; a proposing command
+    /// answered without one went through raft.
+    pub fn answered(&self, region_error: Option<&RegionError>, proposes: bool) {
+        let Some(error) = region_error else {
+            if proposes {
+                self.proposals.inc();
+            }
+            return;
+        };
+        let kind = match error.kind {
+            Some(RegionErrorKind::NotLeader(_)) => "not_leader",
+            Some(RegionErrorKind::EpochNotMatch(_)) => "epoch_not_match",
+            Some(RegionErrorKind::KeyNotInRegion(_)) => "key_not_in_region",
+            Some(RegionErrorKind::RegionNotFound(_)) => "region_not_found",
+            Some(RegionErrorKind::ServerBusy(_)) => "server_busy",
+            None => "unknown",
+        };
+        self.region_errors.with(&[kind]).inc();
+    }
+
+    /// Sums region numbers over `node`'s regions before every scrape. The
+    /// hook holds the node weakly, so it never keeps a stopped store's
+    /// RocksDB open.
+    pub fn observe(&self, node: &Arc<StoreNode>) -> Result<(), RaftstoreError> {
+        let regions = self.regions.clone();
+        let regions_led = self.regions_led.clone();
+        let applied_entries = self.applied_entries.clone();
+        let log_entries = self.log_entries.clone();
+        let hook = arbor_metrics::weak_hook(node, move |node: &StoreNode| {
+            let (mut count, mut led, mut applied, mut logged) = (0u64, 0u64, 0u64, 0u64);
+            for peer in node.peers() {
+                // Asked before borrowing: is_leader reads the same channel.
+                led += u64::from(peer.is_leader());
+                count += 1;
+                let receiver = peer.raft().metrics();
+                let raft = receiver.borrow();
+                applied += raft.last_applied.map_or(0, |log_id| log_id.index);
+                logged += raft.last_log_index.unwrap_or(0);
+            }
+            regions.set_u64(count);
+            regions_led.set_u64(led);
+            applied_entries.set_u64(applied);
+            log_entries.set_u64(logged);
+        });
+        self.registry
+            .on_scrape(hook)
+            .map_err(|e| RaftstoreError::InvalidArgument {
+                hint: e.to_string(),
+            })
+    }
+}
+
+#[cfg(test)]
+mod metrics_tests {
+    use super::*;
+
+    #[test]
+    fn store_metrics_register_every_series() {
+        let metrics = StoreMetrics::new();
+        metrics.time("get");
+        metrics.answered(None, true);
+        metrics.answered(
+            Some(&crate::peer::region_error(RegionErrorKind::RegionNotFound(
+                Default::default(),
+            ))),
+            false,
+        );
+        let text = metrics.registry.render();
+        for series in [
+            "arbor_store_rpc_duration_seconds_count{method=\"get\"} 1",
+            "arbor_store_region_errors_total{kind=\"region_not_found\"} 1",
+            "arbor_store_raft_proposals_total 1",
+            "arbor_store_regions 0",
+            "arbor_store_regions_led 0",
+            "arbor_store_raft_applied_entries 0",
+            "arbor_store_raft_log_entries 0",
+        ] {
+            assert!(text.contains(series), "{series} missing from\n{text}");
+        }
+    }
 }

@@ -20,11 +20,20 @@ use rocksdb::DB;
 
 use crate::config::{raft_config, REGIONS_PER_STORE_MAX};
 use crate::error::RaftstoreError;
+use crate::memory_lock::MemoryLockTable;
 use crate::network::Transport;
 use crate::peer::{range_of, Peer};
 use crate::storage;
 use crate::storage::state_machine::SplitObserver;
+use crate::tso::TsoClient;
 use crate::types::{RegionId, StoreId};
+
+/// How long the store's TSO client keeps asking the coordinators for a
+/// one-phase commit's timestamp (below the store's request timeout, so the
+/// client hears `ServerBusy` rather than a transport timeout).
+pub const STORE_TSO_DEADLINE_MS: u64 = 3_000;
+
+const _: () = assert!(STORE_TSO_DEADLINE_MS < crate::config::REQUEST_TIMEOUT_MS);
 
 pub struct StoreNode {
     /// This node itself, for the split observers its regions call back.
@@ -39,19 +48,30 @@ pub struct StoreNode {
     /// Held while a peer is created, so two callers never start two rafts
     /// over one region's log.
     creating: tokio::sync::Mutex<()>,
+    /// Keys of one-phase commits in flight on regions this store leads.
+    memory_locks: Arc<MemoryLockTable>,
+    /// Commit timestamps of one-phase commits; `None` without coordinators
+    /// (then one-phase commits are refused).
+    tso: Option<Arc<TsoClient>>,
 }
 
 impl StoreNode {
-    /// Opens (creating if missing) the store's RocksDB under `data_dir`.
+    /// Opens (creating if missing) the store's RocksDB under `data_dir`;
+    /// `coordinators` serve the timestamps of one-phase commits.
     pub fn open(
         store_id: StoreId,
         advertise_address: String,
         data_dir: &Path,
+        coordinators: Vec<String>,
     ) -> Result<Arc<Self>, RaftstoreError> {
         let db = storage::open_db(data_dir)?;
         let transport = Arc::new(Transport::new());
         transport.set_address(store_id, advertise_address.clone());
         let raft_config = raft_config()?;
+        let tso = (!coordinators.is_empty()).then(|| {
+            let deadline = std::time::Duration::from_millis(STORE_TSO_DEADLINE_MS);
+            Arc::new(TsoClient::new(coordinators, deadline))
+        });
         Ok(Arc::new_cyclic(|me| Self {
             me: me.clone(),
             stopping: AtomicBool::new(false),
@@ -62,7 +82,17 @@ impl StoreNode {
             raft_config,
             peers: RwLock::new(HashMap::new()),
             creating: tokio::sync::Mutex::new(()),
+            memory_locks: Arc::new(MemoryLockTable::default()),
+            tso,
         }))
+    }
+
+    pub fn memory_locks(&self) -> &Arc<MemoryLockTable> {
+        &self.memory_locks
+    }
+
+    pub fn tso(&self) -> Option<&Arc<TsoClient>> {
+        self.tso.as_ref()
     }
 
     pub fn store_id(&self) -> StoreId {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arbor_metrics::{Health, MetricsServer};
 use arbor_proto::root_raft_server::RootRaftServer;
 use arbor_proto::root_server::RootServer;
 use openraft::{BasicNode, Config, SnapshotPolicy};
@@ -14,7 +15,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::error::RootError;
 use crate::network::{PeerFilter, RootNetworkFactory};
-use crate::service::{system_clock, RootNode};
+use crate::service::{system_clock, RootMetrics, RootNode};
 use crate::storage::{open_db, RootLogStore, RootStateMachine};
 use crate::types::{RootPeerId, RootRaft};
 
@@ -64,6 +65,14 @@ fn raft_config() -> Result<Arc<Config>, RootError> {
 
 /// Opens the peer's storage and starts its raft node (without serving).
 pub async fn start_node(config: &RootConfig, filter: PeerFilter) -> Result<RootNode, RootError> {
+    start_node_with_metrics(config, filter, RootMetrics::new()).await
+}
+
+async fn start_node_with_metrics(
+    config: &RootConfig,
+    filter: PeerFilter,
+    metrics: Arc<RootMetrics>,
+) -> Result<RootNode, RootError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| RootError::InvalidArgument {
         hint: format!("cannot create {}: {e}", config.data_dir.display()),
     })?;
@@ -79,6 +88,7 @@ pub async fn start_node(config: &RootConfig, filter: PeerFilter) -> Result<RootN
     )
     .await
     .map_err(|e| RootError::Raft(e.to_string()))?;
+    metrics.observe_raft(&raft)?;
     Ok(RootNode {
         peer_id: config.peer_id,
         address: config.advertise_address.clone(),
@@ -86,6 +96,7 @@ pub async fn start_node(config: &RootConfig, filter: PeerFilter) -> Result<RootN
         state,
         db,
         clock: system_clock(),
+        metrics,
     })
 }
 
@@ -136,6 +147,15 @@ pub struct RootPeer {
 impl RootPeer {
     /// Opens storage, starts raft, binds and serves. Returns once serving.
     pub async fn start(config: &RootConfig) -> Result<RootPeer, RootError> {
+        RootPeer::start_with_metrics(config, RootMetrics::new()).await
+    }
+
+    /// [`RootPeer::start`], counting into `metrics` (whose registry the
+    /// caller may already serve).
+    pub async fn start_with_metrics(
+        config: &RootConfig,
+        metrics: Arc<RootMetrics>,
+    ) -> Result<RootPeer, RootError> {
         if !config.initial_peers.contains_key(&config.peer_id) {
             return Err(RootError::InvalidArgument {
                 hint: format!("peer {} is not among --peers", config.peer_id),
@@ -148,7 +168,7 @@ impl RootPeer {
                 source,
             })?;
         let filter = PeerFilter::default();
-        let node = start_node(config, filter.clone()).await?;
+        let node = start_node_with_metrics(config, filter.clone(), metrics).await?;
         initialize_if_first(&node, config).await?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(
@@ -194,7 +214,34 @@ pub async fn run_root(
     config: RootConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), RootError> {
-    let peer = RootPeer::start(&config).await?;
+    run_root_with_metrics(config, None, shutdown).await
+}
+
+/// [`run_root`], also serving `/metrics` and `/health` on `metrics_listen`
+/// when given. The listener is bound first, so `/health` answers 503 while
+/// storage opens and raft starts, 200 once the peer serves gRPC, and 503
+/// again from the start of shutdown.
+pub async fn run_root_with_metrics(
+    config: RootConfig,
+    metrics_listen: Option<SocketAddr>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), RootError> {
+    let metrics = RootMetrics::new();
+    let health = Health::new();
+    let _metrics_server = match metrics_listen {
+        Some(address) => Some(
+            MetricsServer::bind(address, metrics.registry.clone(), health.clone())
+                .await
+                .map_err(|source| RootError::Bind {
+                    address: address.to_string(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    let peer = RootPeer::start_with_metrics(&config, metrics).await?;
+    health.set_serving();
     shutdown.await;
+    health.set_stopping();
     peer.stop().await
 }

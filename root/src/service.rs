@@ -4,17 +4,18 @@
 //! to the leader it knows (never twice, so a confused cluster answers
 //! `Unavailable` instead of looping).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::pin::Pin;
 use std::sync::Arc;
 
+use arbor_metrics::{Counter, Gauge, Histogram, HistogramTimer, Registry};
 use arbor_proto::root_client::RootClient as GrpcRootClient;
 use arbor_proto::root_raft_server::RootRaft as RootRaftService;
 use arbor_proto::root_server::Root as RootService;
 use arbor_proto::*;
 use futures::Stream;
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, ServerState};
+use openraft::{BasicNode, LogId, RaftMetrics, ServerState};
 use prost::Message;
 use rocksdb::DB;
 use tokio::sync::watch;
@@ -24,7 +25,7 @@ use crate::apply::ROOT_COMMAND_FORMAT_VERSION;
 use crate::error::RootError;
 use crate::network::lazy_channel;
 use crate::storage::state_machine::{events_between, events_complete_from, list_events};
-use crate::types::{RootPeerId, RootRaft, RootRequest};
+use crate::types::{RootPeerId, RootRaft, RootRequest, RootTypeConfig};
 
 /// Header marking a request a follower already forwarded to the leader.
 const FORWARDED_HEADER: &str = "x-arbor-forwarded";
@@ -59,6 +60,218 @@ pub struct RootNode {
     pub state: watch::Receiver<RootState>,
     pub db: Arc<DB>,
     pub clock: Clock,
+    pub metrics: Arc<RootMetrics>,
+}
+
+type ClientWriteResult = Result<
+    openraft::raft::ClientWriteResponse<RootTypeConfig>,
+    RaftError<RootPeerId, ClientWriteError<RootPeerId, BasicNode>>,
+>;
+
+/// The unary `Root` methods whose latency is measured, in the order of
+/// [`RootMetrics::rpc`].
+#[derive(Debug, Clone, Copy)]
+pub enum RootMethod {
+    Propose,
+    ReadState,
+    ReadCatalogVersion,
+    ChangeMembership,
+    ListEvents,
+    Status,
+}
+
+impl RootMethod {
+    pub const ALL: [RootMethod; 6] = [
+        RootMethod::Propose,
+        RootMethod::ReadState,
+        RootMethod::ReadCatalogVersion,
+        RootMethod::ChangeMembership,
+        RootMethod::ListEvents,
+        RootMethod::Status,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            RootMethod::Propose => "propose",
+            RootMethod::ReadState => "read_state",
+            RootMethod::ReadCatalogVersion => "read_catalog_version",
+            RootMethod::ChangeMembership => "change_membership",
+            RootMethod::ListEvents => "list_events",
+            RootMethod::Status => "status",
+        }
+    }
+}
+
+/// One root peer's Prometheus series (`arbor_root_*`). Raft numbers are
+/// copied from openraft's `RaftMetrics` at scrape time; the rest is counted
+/// where it happens.
+pub struct RootMetrics {
+    pub registry: Arc<Registry>,
+    term: Gauge,
+    last_log_index: Gauge,
+    committed_index: Gauge,
+    applied_index: Gauge,
+    is_leader: Gauge,
+    leader_changes: Counter,
+    proposals_accepted: Counter,
+    proposals_rejected: Counter,
+    proposals_failed: Counter,
+    /// One per [`RootMethod::ALL`], resolved once.
+    rpc: Vec<Histogram>,
+}
+
+impl RootMetrics {
+    pub fn new() -> Arc<RootMetrics> {
+        let registry = Arc::new(Registry::new());
+        let r = &registry;
+        // Static names, checked by `root_metrics_register_every_series`.
+        let valid = "static metric names are valid";
+        let gauge = |name: &str, help: &str| r.gauge(name, help).expect(valid);
+        let proposals = r
+            .counter_vec(
+                "arbor_root_proposals_total",
+                "Proposals this peer committed as leader, by outcome: accepted or rejected at apply, or failed in raft.",
+                &["outcome"],
+            )
+            .expect(valid);
+        let rpc = r
+            .histogram_vec(
+                "arbor_root_rpc_duration_seconds",
+                "Latency of Root RPCs served by this peer (forwarding to the leader included), by method.",
+                &["method"],
+                arbor_metrics::LATENCY_BUCKETS_SECONDS,
+            )
+            .expect(valid);
+        Arc::new(RootMetrics {
+            term: gauge("arbor_root_raft_term", "Current raft term."),
+            last_log_index: gauge(
+                "arbor_root_raft_last_log_index",
+                "Index of the last entry in this peer's raft log.",
+            ),
+            committed_index: gauge(
+                "arbor_root_raft_committed_index",
+                "Highest index a quorum of voters holds, as the leader sees it; on a follower, its applied index (a lower bound).",
+            ),
+            applied_index: gauge(
+                "arbor_root_raft_applied_index",
+                "Index of the last entry applied to this peer's state (its cursor).",
+            ),
+            is_leader: gauge("arbor_root_raft_is_leader", "1 if this peer is the raft leader."),
+            leader_changes: r
+                .counter(
+                    "arbor_root_raft_leader_changes_total",
+                    "Times this peer saw a new (term, leader) pair.",
+                )
+                .expect(valid),
+            proposals_accepted: proposals.with(&["accepted"]),
+            proposals_rejected: proposals.with(&["rejected"]),
+            proposals_failed: proposals.with(&["failed"]),
+            rpc: RootMethod::ALL
+                .iter()
+                .map(|method| rpc.with(&[method.label()]))
+                .collect(),
+            registry,
+        })
+    }
+
+    /// Measures one RPC until the returned guard drops.
+    pub fn time(&self, method: RootMethod) -> HistogramTimer {
+        self.rpc[method as usize].start_timer()
+    }
+
+    fn count_proposal(&self, written: &ClientWriteResult) {
+        match written {
+            Ok(written) if written.data.accepted => self.proposals_accepted.inc(),
+            Ok(_) => self.proposals_rejected.inc(),
+            // Not proposed here: the leader it is forwarded to counts it.
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {}
+            Err(_) => self.proposals_failed.inc(),
+        }
+    }
+
+    /// Copies `raft`'s numbers into the gauges before every scrape, and
+    /// counts leader changes as they happen (between scrapes too).
+    pub fn observe_raft(self: &Arc<Self>, raft: &RootRaft) -> Result<(), RootError> {
+        // The hook holds the metrics channel, not the raft handle, and the
+        // metrics weakly: the registry is theirs.
+        let raft_metrics = raft.metrics();
+        let hook = arbor_metrics::weak_hook(self, move |metrics: &RootMetrics| {
+            metrics.copy_raft(&raft_metrics.borrow())
+        });
+        self.registry
+            .on_scrape(hook)
+            .map_err(|e| RootError::InvalidArgument {
+                hint: e.to_string(),
+            })?;
+        let mut receiver = raft.metrics();
+        let leader_changes = self.leader_changes.clone();
+        tokio::spawn(async move {
+            let mut seen = None;
+            loop {
+                let now = {
+                    let metrics = receiver.borrow_and_update();
+                    metrics
+                        .current_leader
+                        .map(|leader| (metrics.current_term, leader))
+                };
+                if now.is_some() && now != seen {
+                    leader_changes.inc();
+                    seen = now;
+                }
+                // Ends when raft shuts down and drops its sender.
+                if receiver.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn copy_raft(&self, metrics: &RaftMetrics<RootPeerId, BasicNode>) {
+        let leader = metrics.state == ServerState::Leader;
+        let last_log_index = metrics.last_log_index.unwrap_or(0);
+        let applied = metrics.last_applied.map_or(0, |log_id| log_id.index);
+        self.term.set_u64(metrics.current_term);
+        self.last_log_index.set_u64(last_log_index);
+        self.applied_index.set_u64(applied);
+        self.is_leader.set(i64::from(leader));
+        let committed = match (&metrics.replication, leader) {
+            (Some(matched), true) => {
+                let voters: Vec<RootPeerId> =
+                    metrics.membership_config.membership().voter_ids().collect();
+                quorum_index(&voters, metrics.id, last_log_index, matched)
+            }
+            _ => applied,
+        };
+        self.committed_index.set_u64(committed);
+    }
+}
+
+/// The highest log index at least a majority of `voters` hold: the leader's
+/// own log counts as matched up to `own_last_index`, every other voter up to
+/// what replication reports. Pure.
+pub fn quorum_index(
+    voters: &[RootPeerId],
+    own_id: RootPeerId,
+    own_last_index: u64,
+    matched: &BTreeMap<RootPeerId, Option<LogId<RootPeerId>>>,
+) -> u64 {
+    let mut indexes: Vec<u64> = voters
+        .iter()
+        .map(|voter| {
+            if *voter == own_id {
+                own_last_index
+            } else {
+                matched
+                    .get(voter)
+                    .copied()
+                    .flatten()
+                    .map_or(0, |log_id| log_id.index)
+            }
+        })
+        .collect();
+    indexes.sort_unstable_by(|a, b| b.cmp(a));
+    indexes.get(indexes.len() / 2).copied().unwrap_or(0)
 }
 
 impl RootNode {
@@ -177,6 +390,7 @@ impl RootService for RootNode {
         &self,
         request: Request<ChangeMembershipRequest>,
     ) -> Result<Response<ChangeMembershipResponse>, Status> {
+        let _timer = self.metrics.time(RootMethod::ChangeMembership);
         let was_forwarded = forwarded(&request);
         let change = request.into_inner();
         if !self.is_leader() {
@@ -194,6 +408,7 @@ impl RootService for RootNode {
         &self,
         request: Request<ProposeRequest>,
     ) -> Result<Response<ProposeResponse>, Status> {
+        let _timer = self.metrics.time(RootMethod::Propose);
         let was_forwarded = forwarded(&request);
         let proposal = request.into_inner();
         if proposal
@@ -223,7 +438,9 @@ impl RootService for RootNode {
         let request = RootRequest {
             command: command.encode_to_vec(),
         };
-        match self.raft.client_write(request).await {
+        let written = self.raft.client_write(request).await;
+        self.metrics.count_proposal(&written);
+        match written {
             Ok(written) => Ok(Response::new(ProposeResponse {
                 accepted: written.data.accepted,
                 cursor: written.log_id.index,
@@ -242,6 +459,7 @@ impl RootService for RootNode {
         &self,
         request: Request<ReadStateRequest>,
     ) -> Result<Response<RootState>, Status> {
+        let _timer = self.metrics.time(RootMethod::ReadState);
         let was_forwarded = forwarded(&request);
         if !self.is_leader() {
             let mut leader = self.forward_target(was_forwarded)?;
@@ -254,6 +472,7 @@ impl RootService for RootNode {
         &self,
         request: Request<ReadStateRequest>,
     ) -> Result<Response<CatalogVersion>, Status> {
+        let _timer = self.metrics.time(RootMethod::ReadCatalogVersion);
         let was_forwarded = forwarded(&request);
         if !self.is_leader() {
             let mut leader = self.forward_target(was_forwarded)?;
@@ -323,6 +542,7 @@ impl RootService for RootNode {
         &self,
         request: Request<ListEventsRequest>,
     ) -> Result<Response<ListEventsResponse>, Status> {
+        let _timer = self.metrics.time(RootMethod::ListEvents);
         let request = request.into_inner();
         let limit = request.limit.clamp(1, LIST_EVENTS_MAX) as usize;
         let events = list_events(&self.db, request.before_cursor, limit)?;
@@ -333,6 +553,7 @@ impl RootService for RootNode {
         &self,
         _request: Request<RootStatusRequest>,
     ) -> Result<Response<RootStatusResponse>, Status> {
+        let _timer = self.metrics.time(RootMethod::Status);
         let metrics = self.raft.metrics().borrow().clone();
         let role = match metrics.state {
             ServerState::Leader => "leader",
@@ -443,5 +664,43 @@ impl RootRaftService for RootNode {
     ) -> Result<Response<RaftPayload>, Status> {
         let message = decode(request.get_ref())?;
         encode(&self.raft.install_snapshot(message).await)
+    }
+}
+
+#[cfg(test)]
+mod metrics_tests {
+    use super::*;
+
+    fn log_id(index: u64) -> Option<LogId<RootPeerId>> {
+        Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), index))
+    }
+
+    #[test]
+    fn quorum_index_is_the_highest_index_a_majority_holds() {
+        let matched = BTreeMap::from([(2, log_id(7)), (3, log_id(4))]);
+        assert_eq!(quorum_index(&[1, 2, 3], 1, 9, &matched), 7);
+        let lagging = BTreeMap::from([(2, log_id(3)), (3, None)]);
+        assert_eq!(quorum_index(&[1, 2, 3], 1, 9, &lagging), 3);
+        // Five voters: the third-highest of 9, 8, 6, 2, 0.
+        let five = BTreeMap::from([(2, log_id(8)), (3, log_id(6)), (4, log_id(2))]);
+        assert_eq!(quorum_index(&[1, 2, 3, 4, 5], 1, 9, &five), 6);
+    }
+
+    #[test]
+    fn root_metrics_register_every_series() {
+        let metrics = RootMetrics::new();
+        let text = metrics.registry.render();
+        for series in [
+            "arbor_root_raft_term 0",
+            "arbor_root_raft_last_log_index 0",
+            "arbor_root_raft_committed_index 0",
+            "arbor_root_raft_applied_index 0",
+            "arbor_root_raft_is_leader 0",
+            "arbor_root_raft_leader_changes_total 0",
+            "arbor_root_proposals_total{outcome=\"accepted\"} 0",
+            "arbor_root_rpc_duration_seconds_count{method=\"propose\"} 0",
+        ] {
+            assert!(text.contains(series), "{series} missing from\n{text}");
+        }
     }
 }

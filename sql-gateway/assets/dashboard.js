@@ -1,5 +1,6 @@
 // Arbor dashboard: polls /api/cluster about every second and renders each
-// system table into its panel. All text goes in through textContent, never
+// system table into its panel, and /api/timeseries for the throughput and
+// latency chart (plain SVG). All text goes in through textContent, never
 // as HTML. Stop/start buttons exist only when the API says dev_control.
 "use strict";
 
@@ -131,6 +132,96 @@ function renderEvents(doc) {
   });
 }
 
+// ------------------------------------------------------------ the chart --
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+// The chart's viewBox and the margins the axis labels use.
+const CHART = { width: 900, height: 180, left: 44, right: 56, top: 10, bottom: 22 };
+
+function svg(name, attributes, text) {
+  const element = document.createElementNS(SVG_NS, name);
+  Object.entries(attributes).forEach(([key, value]) => element.setAttribute(key, String(value)));
+  if (text !== undefined) element.textContent = text;
+  return element;
+}
+
+// A value range [0, max] rounded up to 1, 2 or 5 times a power of ten.
+function niceMax(value) {
+  if (!(value > 0)) return 1;
+  const power = Math.pow(10, Math.floor(Math.log10(value)));
+  return [1, 2, 5, 10].map((step) => step * power).find((candidate) => candidate >= value);
+}
+
+// Polylines through (x, y) pairs, broken wherever y is null (an idle second
+// has no latency).
+function lines(pairs, className) {
+  const segments = [[]];
+  pairs.forEach(([x, y]) => {
+    if (y === null || y === undefined) {
+      if (segments[segments.length - 1].length) segments.push([]);
+    } else {
+      segments[segments.length - 1].push(x.toFixed(1) + "," + y.toFixed(1));
+    }
+  });
+  return segments.filter((segment) => segment.length)
+    .map((segment) => svg("polyline", { class: className, points: segment.join(" ") }));
+}
+
+function renderTimeseries(doc) {
+  const points = doc.points || [];
+  const span = (doc.seconds_max || 300) * (doc.interval_ms || 1000);
+  const from = doc.now_ms - span;
+  const plotWidth = CHART.width - CHART.left - CHART.right;
+  const plotHeight = CHART.height - CHART.top - CHART.bottom;
+  const rateMax = niceMax(Math.max(0, ...points.map((p) => p.statements)));
+  const latencyMax = niceMax(Math.max(0, ...points.map((p) => p.p99_ms || 0)));
+  const x = (p) => CHART.left + ((p.at_ms - from) / span) * plotWidth;
+  const yRate = (value) => CHART.top + (1 - value / rateMax) * plotHeight;
+  const yLatency = (value) => value === null ? null : CHART.top + (1 - value / latencyMax) * plotHeight;
+  const bottom = CHART.top + plotHeight;
+  const right = CHART.left + plotWidth;
+  const elements = [
+    svg("line", { class: "grid", x1: CHART.left, y1: CHART.top, x2: right, y2: CHART.top }),
+    svg("line", { class: "grid", x1: CHART.left, y1: bottom, x2: right, y2: bottom }),
+    svg("text", { class: "axis", x: CHART.left - 4, y: CHART.top + 10, "text-anchor": "end" }, String(rateMax)),
+    svg("text", { class: "axis", x: CHART.left - 4, y: bottom, "text-anchor": "end" }, "0/s"),
+    svg("text", { class: "axis", x: right + 4, y: CHART.top + 10 }, latencyMax + " ms"),
+    svg("text", { class: "axis", x: right + 4, y: bottom }, "0 ms"),
+    svg("text", { class: "axis", x: CHART.left, y: CHART.height - 4 }, "−" + Math.round(span / 60000) + " min"),
+    svg("text", { class: "axis", x: right, y: CHART.height - 4, "text-anchor": "end" }, "now"),
+  ];
+  elements.push(...lines(points.map((p) => [x(p), yRate(p.statements)]), "throughput"));
+  elements.push(...lines(points.map((p) => [x(p), yRate(p.errors)]), "errors"));
+  elements.push(...lines(points.map((p) => [x(p), yLatency(p.p50_ms)]), "p50"));
+  elements.push(...lines(points.map((p) => [x(p), yLatency(p.p99_ms)]), "p99"));
+  const chart = $("timeseries-chart");
+  chart.replaceChildren(...elements);
+  // For tests and curious readers: what the chart currently shows.
+  chart.dataset.points = String(points.length);
+  chart.dataset.statements = String(points.reduce((sum, p) => sum + p.statements, 0));
+  const last = points[points.length - 1];
+  const ms = (value) => value === null || value === undefined ? "—" : value.toFixed(value < 10 ? 2 : 0) + " ms";
+  $("timeseries-summary").textContent = last
+    ? "last second: " + last.statements + " statements, " + last.errors + " errors, p50 " + ms(last.p50_ms)
+      + ", p99 " + ms(last.p99_ms) + " (statements this gateway served; a failover shows as a dip)"
+    : "no complete second yet";
+}
+
+async function refreshTimeseries() {
+  try {
+    const answer = await fetch("/api/timeseries", { cache: "no-store" });
+    if (!answer.ok) {
+      $("timeseries-summary").textContent = "time series unavailable: " + answer.status;
+      return;
+    }
+    renderTimeseries(await answer.json());
+  } catch (error) {
+    $("timeseries-summary").textContent = "time series unavailable: " + error;
+  }
+}
+
+// ------------------------------------------------------- dev controls --
+
 function setStopButton(button, processName) {
   if (!devControl || !processName) { button.hidden = true; return; }
   button.hidden = false;
@@ -213,6 +304,7 @@ async function poll() {
     $("status").className = "status error";
     $("status").textContent = "gateway unreachable: " + error;
   }
+  await refreshTimeseries();
   await refreshProcesses();
   setTimeout(poll, POLL_MS);
 }

@@ -1,10 +1,14 @@
 //! Binding: sqlparser expressions -> typed [`Expr`]s over a scope of columns.
 //!
 //! Invariant: after binding, every column is an index into the scope's row,
-//! every literal has its final type, and every comparison compares values of
-//! one type; so evaluation needs no error path. Placeholders (`$1`) are
-//! replaced by their parameter values here, as untyped text literals, the way
-//! Postgres treats parameters of unknown type.
+//! every literal has its final type, every comparison compares values of
+//! one type, and every arithmetic operator knows the type it computes in
+//! (Postgres' operator resolution: `int4 + int8` is bigint, `int + double
+//! precision` double precision); so the only evaluation errors left are
+//! arithmetic ones (overflow, division by zero). Arithmetic over constants
+//! is computed here, so `k = $1 + 1` is still a key lookup. Placeholders
+//! (`$1`) are replaced by their parameter values here, as untyped text
+//! literals, the way Postgres treats parameters of unknown type.
 
 use sqlparser::ast::{
     self, BinaryOperator, CastKind, DataType, FunctionArg, FunctionArgExpr, FunctionArguments,
@@ -12,7 +16,7 @@ use sqlparser::ast::{
 };
 
 use crate::error::GatewayError;
-use crate::expr::{CompareOp, Expr};
+use crate::expr::{ArithmeticOp, CompareOp, Expr};
 use crate::value::{Column, SqlType, Value};
 
 /// The version string `SELECT version()` answers; drivers parse the
@@ -75,6 +79,22 @@ impl BoundType {
 pub(crate) struct Bound {
     pub(crate) expr: Expr,
     pub(crate) bound_type: BoundType,
+    /// A `$n` with a typed value. Its type came from the client or from
+    /// `parameter_types`, which gives `$1` in `n + $1` the type of `n`; so
+    /// in arithmetic it takes the other operand's type, as Postgres'
+    /// inference would have, and Describe (planned with NULL parameters)
+    /// reports the type execution produces.
+    from_parameter: bool,
+}
+
+impl Bound {
+    fn new(expr: Expr, bound_type: BoundType) -> Self {
+        Bound {
+            expr,
+            bound_type,
+            from_parameter: false,
+        }
+    }
 }
 
 impl<'a> Scope<'a> {
@@ -113,10 +133,10 @@ impl<'a> Scope<'a> {
             .iter()
             .position(|column| column.name == name)
             .ok_or_else(undefined)?;
-        Ok(Bound {
-            expr: Expr::Column(relation.offset + index),
-            bound_type: BoundType::Known(relation.columns[index].sql_type),
-        })
+        Ok(Bound::new(
+            Expr::Column(relation.offset + index),
+            BoundType::Known(relation.columns[index].sql_type),
+        ))
     }
 
     /// Binds `expr` and requires a boolean (or NULL) result, as WHERE does.
@@ -163,9 +183,11 @@ impl<'a> Scope<'a> {
     }
 
     fn bind_value(&self, value: &ast::Value) -> Result<Bound, GatewayError> {
-        let text = |text: &str| Bound {
-            expr: Expr::Literal(Value::Text(text.to_owned())),
-            bound_type: BoundType::UnknownText,
+        let text = |text: &str| {
+            Bound::new(
+                Expr::Literal(Value::Text(text.to_owned())),
+                BoundType::UnknownText,
+            )
         };
         match value {
             ast::Value::SingleQuotedString(string)
@@ -174,10 +196,10 @@ impl<'a> Scope<'a> {
             | ast::Value::NationalStringLiteral(string) => Ok(text(string)),
             ast::Value::DollarQuotedString(dollar) => Ok(text(&dollar.value)),
             ast::Value::Number(number, _) => Ok(number_literal(number)),
-            ast::Value::Boolean(boolean) => Ok(Bound {
-                expr: Expr::Literal(Value::Bool(*boolean)),
-                bound_type: BoundType::Known(SqlType::Bool),
-            }),
+            ast::Value::Boolean(boolean) => Ok(Bound::new(
+                Expr::Literal(Value::Bool(*boolean)),
+                BoundType::Known(SqlType::Bool),
+            )),
             ast::Value::Null => Ok(null()),
             ast::Value::Placeholder(placeholder) => self.bind_placeholder(placeholder),
             other => Err(GatewayError::unsupported(format!("literal {other}"))),
@@ -198,15 +220,16 @@ impl<'a> Scope<'a> {
             .ok_or_else(missing)?;
         Ok(match value {
             Value::Null => null(),
-            Value::Text(text) => Bound {
-                expr: Expr::Literal(Value::Text(text.clone())),
-                bound_type: BoundType::UnknownText,
-            },
+            Value::Text(text) => Bound::new(
+                Expr::Literal(Value::Text(text.clone())),
+                BoundType::UnknownText,
+            ),
             typed => Bound {
                 expr: Expr::Literal(typed.clone()),
                 bound_type: typed
                     .natural_type()
                     .map_or(BoundType::Null, BoundType::Known),
+                from_parameter: true,
             },
         })
     }
@@ -219,27 +242,21 @@ impl<'a> Scope<'a> {
             }
             UnaryOperator::Minus | UnaryOperator::Plus => {
                 let operand = self.bind(inner)?;
-                let negate = op == UnaryOperator::Minus;
-                match operand.expr {
-                    Expr::Literal(Value::Int(number)) if negate => {
+                if op == UnaryOperator::Plus {
+                    return unary_plus(operand);
+                }
+                // `-5` is one constant, typed by its size as Postgres' grammar
+                // folds it (`-2147483648` is an integer, not a bigint).
+                let number_token = matches!(inner, ast::Expr::Value(value)
+                    if matches!(value.value, ast::Value::Number(..)));
+                match &operand.expr {
+                    Expr::Literal(Value::Int(number)) if number_token => {
                         Ok(number_literal(&format!("-{number}")))
                     }
-                    Expr::Literal(Value::Numeric(text)) if negate => {
+                    Expr::Literal(Value::Numeric(text)) if number_token => {
                         Ok(number_literal(&format!("-{text}")))
                     }
-                    Expr::Literal(Value::Float(number)) if negate => Ok(Bound {
-                        expr: Expr::Literal(Value::Float(-number)),
-                        bound_type: operand.bound_type,
-                    }),
-                    expr @ Expr::Literal(Value::Int(_) | Value::Numeric(_) | Value::Float(_)) => {
-                        Ok(Bound {
-                            expr,
-                            bound_type: operand.bound_type,
-                        })
-                    }
-                    _ => Err(GatewayError::unsupported(format!(
-                        "unary {op} on a non-literal"
-                    ))),
+                    _ => negation(operand),
                 }
             }
             other => Err(GatewayError::unsupported(format!("operator {other}"))),
@@ -269,7 +286,10 @@ impl<'a> Scope<'a> {
             BinaryOperator::LtEq => CompareOp::LtEq,
             BinaryOperator::Gt => CompareOp::Gt,
             BinaryOperator::GtEq => CompareOp::GtEq,
-            other => return Err(GatewayError::unsupported(format!("operator {other}"))),
+            other => match arithmetic_operator(other) {
+                Some(arithmetic_op) => return self.bind_arithmetic(left, arithmetic_op, right),
+                None => return Err(GatewayError::unsupported(format!("operator {other}"))),
+            },
         };
         let (left, right) = unify(self.bind(left)?, self.bind(right)?, compare_op)?;
         Ok(boolean(Expr::Compare(
@@ -279,14 +299,20 @@ impl<'a> Scope<'a> {
         )))
     }
 
+    fn bind_arithmetic(
+        &self,
+        left: &ast::Expr,
+        op: ArithmeticOp,
+        right: &ast::Expr,
+    ) -> Result<Bound, GatewayError> {
+        arithmetic(op, self.bind(left)?, self.bind(right)?)
+    }
+
     fn bind_cast(&self, inner: &ast::Expr, data_type: &DataType) -> Result<Bound, GatewayError> {
         let target = cast_target(data_type)?;
         let bound = self.bind(inner)?;
         let expr = coerce(bound, target, CoercionContext::Explicit)?;
-        Ok(Bound {
-            expr,
-            bound_type: BoundType::Known(target),
-        })
+        Ok(Bound::new(expr, BoundType::Known(target)))
     }
 
     fn bind_function(&self, function: &ast::Function) -> Result<Bound, GatewayError> {
@@ -296,9 +322,11 @@ impl<'a> Scope<'a> {
             FunctionArguments::List(list) => !list.args.is_empty(),
             FunctionArguments::Subquery(_) => true,
         };
-        let constant = |value: &str| Bound {
-            expr: Expr::Literal(Value::Text(value.to_owned())),
-            bound_type: BoundType::Known(SqlType::Text),
+        let constant = |value: &str| {
+            Bound::new(
+                Expr::Literal(Value::Text(value.to_owned())),
+                BoundType::Known(SqlType::Text),
+            )
         };
         match (name.as_str(), has_arguments) {
             ("version", false) => Ok(constant(SERVER_VERSION_STRING)),
@@ -348,39 +376,30 @@ pub(crate) fn count_argument(
 }
 
 fn boolean(expr: Expr) -> Bound {
-    Bound {
-        expr,
-        bound_type: BoundType::Known(SqlType::Bool),
-    }
+    Bound::new(expr, BoundType::Known(SqlType::Bool))
 }
 
 fn null() -> Bound {
-    Bound {
-        expr: Expr::Literal(Value::Null),
-        bound_type: BoundType::Null,
-    }
+    Bound::new(Expr::Literal(Value::Null), BoundType::Null)
 }
 
 /// An integer literal is INTEGER or BIGINT by size; others are NUMERIC.
 fn number_literal(number: &str) -> Bound {
     match number.parse::<i64>() {
-        Ok(value) => Bound {
-            expr: Expr::Literal(Value::Int(value)),
-            bound_type: BoundType::Known(if i32::try_from(value).is_ok() {
+        Ok(value) => Bound::new(
+            Expr::Literal(Value::Int(value)),
+            BoundType::Known(if i32::try_from(value).is_ok() {
                 SqlType::Int4
             } else {
                 SqlType::Int8
             }),
-        },
+        ),
         Err(_) => match SqlType::Numeric.parse_text(number) {
-            Ok(value) => Bound {
-                expr: Expr::Literal(value),
-                bound_type: BoundType::Known(SqlType::Numeric),
-            },
-            Err(_) => Bound {
-                expr: Expr::Literal(Value::Text(number.to_owned())),
-                bound_type: BoundType::UnknownText,
-            },
+            Ok(value) => Bound::new(Expr::Literal(value), BoundType::Known(SqlType::Numeric)),
+            Err(_) => Bound::new(
+                Expr::Literal(Value::Text(number.to_owned())),
+                BoundType::UnknownText,
+            ),
         },
     }
 }
@@ -394,6 +413,230 @@ fn same_family(left: SqlType, right: SqlType) -> bool {
 
 fn is_number(sql_type: SqlType) -> bool {
     sql_type.is_integer() || sql_type.is_float() || sql_type == SqlType::Numeric
+}
+
+/// The arithmetic operator `op` is, if it is one the gateway computes.
+pub(crate) fn arithmetic_operator(op: &BinaryOperator) -> Option<ArithmeticOp> {
+    Some(match op {
+        BinaryOperator::Plus => ArithmeticOp::Add,
+        BinaryOperator::Minus => ArithmeticOp::Subtract,
+        BinaryOperator::Multiply => ArithmeticOp::Multiply,
+        BinaryOperator::Divide => ArithmeticOp::Divide,
+        BinaryOperator::Modulo => ArithmeticOp::Modulo,
+        _ => return None,
+    })
+}
+
+/// The type of a number literal as written: INTEGER or BIGINT by size,
+/// else NUMERIC (`None`: not a number).
+pub(crate) fn number_literal_type(number: &str) -> Option<SqlType> {
+    match number_literal(number).bound_type {
+        BoundType::Known(sql_type) => Some(sql_type),
+        _ => None,
+    }
+}
+
+/// Integer widths in Postgres' promotion order: `int2 + int4` is int4.
+fn integer_rank(sql_type: SqlType) -> u8 {
+    match sql_type {
+        SqlType::Int2 => 1,
+        SqlType::Int4 => 2,
+        _ => 3,
+    }
+}
+
+/// The type `left op right` computes in, by Postgres' operator resolution
+/// over its implicit casts: integers widen to the wider operand; any float
+/// makes it double precision, unless both are REAL; NUMERIC meets a float as
+/// double precision. `None` when Postgres has no such operator (text,
+/// boolean, `%` on floats...). Types Postgres does have operators for but
+/// Arbor does not compute (NUMERIC with NUMERIC or integers, dates and
+/// times) are refused with 0A000 by [`arithmetic`], not here.
+pub(crate) fn arithmetic_result_type(
+    op: ArithmeticOp,
+    left: SqlType,
+    right: SqlType,
+) -> Option<SqlType> {
+    if left.is_integer() && right.is_integer() {
+        return Some(if integer_rank(left) >= integer_rank(right) {
+            left
+        } else {
+            right
+        });
+    }
+    if (left.is_float() || right.is_float()) && is_number(left) && is_number(right) {
+        if op == ArithmeticOp::Modulo {
+            return None;
+        }
+        return Some(if left == SqlType::Float4 && right == SqlType::Float4 {
+            SqlType::Float4
+        } else {
+            SqlType::Float8
+        });
+    }
+    (is_number(left) && is_number(right)).then_some(SqlType::Numeric)
+}
+
+/// Whether an arithmetic operand takes the other operand's type rather
+/// than imposing its own: NULL, an untyped literal or parameter, and a typed
+/// parameter of the same kind (integer or float) as `target`. A parameter
+/// of another kind keeps its type, so `int_col + $1` with a double $1 is
+/// double precision, never a silently rounded integer.
+fn adapts_to(bound: &Bound, target: SqlType) -> bool {
+    match bound.bound_type {
+        BoundType::Null | BoundType::UnknownText => true,
+        BoundType::Known(own) => {
+            bound.from_parameter
+                && (own.is_integer() && target.is_integer() || own.is_float() && target.is_float())
+        }
+    }
+}
+
+/// Binds `left op right`: operand types resolved as Postgres does, literal
+/// operands converted at bind time, and the whole folded to a literal when
+/// both operands are constants (so an error such as `1/0` in a constant is
+/// reported when the statement is planned, as Postgres' constant folding
+/// does).
+fn arithmetic(op: ArithmeticOp, left: Bound, right: Bound) -> Result<Bound, GatewayError> {
+    let undefined = |left: BoundType, right: BoundType| GatewayError::UndefinedOperator {
+        left_type: left.sql_name().to_owned(),
+        operator: op.symbol().to_owned(),
+        right_type: right.sql_name().to_owned(),
+    };
+    let known = |bound: &Bound| match bound.bound_type {
+        BoundType::Known(sql_type) => Some(sql_type),
+        _ => None,
+    };
+    // The side that imposes its type: a typed non-parameter, else a typed
+    // parameter; two untyped sides are ambiguous, as in Postgres.
+    let imposed = match (known(&left), known(&right)) {
+        (Some(_), Some(b)) if left.from_parameter && !right.from_parameter => Some(b),
+        (Some(a), _) => Some(a),
+        (None, Some(b)) => Some(b),
+        (None, None) => None,
+    };
+    let Some(imposed) = imposed else {
+        return Err(undefined(left.bound_type, right.bound_type));
+    };
+    let left = adapt_operand(left, imposed)?;
+    let right = adapt_operand(right, imposed)?;
+    let (left_type, right_type) = (left.bound_type, right.bound_type);
+    let (BoundType::Known(a), BoundType::Known(b)) = (left_type, right_type) else {
+        return Err(undefined(left_type, right_type));
+    };
+    if is_date_time(a) || is_date_time(b) {
+        return Err(GatewayError::unsupported(format!(
+            "date/time arithmetic ({} {} {})",
+            a.sql_name(),
+            op.symbol(),
+            b.sql_name()
+        )));
+    }
+    let result =
+        arithmetic_result_type(op, a, b).ok_or_else(|| undefined(left_type, right_type))?;
+    if result == SqlType::Numeric {
+        return Err(numeric_arithmetic_unsupported(op.symbol()));
+    }
+    let expr = Expr::Arithmetic {
+        op,
+        left: Box::new(operand_in(left, result)?),
+        right: Box::new(operand_in(right, result)?),
+        result,
+    };
+    folded(expr, result)
+}
+
+/// An operand that adapts (see [`adapts_to`]) read as `target`; NULL stays a
+/// NULL of that type. Others are left as they are.
+fn adapt_operand(bound: Bound, target: SqlType) -> Result<Bound, GatewayError> {
+    if !adapts_to(&bound, target) {
+        return Ok(bound);
+    }
+    if bound.bound_type == BoundType::Null {
+        return Ok(Bound::new(bound.expr, BoundType::Known(target)));
+    }
+    if !is_number(target) {
+        // `text_col + 'x'`: no such operator; reported by the caller with
+        // the operand as Postgres names it (unknown).
+        return Ok(bound);
+    }
+    Ok(Bound::new(
+        coerce(bound, target, CoercionContext::Implicit)?,
+        BoundType::Known(target),
+    ))
+}
+
+/// A constant operand converted to the kind the operation computes in (so
+/// `float_col * 1.5` multiplies by a float); column operands are converted
+/// when evaluated.
+fn operand_in(bound: Bound, result: SqlType) -> Result<Expr, GatewayError> {
+    match &bound.expr {
+        Expr::Literal(value) if result.is_float() && !matches!(value, Value::Float(_)) => {
+            coerce(bound, SqlType::Float8, CoercionContext::Implicit)
+        }
+        _ => Ok(bound.expr),
+    }
+}
+
+/// `expr` of type `result`, computed now when it reads no column.
+fn folded(expr: Expr, result: SqlType) -> Result<Bound, GatewayError> {
+    let expr = if expr.references_columns() {
+        expr
+    } else {
+        Expr::Literal(expr.eval(&Vec::new())?)
+    };
+    Ok(Bound::new(expr, BoundType::Known(result)))
+}
+
+/// Unary minus of anything but a number token: integers and floats keep
+/// their type (and its range: `-(-32768::int2)` overflows), NUMERIC only
+/// changes sign, NULL stays NULL.
+fn negation(operand: Bound) -> Result<Bound, GatewayError> {
+    match operand.bound_type {
+        BoundType::Null => Ok(null()),
+        BoundType::Known(sql_type) if is_number(sql_type) => folded(
+            Expr::Negate {
+                operand: Box::new(operand.expr),
+                result: sql_type,
+            },
+            sql_type,
+        ),
+        other => Err(GatewayError::UndefinedOperator {
+            left_type: String::new(),
+            operator: "-".to_owned(),
+            right_type: other.sql_name().to_owned(),
+        }),
+    }
+}
+
+/// Unary plus: the number itself.
+fn unary_plus(operand: Bound) -> Result<Bound, GatewayError> {
+    match operand.bound_type {
+        BoundType::Null => Ok(null()),
+        BoundType::Known(sql_type) if is_number(sql_type) => Ok(operand),
+        other => Err(GatewayError::UndefinedOperator {
+            left_type: String::new(),
+            operator: "+".to_owned(),
+            right_type: other.sql_name().to_owned(),
+        }),
+    }
+}
+
+fn is_date_time(sql_type: SqlType) -> bool {
+    matches!(
+        sql_type,
+        SqlType::Date | SqlType::Timestamp | SqlType::Timestamptz
+    )
+}
+
+/// NUMERIC values are exact decimal text; computing on them needs a decimal
+/// library the gateway does not depend on (yet), and rounding them through
+/// a float would silently lose digits.
+fn numeric_arithmetic_unsupported(symbol: &str) -> GatewayError {
+    GatewayError::unsupported(format!(
+        "arithmetic operator {symbol} on numeric values (cast an operand to double precision, \
+         e.g. x::float8, or use integer columns)"
+    ))
 }
 
 fn require_boolean(bound: Bound, clause: &str) -> Result<Expr, GatewayError> {
@@ -421,6 +664,18 @@ fn unify(left: Bound, right: Bound, op: CompareOp) -> Result<(Expr, Expr), Gatew
     match (left.bound_type, right.bound_type) {
         (Null, _) | (_, Null) => Ok((left.expr, right.expr)),
         (Known(a), Known(b)) if same_family(a, b) => Ok((left.expr, right.expr)),
+        // A NUMERIC literal meets a float (`d > 0.25`, `d * 2 > 0.5`):
+        // Postgres compares in double precision, so read it as the float.
+        (Known(a), Known(SqlType::Numeric))
+            if a.is_float() && matches!(right.expr, Expr::Literal(_)) =>
+        {
+            Ok((left.expr, coerce(right, a, CoercionContext::Implicit)?))
+        }
+        (Known(SqlType::Numeric), Known(b))
+            if b.is_float() && matches!(left.expr, Expr::Literal(_)) =>
+        {
+            Ok((coerce(left, b, CoercionContext::Implicit)?, right.expr))
+        }
         // A number literal meets a number of another kind (`numeric_col =
         // 1`, `int_col < 2.5`): read the literal as the other side's type.
         (Known(a), Known(b)) if is_number(a) && is_number(b) => {
@@ -625,10 +880,14 @@ mod tests {
         let bound = scope.bind(&parse_expr("k = $1")).expect("binds");
         assert!(bound
             .expr
-            .matches(&vec![Value::Text("a".into()), Value::Null]));
+            .matches(&vec![Value::Text("a".into()), Value::Null])
+            .expect("no arithmetic"));
         let bound = scope.bind(&parse_expr("v = $2")).expect("binds");
         assert_eq!(
-            bound.expr.eval(&vec![Value::Null, Value::Null]),
+            bound
+                .expr
+                .eval(&vec![Value::Null, Value::Null])
+                .expect("no arithmetic"),
             Value::Null
         );
         let error = scope.bind(&parse_expr("k = $3")).expect_err("no $3");
@@ -650,5 +909,134 @@ mod tests {
             .bind(&parse_expr("nosuch()"))
             .expect_err("no function");
         assert_eq!(error.sqlstate(), "42883");
+    }
+
+    fn numbers_scope(params: &[Value]) -> Scope<'_> {
+        Scope::single(
+            "t",
+            vec![
+                Column::new("k", SqlType::Int8),
+                Column::new("small", SqlType::Int2),
+                Column::new("n", SqlType::Int4),
+                Column::new("r", SqlType::Float4),
+                Column::new("d", SqlType::Float8),
+                Column::new("price", SqlType::Numeric),
+                Column::new("name", SqlType::Text),
+            ],
+            params,
+        )
+    }
+
+    fn type_of(scope: &Scope<'_>, sql: &str) -> SqlType {
+        scope
+            .bind(&parse_expr(sql))
+            .unwrap_or_else(|error| panic!("{sql}: {error}"))
+            .bound_type
+            .output_type()
+    }
+
+    fn state_of(scope: &Scope<'_>, sql: &str) -> &'static str {
+        match scope.bind(&parse_expr(sql)) {
+            Ok(bound) => panic!("{sql}: expected an error, bound {:?}", bound.expr),
+            Err(error) => error.sqlstate(),
+        }
+    }
+
+    #[test]
+    fn arithmetic_takes_the_type_postgres_resolves() {
+        let scope = numbers_scope(&[]);
+        assert_eq!(type_of(&scope, "n + k"), SqlType::Int8);
+        assert_eq!(type_of(&scope, "n * 2"), SqlType::Int4);
+        assert_eq!(type_of(&scope, "small + 1"), SqlType::Int4);
+        assert_eq!(type_of(&scope, "small % small"), SqlType::Int2);
+        assert_eq!(type_of(&scope, "n + 5000000000"), SqlType::Int8);
+        assert_eq!(type_of(&scope, "r * r"), SqlType::Float4);
+        assert_eq!(type_of(&scope, "r + 1"), SqlType::Float8);
+        assert_eq!(type_of(&scope, "n / d"), SqlType::Float8);
+        assert_eq!(type_of(&scope, "d * 1.5"), SqlType::Float8);
+        assert_eq!(type_of(&scope, "price + d"), SqlType::Float8);
+        assert_eq!(type_of(&scope, "n + '2'"), SqlType::Int4);
+        assert_eq!(type_of(&scope, "n + NULL"), SqlType::Int4);
+        assert_eq!(type_of(&scope, "-n"), SqlType::Int4);
+        assert_eq!(type_of(&scope, "-price"), SqlType::Numeric);
+        assert_eq!(type_of(&scope, "(n + 1) > 5"), SqlType::Bool);
+        assert_eq!(type_of(&scope, "d * 2 > 0.5"), SqlType::Bool);
+        assert_eq!(type_of(&scope, "0.25 < r"), SqlType::Bool);
+    }
+
+    #[test]
+    fn arithmetic_without_an_operator_is_refused_as_postgres_does() {
+        let scope = numbers_scope(&[]);
+        assert_eq!(state_of(&scope, "name + 1"), "42883");
+        assert_eq!(state_of(&scope, "name + 'x'"), "42883");
+        assert_eq!(state_of(&scope, "d % 2"), "42883");
+        assert_eq!(state_of(&scope, "NULL + NULL"), "42883");
+        assert_eq!(state_of(&scope, "-name"), "42883");
+        assert_eq!(state_of(&scope, "n + 'x'"), "22P02");
+        // NUMERIC needs a decimal library the gateway does not have.
+        assert_eq!(state_of(&scope, "price + 1"), "0A000");
+        assert_eq!(state_of(&scope, "n * 1.5"), "0A000");
+    }
+
+    #[test]
+    fn arithmetic_over_constants_is_folded_with_its_errors() {
+        let scope = numbers_scope(&[]);
+        let bound = scope
+            .bind(&parse_expr("1 + 2 * 3 - 10 / 4 % 3"))
+            .expect("binds");
+        assert_eq!(bound.expr, Expr::Literal(Value::Int(5)));
+        let bound = scope.bind(&parse_expr("-(-5)")).expect("binds");
+        assert_eq!(bound.expr, Expr::Literal(Value::Int(5)));
+        let bound = scope.bind(&parse_expr("-2147483648")).expect("binds");
+        assert_eq!(bound.bound_type, BoundType::Known(SqlType::Int4));
+        let bound = scope
+            .bind(&parse_expr("NULL / 0"))
+            .expect("NULL, not an error");
+        assert_eq!(bound.expr, Expr::Literal(Value::Null));
+        assert_eq!(state_of(&scope, "1 / 0"), "22012");
+        assert_eq!(state_of(&scope, "2147483647 + 1"), "22003");
+        assert_eq!(state_of(&scope, "-(-2147483648)"), "22003");
+        let bound = scope
+            .bind(&parse_expr("2147483647::int8 + 1"))
+            .expect("bigint");
+        assert_eq!(bound.expr, Expr::Literal(Value::Int(2_147_483_648)));
+    }
+
+    #[test]
+    fn comparisons_with_constant_arithmetic_stay_key_lookups() {
+        let params = [Value::Text("4".to_owned())];
+        let scope = numbers_scope(&params);
+        let predicate = scope
+            .bind_predicate(&parse_expr("k = $1 + 1"), "WHERE")
+            .expect("binds");
+        assert_eq!(
+            crate::expr::key_point(Some(&predicate), &[0]),
+            Some(vec![Value::Int(5)])
+        );
+        let predicate = scope
+            .bind_predicate(&parse_expr("k = k + 0"), "WHERE")
+            .expect("binds");
+        assert_eq!(crate::expr::key_point(Some(&predicate), &[0]), None);
+        assert_eq!(
+            crate::expr::key_range(Some(&predicate), 0),
+            crate::expr::KeyRange::full()
+        );
+    }
+
+    #[test]
+    fn typed_parameters_take_the_type_of_the_other_operand() {
+        // As Describe (planned with NULL parameters) reports it.
+        let described = numbers_scope(&[Value::Null]);
+        assert_eq!(type_of(&described, "small + $1"), SqlType::Int2);
+        let params = [Value::Int(5), Value::Float(0.5), Value::Int(40_000)];
+        let scope = numbers_scope(&params);
+        assert_eq!(type_of(&scope, "small + $1"), SqlType::Int2);
+        assert_eq!(type_of(&scope, "$1 * n"), SqlType::Int4);
+        // A float parameter is not rounded into an integer operation.
+        assert_eq!(type_of(&scope, "n + $2"), SqlType::Float8);
+        assert_eq!(type_of(&scope, "$1 + $2"), SqlType::Float8);
+        // Out of the range of the type it takes: 22003, as Postgres reports
+        // for a smallint parameter of 40000.
+        assert_eq!(state_of(&scope, "small + $3"), "22003");
     }
 }

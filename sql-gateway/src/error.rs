@@ -71,6 +71,12 @@ pub enum GatewayError {
     MultipleStatementsInPrepare,
     #[error("could not serialize access due to concurrent update: {reason}")]
     SerializationFailure { reason: String },
+    #[error("current transaction is aborted, commands ignored until end of transaction block")]
+    InFailedTransaction,
+    #[error("{statement} can only be used in transaction blocks")]
+    NoActiveTransaction { statement: &'static str },
+    #[error("savepoint \"{name}\" does not exist")]
+    UndefinedSavepoint { name: String },
     #[error("the storage layer is unavailable: {reason}")]
     StorageUnavailable { reason: String },
     #[error("no coordinator answered ({addresses}): {reason}")]
@@ -133,6 +139,9 @@ impl GatewayError {
             // Retrying the statement may succeed, as after a Postgres
             // serialization failure.
             GatewayError::SerializationFailure { .. } => "40001",
+            GatewayError::InFailedTransaction => "25P02",
+            GatewayError::NoActiveTransaction { .. } => "25P01",
+            GatewayError::UndefinedSavepoint { .. } => "3B001",
             // The cluster behind this session cannot serve right now, but the
             // session itself is healthy. 57P03 (cannot_connect_now) says
             // "transient, try again" to drivers and poolers; the 08xxx class
@@ -183,6 +192,12 @@ impl GatewayError {
             }
             GatewayError::CardinalityViolation { .. } => {
                 "Ensure that no rows proposed for insertion within the same command have duplicate constrained values."
+            }
+            GatewayError::SerializationFailure { .. } | GatewayError::CatalogContention { .. } => {
+                "The transaction might succeed if retried."
+            }
+            GatewayError::InFailedTransaction => {
+                "Run ROLLBACK (or ROLLBACK TO SAVEPOINT) to continue."
             }
             GatewayError::StorageUnavailable { .. }
             | GatewayError::CoordinatorUnavailable { .. }
@@ -352,6 +367,11 @@ mod tests {
             GatewayError::UndefinedParameter { name: "x".into() },
             GatewayError::MultipleStatementsInPrepare,
             GatewayError::SerializationFailure { reason: "x".into() },
+            GatewayError::InFailedTransaction,
+            GatewayError::NoActiveTransaction {
+                statement: "SAVEPOINT",
+            },
+            GatewayError::UndefinedSavepoint { name: "s".into() },
             GatewayError::StorageUnavailable { reason: "x".into() },
             GatewayError::CoordinatorUnavailable {
                 addresses: "a".into(),
@@ -415,6 +435,9 @@ mod tests {
             GatewayError::InvalidRowCount { .. } => "2201W",
             GatewayError::UndefinedParameter { .. } => "42704",
             GatewayError::SerializationFailure { .. } => "40001",
+            GatewayError::InFailedTransaction => "25P02",
+            GatewayError::NoActiveTransaction { .. } => "25P01",
+            GatewayError::UndefinedSavepoint { .. } => "3B001",
             GatewayError::StorageUnavailable { .. }
             | GatewayError::CoordinatorUnavailable { .. } => "57P03",
             GatewayError::Corrupt(_) | GatewayError::StorageCorrupt { .. } => "XX001",
@@ -433,7 +456,7 @@ mod tests {
     #[test]
     fn every_variant_maps_to_its_sqlstate() {
         let errors = every_variant();
-        assert_eq!(errors.len(), 36, "a variant is missing from every_variant");
+        assert_eq!(errors.len(), 39, "a variant is missing from every_variant");
         for error in &errors {
             assert_eq!(error.sqlstate(), expected_sqlstate(error), "{error:?}");
             assert_eq!(error.sqlstate().len(), 5);

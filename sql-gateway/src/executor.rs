@@ -5,6 +5,7 @@
 //! statements after it in the same simple query are not run, as in Postgres.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlparser::ast::Statement;
 use sqlparser::dialect::PostgreSqlDialect;
@@ -17,12 +18,18 @@ use crate::cluster_view::ClusterViewSource;
 use crate::error::GatewayError;
 use crate::plan::{plan_statement, Plan};
 use crate::statement::QueryResult;
-use crate::store::KvStore;
+use crate::store::{Autocommit, Storage};
+use crate::transaction::{
+    self, Control, Effect, Session, Transaction, TxnState, TxnStore, AUTOCOMMIT_ATTEMPTS_MAX,
+};
 use crate::value::{Column, Value};
 
 /// Longest SQL text accepted (room for a few maximal values in one INSERT).
 pub(crate) const SQL_BYTES_MAX: usize = 16 << 20;
 const _: () = assert!(SQL_BYTES_MAX > 2 * crate::statement::VALUE_BYTES_MAX);
+/// First pause before an implicit transaction runs again after a conflict;
+/// doubled on every attempt.
+const AUTOCOMMIT_BACKOFF_MS: u64 = 2;
 
 pub(crate) fn parse_sql(sql: &str) -> Result<Vec<Statement>, GatewayError> {
     if sql.len() > SQL_BYTES_MAX {
@@ -35,19 +42,19 @@ pub(crate) fn parse_sql(sql: &str) -> Result<Vec<Statement>, GatewayError> {
 }
 
 pub(crate) struct Executor {
-    store: Arc<dyn KvStore>,
+    storage: Arc<dyn Storage>,
     views: Arc<dyn ClusterViewSource>,
     catalogs: Arc<dyn CatalogSource>,
 }
 
 impl Executor {
     pub(crate) fn new(
-        store: Arc<dyn KvStore>,
+        storage: Arc<dyn Storage>,
         views: Arc<dyn ClusterViewSource>,
         catalogs: Arc<dyn CatalogSource>,
     ) -> Self {
         Executor {
-            store,
+            storage,
             views,
             catalogs,
         }
@@ -67,14 +74,21 @@ impl Executor {
 
     /// Runs every statement of a simple query in order, stopping after the
     /// first error (which is the last element).
-    pub(crate) async fn execute_sql(&self, sql: &str) -> Vec<Result<QueryResult, GatewayError>> {
+    pub(crate) async fn execute_sql(
+        &self,
+        session: &Session,
+        sql: &str,
+    ) -> Vec<Result<QueryResult, GatewayError>> {
         let statements = match parse_sql(sql) {
             Ok(statements) => statements,
-            Err(error) => return vec![Err(error)],
+            Err(error) => {
+                session.fail().await;
+                return vec![Err(error)];
+            }
         };
         let mut results = Vec::with_capacity(statements.len());
         for statement in &statements {
-            let result = self.execute(statement, &[]).await;
+            let result = self.execute(session, statement, &[]).await;
             let failed = result.is_err();
             results.push(result);
             if failed {
@@ -84,10 +98,93 @@ impl Executor {
         results
     }
 
+    /// Runs one statement in the session's transaction: transaction control
+    /// moves the session state ([`transaction::step`]); inside a block the
+    /// statement joins the transaction (and fails it on error); outside one
+    /// it is a transaction of its own.
     pub(crate) async fn execute(
+        &self,
+        session: &Session,
+        statement: &Statement,
+        params: &[Value],
+    ) -> Result<QueryResult, GatewayError> {
+        let mut state = session.state.lock().await;
+        if let Some(control) = Control::of(statement) {
+            let effect = control.and_then(|control| transaction::step(&mut state, control));
+            return match effect {
+                Ok(Effect::Reply(result)) => Ok(result),
+                Ok(Effect::Commit(transaction)) => {
+                    self.commit(transaction).await?;
+                    Ok(QueryResult::TransactionEnd { tag: "COMMIT" })
+                }
+                Err(error) => {
+                    state.fail();
+                    Err(error)
+                }
+            };
+        }
+        match &mut *state {
+            TxnState::Failed(_) => Err(GatewayError::InFailedTransaction),
+            TxnState::Active(transaction) => {
+                let result = self.run(statement, params, transaction, false).await;
+                if result.is_err() {
+                    state.fail();
+                }
+                result
+            }
+            TxnState::Idle => self.autocommit(statement, params).await,
+        }
+    }
+
+    /// One statement as its own transaction, run again from scratch when it
+    /// meets a write conflict (nothing of a failed attempt was sent).
+    async fn autocommit(
         &self,
         statement: &Statement,
         params: &[Value],
+    ) -> Result<QueryResult, GatewayError> {
+        let mut attempt = 1;
+        loop {
+            let mut transaction = Transaction::default();
+            let outcome = match self.run(statement, params, &mut transaction, true).await {
+                Ok(result) => self.commit(transaction).await.map(|()| result),
+                Err(error) => Err(error),
+            };
+            match outcome {
+                Err(GatewayError::SerializationFailure { reason })
+                    if attempt < AUTOCOMMIT_ATTEMPTS_MAX =>
+                {
+                    tracing::debug!(attempt, %reason, "retrying an implicit transaction");
+                    tokio::time::sleep(Duration::from_millis(AUTOCOMMIT_BACKOFF_MS << attempt))
+                        .await;
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn commit(&self, transaction: Transaction) -> Result<(), GatewayError> {
+        if transaction.buffer.is_empty() {
+            return Ok(());
+        }
+        let start_ts = match transaction.start_ts {
+            Some(start_ts) => start_ts,
+            None => self.storage.timestamp().await?,
+        };
+        self.storage
+            .commit(start_ts, transaction.buffer.into_writes())
+            .await
+            .map(|_| ())
+    }
+
+    /// Plans and runs a statement against `transaction`.
+    async fn run(
+        &self,
+        statement: &Statement,
+        params: &[Value],
+        transaction: &mut Transaction,
+        autocommit: bool,
     ) -> Result<QueryResult, GatewayError> {
         let catalog = self.catalog_for(statement).await?;
         if crate::pg_catalog::is_catalog_query(statement) {
@@ -100,17 +197,17 @@ impl Executor {
             }
             Err(error) => return Err(error),
         };
-        let store = self.store.as_ref();
+        let store = TxnStore::new(self.storage.as_ref(), transaction, autocommit);
         match plan {
             Plan::CreateTable(plan) => plan.execute(self.catalogs.as_ref()).await,
-            Plan::DropTable(plan) => plan.execute(self.catalogs.as_ref(), store).await,
-            Plan::Insert(plan) => plan.execute(store).await,
-            Plan::Update(plan) => plan.execute(store).await,
-            Plan::Delete(plan) => plan.execute(store).await,
-            Plan::Select(plan) => plan.execute(store, self.views.as_ref()).await,
-            Plan::Begin => Ok(QueryResult::TransactionStart),
-            Plan::Commit => Ok(QueryResult::TransactionEnd { tag: "COMMIT" }),
-            Plan::Rollback => Ok(QueryResult::TransactionEnd { tag: "ROLLBACK" }),
+            Plan::DropTable(plan) => {
+                let store = Autocommit(self.storage.as_ref());
+                plan.execute(self.catalogs.as_ref(), &store).await
+            }
+            Plan::Insert(plan) => plan.execute(&store).await,
+            Plan::Update(plan) => plan.execute(&store).await,
+            Plan::Delete(plan) => plan.execute(&store).await,
+            Plan::Select(plan) => plan.execute(&store, self.views.as_ref()).await,
             Plan::Set => Ok(QueryResult::Command {
                 tag: "SET",
                 rows: None,

@@ -1,14 +1,21 @@
 //! Bound expressions: what the binder produces from sqlparser's AST and the
-//! row evaluator runs. Columns are resolved to indexes and literals to typed
-//! values before execution, so evaluation cannot fail.
+//! row evaluator runs. Columns are resolved to indexes, literals to typed
+//! values and every operator to the types it works on before execution, so
+//! evaluation fails only where Postgres' does at run time: arithmetic that
+//! overflows its result type (22003) or divides by zero (22012). NULL in
+//! gives NULL out, never an error.
 //!
 //! Also derives the primary-key range a predicate implies
-//! ([`key_range`]), which is how WHERE clauses become bounded scans.
+//! ([`key_range`]), which is how WHERE clauses become bounded scans. Only
+//! `column <op> literal` narrows a range; arithmetic over constants is
+//! folded to a literal when it is bound, arithmetic over columns
+//! (`k = k + 0`) never narrows one.
 
 use std::cmp::Ordering;
 use std::ops::Bound;
 
-use crate::value::{sort_cmp, Row, Value};
+use crate::error::GatewayError;
+use crate::value::{sort_cmp, Row, SqlType, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CompareOp {
@@ -55,6 +62,31 @@ impl CompareOp {
     }
 }
 
+/// A binary arithmetic operator. Which number kind it computes in is
+/// decided at bind time and carried by [`Expr::Arithmetic`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ArithmeticOp {
+    Add,
+    Subtract,
+    Multiply,
+    /// Integer division truncates toward zero, as in Postgres.
+    Divide,
+    /// Integer remainder; its sign follows the dividend, as in Postgres.
+    Modulo,
+}
+
+impl ArithmeticOp {
+    pub(crate) fn symbol(self) -> &'static str {
+        match self {
+            ArithmeticOp::Add => "+",
+            ArithmeticOp::Subtract => "-",
+            ArithmeticOp::Multiply => "*",
+            ArithmeticOp::Divide => "/",
+            ArithmeticOp::Modulo => "%",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Expr {
     Column(usize),
@@ -65,53 +97,243 @@ pub(crate) enum Expr {
     Not(Box<Expr>),
     IsNull(Box<Expr>),
     IsNotNull(Box<Expr>),
+    /// `left op right` computed as `result`, an integer or float type; the
+    /// binder made both operands values of that family (integers as
+    /// `Value::Int`; a float operation also accepts integer and NUMERIC
+    /// operands and computes in `f64`).
+    Arithmetic {
+        op: ArithmeticOp,
+        left: Box<Expr>,
+        right: Box<Expr>,
+        result: SqlType,
+    },
+    /// Unary minus of a number of type `result` (NUMERIC too: that is exact).
+    Negate {
+        operand: Box<Expr>,
+        result: SqlType,
+    },
 }
 
 impl Expr {
-    pub(crate) fn eval(&self, row: &Row) -> Value {
-        match self {
+    /// The value of this expression over `row`. Fails only for arithmetic
+    /// (overflow, division by zero); see the module doc.
+    pub(crate) fn eval(&self, row: &Row) -> Result<Value, GatewayError> {
+        Ok(match self {
             Expr::Column(index) => row.get(*index).cloned().unwrap_or(Value::Null),
             Expr::Literal(value) => value.clone(),
-            Expr::Compare(op, left, right) => match left.eval(row).compare(&right.eval(row)) {
+            Expr::Compare(op, left, right) => match left.eval(row)?.compare(&right.eval(row)?) {
                 Some(ordering) => Value::Bool(op.holds(ordering)),
                 None => Value::Null,
             },
-            Expr::And(left, right) => match (left.eval(row), right.eval(row)) {
-                (Value::Bool(false), _) | (_, Value::Bool(false)) => Value::Bool(false),
-                (Value::Bool(true), Value::Bool(true)) => Value::Bool(true),
-                _ => Value::Null,
+            // FALSE AND x is FALSE whatever x is, so x is not evaluated (and
+            // cannot fail the row), as Postgres short-circuits too.
+            Expr::And(left, right) => match left.eval(row)? {
+                Value::Bool(false) => Value::Bool(false),
+                left => match (left, right.eval(row)?) {
+                    (_, Value::Bool(false)) => Value::Bool(false),
+                    (Value::Bool(true), Value::Bool(true)) => Value::Bool(true),
+                    _ => Value::Null,
+                },
             },
-            Expr::Or(left, right) => match (left.eval(row), right.eval(row)) {
-                (Value::Bool(true), _) | (_, Value::Bool(true)) => Value::Bool(true),
-                (Value::Bool(false), Value::Bool(false)) => Value::Bool(false),
-                _ => Value::Null,
+            Expr::Or(left, right) => match left.eval(row)? {
+                Value::Bool(true) => Value::Bool(true),
+                left => match (left, right.eval(row)?) {
+                    (_, Value::Bool(true)) => Value::Bool(true),
+                    (Value::Bool(false), Value::Bool(false)) => Value::Bool(false),
+                    _ => Value::Null,
+                },
             },
-            Expr::Not(inner) => match inner.eval(row) {
+            Expr::Not(inner) => match inner.eval(row)? {
                 Value::Bool(value) => Value::Bool(!value),
                 _ => Value::Null,
             },
-            Expr::IsNull(inner) => Value::Bool(inner.eval(row).is_null()),
-            Expr::IsNotNull(inner) => Value::Bool(!inner.eval(row).is_null()),
-        }
+            Expr::IsNull(inner) => Value::Bool(inner.eval(row)?.is_null()),
+            Expr::IsNotNull(inner) => Value::Bool(!inner.eval(row)?.is_null()),
+            Expr::Arithmetic {
+                op,
+                left,
+                right,
+                result,
+            } => arithmetic(*op, &left.eval(row)?, &right.eval(row)?, *result)?,
+            Expr::Negate { operand, result } => negate(&operand.eval(row)?, *result)?,
+        })
     }
 
     /// WHERE semantics: only TRUE keeps the row (NULL does not).
-    pub(crate) fn matches(&self, row: &Row) -> bool {
-        self.eval(row) == Value::Bool(true)
+    pub(crate) fn matches(&self, row: &Row) -> Result<bool, GatewayError> {
+        Ok(self.eval(row)? == Value::Bool(true))
     }
 
     pub(crate) fn references_columns(&self) -> bool {
         match self {
             Expr::Column(_) => true,
             Expr::Literal(_) => false,
-            Expr::Compare(_, left, right) | Expr::And(left, right) | Expr::Or(left, right) => {
+            Expr::Compare(_, left, right)
+            | Expr::And(left, right)
+            | Expr::Or(left, right)
+            | Expr::Arithmetic { left, right, .. } => {
                 left.references_columns() || right.references_columns()
             }
-            Expr::Not(inner) | Expr::IsNull(inner) | Expr::IsNotNull(inner) => {
-                inner.references_columns()
-            }
+            Expr::Not(inner)
+            | Expr::IsNull(inner)
+            | Expr::IsNotNull(inner)
+            | Expr::Negate { operand: inner, .. } => inner.references_columns(),
         }
     }
+}
+
+/// `left op right` in the number kind of `result`; NULL if either is NULL.
+pub(crate) fn arithmetic(
+    op: ArithmeticOp,
+    left: &Value,
+    right: &Value,
+    result: SqlType,
+) -> Result<Value, GatewayError> {
+    if left.is_null() || right.is_null() {
+        return Ok(Value::Null);
+    }
+    if result.is_integer() {
+        let (Value::Int(left), Value::Int(right)) = (left, right) else {
+            return Err(operand_mismatch(op, left, right, result));
+        };
+        return integer_arithmetic(op, *left, *right, result).map(Value::Int);
+    }
+    if result.is_float() {
+        let (Some(left_number), Some(right_number)) = (as_float(left), as_float(right)) else {
+            return Err(operand_mismatch(op, left, right, result));
+        };
+        return float_arithmetic(op, left_number, right_number, result).map(Value::Float);
+    }
+    Err(operand_mismatch(op, left, right, result))
+}
+
+/// Checked i64 arithmetic, then the range of `result` (int2, int4, int8):
+/// Postgres computes `int4 + int4` in int4, so its overflow is an error
+/// even when the i64 sum is fine.
+fn integer_arithmetic(
+    op: ArithmeticOp,
+    left: i64,
+    right: i64,
+    result: SqlType,
+) -> Result<i64, GatewayError> {
+    if matches!(op, ArithmeticOp::Divide | ArithmeticOp::Modulo) && right == 0 {
+        return Err(GatewayError::DivisionByZero);
+    }
+    let computed = match op {
+        ArithmeticOp::Add => left.checked_add(right),
+        ArithmeticOp::Subtract => left.checked_sub(right),
+        ArithmeticOp::Multiply => left.checked_mul(right),
+        // Rust's `/` truncates toward zero, as Postgres' does.
+        ArithmeticOp::Divide => left.checked_div(right),
+        // `x % -1` is 0 even for the most negative x (Postgres special-cases
+        // it; i64's checked_rem would call i64::MIN % -1 an overflow).
+        ArithmeticOp::Modulo if right == -1 => Some(0),
+        ArithmeticOp::Modulo => left.checked_rem(right),
+    };
+    computed
+        .and_then(|value| result.check_integer(value))
+        .ok_or_else(|| out_of_range(result))
+}
+
+/// f64 arithmetic rounded to `result` (REAL keeps single precision), with
+/// Postgres' checks (float.c): an infinite result from non-infinite inputs
+/// is an overflow, a zero product or quotient of a non-zero dividend an
+/// underflow; both are 22003.
+fn float_arithmetic(
+    op: ArithmeticOp,
+    left: f64,
+    right: f64,
+    result: SqlType,
+) -> Result<f64, GatewayError> {
+    let computed = match op {
+        ArithmeticOp::Add => left + right,
+        ArithmeticOp::Subtract => left - right,
+        ArithmeticOp::Multiply => left * right,
+        ArithmeticOp::Divide if right == 0.0 => return Err(GatewayError::DivisionByZero),
+        ArithmeticOp::Divide => left / right,
+        // The binder refuses `%` on floats (Postgres has no such operator).
+        ArithmeticOp::Modulo => return Err(GatewayError::internal("% bound on float operands")),
+    };
+    let rounded = result.round_float(computed);
+    let (overflow, underflow) = match op {
+        ArithmeticOp::Add | ArithmeticOp::Subtract | ArithmeticOp::Modulo => {
+            (!left.is_infinite() && !right.is_infinite(), false)
+        }
+        ArithmeticOp::Multiply => (
+            !left.is_infinite() && !right.is_infinite(),
+            left != 0.0 && right != 0.0,
+        ),
+        ArithmeticOp::Divide => (!left.is_infinite(), left != 0.0 && !right.is_infinite()),
+    };
+    if rounded.is_infinite() && overflow || rounded == 0.0 && underflow {
+        return Err(out_of_range(result));
+    }
+    Ok(rounded)
+}
+
+/// `-value` as `result`; NULL stays NULL.
+pub(crate) fn negate(value: &Value, result: SqlType) -> Result<Value, GatewayError> {
+    match value {
+        Value::Null => Ok(Value::Null),
+        Value::Int(number) if result.is_integer() => number
+            .checked_neg()
+            .and_then(|negated| result.check_integer(negated))
+            .map(Value::Int)
+            .ok_or_else(|| out_of_range(result)),
+        // Exact: only the sign of the canonical text changes; zero has none.
+        Value::Numeric(text) if result == SqlType::Numeric => {
+            Ok(Value::Numeric(match text.strip_prefix('-') {
+                Some(positive) => positive.to_owned(),
+                None if text.bytes().all(|byte| matches!(byte, b'0' | b'.')) => text.clone(),
+                None => format!("-{text}"),
+            }))
+        }
+        other if result.is_float() => match as_float(other) {
+            Some(number) => Ok(Value::Float(result.round_float(-number))),
+            None => Err(GatewayError::internal(format!(
+                "unary - bound as {} on {other:?}",
+                result.sql_name()
+            ))),
+        },
+        other => Err(GatewayError::internal(format!(
+            "unary - bound as {} on {other:?}",
+            result.sql_name()
+        ))),
+    }
+}
+
+/// A number operand of a float operation as f64 (Postgres casts integer
+/// and NUMERIC operands to float8 implicitly).
+fn as_float(value: &Value) -> Option<f64> {
+    match value {
+        Value::Float(number) => Some(*number),
+        Value::Int(number) => Some(*number as f64),
+        Value::Numeric(text) => text.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Postgres' message names the type whose range was left: "integer out of
+/// range", "bigint out of range".
+fn out_of_range(result: SqlType) -> GatewayError {
+    GatewayError::NumericOutOfRange {
+        type_name: result.sql_name().to_owned(),
+    }
+}
+
+/// Operand values the binder should never have let through: a bug here,
+/// not a user error.
+fn operand_mismatch(
+    op: ArithmeticOp,
+    left: &Value,
+    right: &Value,
+    result: SqlType,
+) -> GatewayError {
+    GatewayError::internal(format!(
+        "{} bound as {} on {left:?} and {right:?}",
+        op.symbol(),
+        result.sql_name()
+    ))
 }
 
 /// A range of values of the first primary-key column. Always a superset of
@@ -391,17 +613,220 @@ mod tests {
     #[test]
     fn evaluation_uses_three_valued_logic() {
         let row = vec![Value::Text("a".into()), Value::Null];
+        let matches = |expr: &Expr| expr.matches(&row).expect("no arithmetic, no error");
         let value_is_x = compare(CompareOp::Eq, column(1), text("x"));
-        assert_eq!(value_is_x.eval(&row), Value::Null);
-        assert!(!value_is_x.matches(&row));
+        assert_eq!(value_is_x.eval(&row).expect("evaluates"), Value::Null);
+        assert!(!matches(&value_is_x));
         let not_x = Expr::Not(Box::new(value_is_x.clone()));
-        assert!(!not_x.matches(&row));
+        assert!(!matches(&not_x));
         let or_key = Expr::Or(
             Box::new(value_is_x),
             Box::new(compare(CompareOp::Eq, column(0), text("a"))),
         );
-        assert!(or_key.matches(&row));
-        assert!(Expr::IsNull(column(1)).matches(&row));
-        assert!(Expr::IsNotNull(column(0)).matches(&row));
+        assert!(matches(&or_key));
+        assert!(matches(&Expr::IsNull(column(1))));
+        assert!(matches(&Expr::IsNotNull(column(0))));
+    }
+
+    fn int(value: i64) -> Box<Expr> {
+        Box::new(Expr::Literal(Value::Int(value)))
+    }
+    fn arithmetic_expr(
+        op: ArithmeticOp,
+        left: Box<Expr>,
+        right: Box<Expr>,
+        result: SqlType,
+    ) -> Expr {
+        Expr::Arithmetic {
+            op,
+            left,
+            right,
+            result,
+        }
+    }
+    fn compute(
+        op: ArithmeticOp,
+        left: Value,
+        right: Value,
+        result: SqlType,
+    ) -> Result<Value, &'static str> {
+        arithmetic(op, &left, &right, result).map_err(|error| error.sqlstate())
+    }
+
+    #[test]
+    fn integer_arithmetic_truncates_and_checks_the_result_type_range() {
+        use ArithmeticOp::*;
+        let int4 = SqlType::Int4;
+        assert_eq!(
+            compute(Divide, Value::Int(-7), Value::Int(2), int4),
+            Ok(Value::Int(-3))
+        );
+        assert_eq!(
+            compute(Modulo, Value::Int(-7), Value::Int(2), int4),
+            Ok(Value::Int(-1))
+        );
+        assert_eq!(
+            compute(Modulo, Value::Int(i64::MIN), Value::Int(-1), SqlType::Int8),
+            Ok(Value::Int(0))
+        );
+        assert_eq!(
+            compute(Add, Value::Int(i64::from(i32::MAX)), Value::Int(1), int4),
+            Err("22003")
+        );
+        assert_eq!(
+            compute(
+                Add,
+                Value::Int(i64::from(i32::MAX)),
+                Value::Int(1),
+                SqlType::Int8
+            ),
+            Ok(Value::Int(2_147_483_648))
+        );
+        assert_eq!(
+            compute(Multiply, Value::Int(i64::MAX), Value::Int(2), SqlType::Int8),
+            Err("22003")
+        );
+        assert_eq!(
+            compute(Divide, Value::Int(i64::MIN), Value::Int(-1), SqlType::Int8),
+            Err("22003")
+        );
+        assert_eq!(
+            compute(Multiply, Value::Int(200), Value::Int(200), SqlType::Int2),
+            Err("22003")
+        );
+        assert_eq!(
+            compute(Divide, Value::Int(1), Value::Int(0), int4),
+            Err("22012")
+        );
+        assert_eq!(
+            compute(Modulo, Value::Int(1), Value::Int(0), int4),
+            Err("22012")
+        );
+        let overflow = arithmetic(Add, &Value::Int(i64::from(i32::MAX)), &Value::Int(1), int4)
+            .expect_err("overflow");
+        assert_eq!(overflow.to_string(), "integer out of range");
+    }
+
+    #[test]
+    fn float_arithmetic_checks_division_by_zero_and_overflow() {
+        use ArithmeticOp::*;
+        let float8 = SqlType::Float8;
+        assert_eq!(
+            compute(Divide, Value::Int(7), Value::Float(2.0), float8),
+            Ok(Value::Float(3.5))
+        );
+        assert_eq!(
+            compute(Divide, Value::Float(1.0), Value::Float(0.0), float8),
+            Err("22012")
+        );
+        assert_eq!(
+            compute(Multiply, Value::Float(1e300), Value::Float(1e300), float8),
+            Err("22003")
+        );
+        assert_eq!(
+            compute(
+                Multiply,
+                Value::Float(1e30),
+                Value::Float(1e30),
+                SqlType::Float4
+            ),
+            Err("22003")
+        );
+        assert_eq!(
+            compute(Multiply, Value::Float(1e-300), Value::Float(1e-300), float8),
+            Err("22003")
+        );
+        assert_eq!(
+            compute(Add, Value::Float(f64::INFINITY), Value::Float(1.0), float8),
+            Ok(Value::Float(f64::INFINITY))
+        );
+        assert_eq!(
+            compute(Add, Value::Numeric("1.5".into()), Value::Int(1), float8),
+            Ok(Value::Float(2.5))
+        );
+    }
+
+    #[test]
+    fn null_operands_give_null_without_errors() {
+        use ArithmeticOp::*;
+        assert_eq!(
+            compute(Divide, Value::Null, Value::Int(0), SqlType::Int4),
+            Ok(Value::Null)
+        );
+        assert_eq!(
+            compute(Divide, Value::Int(1), Value::Null, SqlType::Int4),
+            Ok(Value::Null)
+        );
+        assert_eq!(
+            negate(&Value::Null, SqlType::Int4).expect("null"),
+            Value::Null
+        );
+        let row = vec![Value::Null];
+        let plus_one = arithmetic_expr(Add, column(0), int(1), SqlType::Int4);
+        assert_eq!(plus_one.eval(&row).expect("null in, null out"), Value::Null);
+    }
+
+    #[test]
+    fn negation_checks_the_range_of_its_type() {
+        assert_eq!(
+            negate(&Value::Int(5), SqlType::Int4).expect("fits"),
+            Value::Int(-5)
+        );
+        let error = negate(&Value::Int(-32_768), SqlType::Int2).expect_err("overflow");
+        assert_eq!(error.sqlstate(), "22003");
+        assert_eq!(error.to_string(), "smallint out of range");
+        assert_eq!(
+            negate(&Value::Float(2.5), SqlType::Float8).expect("float"),
+            Value::Float(-2.5)
+        );
+    }
+
+    #[test]
+    fn errors_propagate_through_predicates_but_false_and_short_circuits() {
+        let row = vec![Value::Int(1)];
+        let divide_by_zero = Box::new(arithmetic_expr(
+            ArithmeticOp::Divide,
+            column(0),
+            int(0),
+            SqlType::Int4,
+        ));
+        let failing = compare(CompareOp::Eq, divide_by_zero, int(1));
+        assert_eq!(
+            failing.matches(&row).map_err(|error| error.sqlstate()),
+            Err("22012")
+        );
+        let guarded = Expr::And(
+            Box::new(Expr::Literal(Value::Bool(false))),
+            Box::new(failing.clone()),
+        );
+        assert_eq!(guarded.matches(&row).expect("not evaluated"), false);
+        let unguarded = Expr::Or(
+            Box::new(Expr::Literal(Value::Bool(false))),
+            Box::new(failing),
+        );
+        assert!(unguarded.matches(&row).is_err());
+    }
+
+    #[test]
+    fn comparisons_with_arithmetic_over_columns_do_not_narrow_the_key_range() {
+        // `k = k + 0` holds for every row: it must not become a point read
+        // of whatever `k + 0` would be.
+        let plus_zero = Box::new(arithmetic_expr(
+            ArithmeticOp::Add,
+            column(0),
+            int(0),
+            SqlType::Int8,
+        ));
+        let predicate = compare(CompareOp::Eq, column(0), plus_zero);
+        assert_eq!(key_range(Some(&predicate), 0), KeyRange::full());
+        assert_eq!(key_point(Some(&predicate), &[0]), None);
+        assert!(!is_exact_point(Some(&predicate), &[0]));
+        let negated = Box::new(Expr::Negate {
+            operand: column(1),
+            result: SqlType::Int8,
+        });
+        let predicate = compare(CompareOp::Lt, column(0), negated);
+        assert_eq!(key_range(Some(&predicate), 0), KeyRange::full());
+        assert!(predicate.references_columns());
     }
 }

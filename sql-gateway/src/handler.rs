@@ -7,25 +7,35 @@
 
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
-use futures::{stream, Sink};
+use futures::{stream, Sink, SinkExt};
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::portal::{Format, Portal};
-use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::query::{
+    send_execution_response, send_query_response, send_ready_for_query, ExtendedQueryHandler,
+    SimpleQueryHandler,
+};
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type, DEFAULT_NAME,
+};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
+use pgwire::messages::extendedquery::Sync as SyncMessage;
+use pgwire::messages::response::{EmptyQueryResponse, ReadyForQuery};
+use pgwire::messages::simplequery::Query;
 use pgwire::messages::PgWireBackendMessage;
 use sqlparser::ast::Statement;
 
 use crate::error::GatewayError;
 use crate::executor::{describe, parameter_count, parse_sql, Executor};
 use crate::statement::QueryResult;
+use crate::transaction::Session;
 use crate::value::{Column, Row, Value};
 use crate::wire_format::{decode_binary, decode_text, pg_type, WireValue};
 
@@ -50,13 +60,43 @@ impl QueryParser for ArborQueryParser {
 
     async fn parse_sql<C>(
         &self,
-        _client: &C,
+        client: &C,
         sql: &str,
         types: &[Option<Type>],
     ) -> PgWireResult<Option<PreparedStatement>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        let prepared = self.prepare(sql, types).await;
+        if let Err(error) = &prepared {
+            crate::dashboard::record_failed_parse(error);
+            // As in Postgres, a failed Parse fails the transaction block.
+            session_of(client).fail().await;
+        }
+        prepared
+    }
+
+    /// The client's types, else inferred ones; parameters without context
+    /// are TEXT (Postgres' `unknown`), so drivers send strings.
+    fn get_parameter_types(&self, statement: &PreparedStatement) -> PgWireResult<Vec<Type>> {
+        Ok(statement.parameter_types.clone())
+    }
+
+    fn get_result_schema(
+        &self,
+        statement: &PreparedStatement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        Ok(field_infos(&statement.columns, column_format))
+    }
+}
+
+impl ArborQueryParser {
+    async fn prepare(
+        &self,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<PreparedStatement>> {
         let mut statements = parse_sql(sql)?;
         if statements.len() > 1 {
             return Err(GatewayError::MultipleStatementsInPrepare.into());
@@ -86,20 +126,6 @@ impl QueryParser for ArborQueryParser {
             columns,
         }))
     }
-
-    /// The client's types, else inferred ones; parameters without context
-    /// are TEXT (Postgres' `unknown`), so drivers send strings.
-    fn get_parameter_types(&self, statement: &PreparedStatement) -> PgWireResult<Vec<Type>> {
-        Ok(statement.parameter_types.clone())
-    }
-
-    fn get_result_schema(
-        &self,
-        statement: &PreparedStatement,
-        column_format: Option<&Format>,
-    ) -> PgWireResult<Vec<FieldInfo>> {
-        Ok(field_infos(&statement.columns, column_format))
-    }
 }
 
 pub(crate) struct SqlHandler {
@@ -122,16 +148,78 @@ impl SqlHandler {
 /// Trust authentication: every user is accepted (SCRAM comes later).
 impl NoopStartupHandler for SqlHandler {}
 
+/// The connection's transaction state, created on first use.
+fn session_of<C: ClientInfo + ?Sized>(client: &C) -> Arc<Session> {
+    client
+        .session_extensions()
+        .get_or_insert_with(Session::default)
+}
+
 #[async_trait]
 impl SimpleQueryHandler for SqlHandler {
-    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    /// pgwire's own `on_query` derives the ReadyForQuery status from the
+    /// responses, which cannot express ROLLBACK TO SAVEPOINT leaving a
+    /// failed block, nor a failed COMMIT ending one; this one sends the
+    /// session's status.
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let results = self.executor.execute_sql(query).await;
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        if query.query.chars().all(|c| c == ';' || c.is_whitespace()) {
+            client
+                .feed(PgWireBackendMessage::EmptyQueryResponse(
+                    EmptyQueryResponse::new(),
+                ))
+                .await?;
+        } else {
+            for response in SimpleQueryHandler::do_query(self, client, &query.query).await? {
+                match response {
+                    Response::Query(results) => send_query_response(client, results, true).await?,
+                    Response::Execution(tag)
+                    | Response::TransactionStart(tag)
+                    | Response::TransactionEnd(tag) => send_execution_response(client, tag).await?,
+                    Response::Error(error) => {
+                        client
+                            .feed(PgWireBackendMessage::ErrorResponse((*error).into()))
+                            .await?
+                    }
+                    Response::EmptyQuery => {
+                        client
+                            .feed(PgWireBackendMessage::EmptyQueryResponse(
+                                EmptyQueryResponse::new(),
+                            ))
+                            .await?
+                    }
+                    Response::CopyIn(_) | Response::CopyOut(_) | Response::CopyBoth(_) => {
+                        return Err(GatewayError::unsupported("COPY").into())
+                    }
+                }
+            }
+        }
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        let status = session_of(client).status().await;
+        client.set_transaction_status(status);
+        send_ready_for_query(client, status).await
+    }
+
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = session_of(client);
+        let started = Instant::now();
+        let results = self.executor.execute_sql(&session, query).await;
+        crate::dashboard::record_simple_query(query, &results, started.elapsed());
         Ok(results
             .into_iter()
             .map(|result| match result {
@@ -156,7 +244,7 @@ impl ExtendedQueryHandler for SqlHandler {
 
     async fn do_query<C>(
         &self,
-        _client: &mut C,
+        client: &mut C,
         portal: &Portal<Self::Statement>,
         _max_rows: usize,
     ) -> PgWireResult<Response>
@@ -166,10 +254,41 @@ impl ExtendedQueryHandler for SqlHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let params = portal_parameters(portal)?;
+        let session = session_of(client);
+        let params = match portal_parameters(portal) {
+            Ok(params) => params,
+            Err(error) => {
+                session.fail().await;
+                return Err(error);
+            }
+        };
         let statement = &portal.statement.statement.statement;
-        let result = self.executor.execute(statement, &params).await?;
+        let started = Instant::now();
+        let result = self.executor.execute(&session, statement, &params).await;
+        crate::dashboard::record_statement(statement, &result, started.elapsed());
+        let result = result?;
         Ok(to_response(result, Some(&portal.result_column_format)))
+    }
+
+    /// ReadyForQuery after Sync carries the session's status (see
+    /// `on_query` for why pgwire's own bookkeeping is not enough).
+    async fn on_sync<C>(&self, client: &mut C, _message: SyncMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        client.portal_store().rm_portal(DEFAULT_NAME);
+        let status = session_of(client).status().await;
+        client.set_transaction_status(status);
+        client
+            .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
+                status,
+            )))
+            .await?;
+        client.flush().await?;
+        Ok(())
     }
 }
 

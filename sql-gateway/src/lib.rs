@@ -19,17 +19,17 @@
 //! ([`GatewayError::sqlstate`]) maps errors to them.
 //!
 //! Invariants:
-//! - A statement's writes go to the store in one batch with per-key
-//!   conditions, so a failed statement (e.g. 23505) writes nothing.
+//! - Every statement runs in a transaction (`transaction`): implicit, or an
+//!   explicit BEGIN … COMMIT block with snapshot isolation. Writes are
+//!   buffered in the gateway and committed all at once, so a failed
+//!   statement (e.g. 23505) or transaction writes nothing.
 //! - Every statement that names a user table plans against the catalog read
 //!   linearizably from root when it starts (`catalog_source`), so a DDL
 //!   change committed anywhere is visible to every gateway's next statement.
 //! - Every read is bounded: point gets, or paged scans that stop at
 //!   `SCAN_ROWS_MAX` rows examined with 54000 rather than exhausting memory;
 //!   every value, key, statement and batch has a named size limit.
-//! - Until transactions land, each statement autocommits on its own:
-//!   BEGIN/COMMIT/ROLLBACK are accepted as no-ops (with the tags and
-//!   transaction status drivers expect) and SET is accepted and ignored.
+//! - SET is accepted and ignored.
 //! - After any statement error the session stays usable.
 //! - Catalog queries are pure functions of (catalog snapshot, query,
 //!   parameters); OIDs are stable (Postgres' for built-ins, derived from the
@@ -39,7 +39,8 @@
 //! (values on the wire) -> `executor` (SQL text -> results; reads the
 //! catalog via `catalog_source`) -> `plan` + `bind` + `expr` (pure planning)
 //! -> `statement/*` (one module per statement kind, `ddl` for CREATE/DROP)
-//! -> `store` (the `KvStore` seam over the region client) and
+//! -> `transaction` (session state, write buffer, snapshot reads merged
+//! with own writes) -> `store` (the `Storage` seam over the region client) and
 //! `cluster_view` + `system_tables` (system tables); `pg_catalog` answers
 //! queries over catalog relations and FROM-less SELECTs the planner lacks
 //! functions for; `parameter_types` types `$n` for Parse/Describe; `dashboard` (the HTTP
@@ -60,6 +61,7 @@ mod server;
 mod statement;
 mod store;
 mod system_tables;
+mod transaction;
 mod value;
 mod wire_format;
 

@@ -1,7 +1,9 @@
 //! Parameter type inference for Parse/Describe: `$n` takes the type of the
 //! column it is compared with, inserted into or assigned to, as Postgres
-//! infers it; LIMIT/OFFSET take bigint; anything else stays text (Postgres'
-//! `unknown`, which drivers send as strings).
+//! infers it; an operand of arithmetic takes the other operand's type
+//! (`balance + $1`: balance's; `$1 * 2`: integer; `n + 1 > $1`: the type
+//! of `n + 1`); LIMIT/OFFSET take bigint; anything else stays text
+//! (Postgres' `unknown`, which drivers send as strings).
 //!
 //! Pure: (statement, catalog) -> types. Drivers such as asyncpg and pgjdbc
 //! encode each parameter by the type Describe reports, so a wrong type here
@@ -13,7 +15,7 @@ use sqlparser::ast::{
     Statement, TableFactor, TableObject, TableWithJoins,
 };
 
-use crate::bind::normalize_ident;
+use crate::bind::{arithmetic_operator, arithmetic_result_type, normalize_ident};
 use crate::plan::{name_parts, resolve_relation};
 use crate::value::{Column, SqlType};
 
@@ -248,25 +250,29 @@ impl Inference<'_> {
     /// ($n, ...)`, `column BETWEEN $n AND $m`, and `$n::type`.
     fn expr(&mut self, expr: &Expr, relations: &Relations) {
         match expr {
-            Expr::BinaryOp { left, right, .. } => {
-                self.pair(left, right, relations);
-                self.pair(right, left, relations);
+            Expr::BinaryOp { left, op, right } => {
+                // Only arithmetic gives a parameter the type of a number
+                // literal (`$1 * 2`); a comparison with one keeps it text,
+                // which the binder reads as the literal's type anyway.
+                let arithmetic = arithmetic_operator(op).is_some();
+                self.pair(left, right, relations, arithmetic);
+                self.pair(right, left, relations, arithmetic);
                 self.expr(left, relations);
                 self.expr(right, relations);
             }
             Expr::InList { expr, list, .. } => {
                 for item in list {
-                    self.pair(expr, item, relations);
+                    self.pair(expr, item, relations, false);
                 }
             }
             Expr::Between {
                 expr, low, high, ..
             } => {
-                self.pair(expr, low, relations);
-                self.pair(expr, high, relations);
+                self.pair(expr, low, relations, false);
+                self.pair(expr, high, relations, false);
             }
             Expr::Like { expr, pattern, .. } | Expr::ILike { expr, pattern, .. } => {
-                self.pair(expr, pattern, relations)
+                self.pair(expr, pattern, relations, false)
             }
             Expr::Nested(inner) | Expr::UnaryOp { expr: inner, .. } => self.expr(inner, relations),
             Expr::Cast {
@@ -288,30 +294,56 @@ impl Inference<'_> {
         }
     }
 
-    /// If `column` is a column reference and `value` a placeholder, the
-    /// placeholder takes the column's type.
-    fn pair(&mut self, column: &Expr, value: &Expr, relations: &Relations) {
+    /// If `value` is a placeholder and `other` has a type of its own (see
+    /// [`operand_type`]), the placeholder takes that type.
+    fn pair(&mut self, other: &Expr, value: &Expr, relations: &Relations, number_literals: bool) {
         let Some(number) = placeholder(value) else {
             return;
         };
-        let sql_type = match column {
-            Expr::Identifier(ident) => column_type(relations, None, &normalize_ident(ident)),
-            Expr::CompoundIdentifier(parts) => match parts.as_slice() {
-                [.., qualifier, name] => column_type(
-                    relations,
-                    Some(&normalize_ident(qualifier)),
-                    &normalize_ident(name),
-                ),
-                _ => None,
-            },
-            Expr::Cast { data_type, .. } => crate::bind::column_type(data_type)
-                .ok()
-                .map(|(sql_type, _)| sql_type),
-            _ => None,
-        };
-        if let Some(sql_type) = sql_type {
+        if let Some(sql_type) = operand_type(other, relations, number_literals) {
             self.set(number, sql_type);
         }
+    }
+}
+
+/// The type `expr` has without context: a column's, a cast's, the result
+/// type of arithmetic (an untyped operand taking the other's, as the binder
+/// does), or, when `number_literals`, a number literal's.
+fn operand_type(expr: &Expr, relations: &Relations, number_literals: bool) -> Option<SqlType> {
+    match expr {
+        Expr::Identifier(ident) => column_type(relations, None, &normalize_ident(ident)),
+        Expr::CompoundIdentifier(parts) => match parts.as_slice() {
+            [.., qualifier, name] => column_type(
+                relations,
+                Some(&normalize_ident(qualifier)),
+                &normalize_ident(name),
+            ),
+            _ => None,
+        },
+        Expr::Cast { data_type, .. } => crate::bind::column_type(data_type)
+            .ok()
+            .map(|(sql_type, _)| sql_type),
+        Expr::Nested(inner) => operand_type(inner, relations, number_literals),
+        Expr::UnaryOp {
+            op: ast::UnaryOperator::Minus | ast::UnaryOperator::Plus,
+            expr: inner,
+        } => operand_type(inner, relations, number_literals),
+        Expr::BinaryOp { left, op, right } => {
+            let op = arithmetic_operator(op)?;
+            match (
+                operand_type(left, relations, true),
+                operand_type(right, relations, true),
+            ) {
+                (Some(left), Some(right)) => arithmetic_result_type(op, left, right),
+                (Some(known), None) | (None, Some(known)) => Some(known),
+                (None, None) => None,
+            }
+        }
+        Expr::Value(value) if number_literals => match &value.value {
+            ast::Value::Number(number, _) => crate::bind::number_literal_type(number),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -404,5 +436,23 @@ mod tests {
     fn parameters_without_context_stay_unknown() {
         assert_eq!(types("SELECT $1"), vec![None]);
         assert_eq!(types("SELECT $1::int4"), vec![Some(SqlType::Int4)]);
+    }
+
+    #[test]
+    fn arithmetic_operands_take_the_other_operands_type() {
+        assert_eq!(
+            types("UPDATE orders SET qty = qty + $1 WHERE id = $2"),
+            vec![Some(SqlType::Int2), Some(SqlType::Int8)]
+        );
+        assert_eq!(
+            types("UPDATE orders SET qty = $1 - qty"),
+            vec![Some(SqlType::Int2)]
+        );
+        assert_eq!(
+            types("SELECT id * 2 FROM orders WHERE qty + 1 > $1 AND $2 * 2 < id"),
+            vec![Some(SqlType::Int4), Some(SqlType::Int4)]
+        );
+        // A comparison with a literal alone does not type the parameter.
+        assert_eq!(types("SELECT * FROM orders WHERE $1 = 2"), vec![None]);
     }
 }

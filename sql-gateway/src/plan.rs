@@ -27,12 +27,6 @@ pub(crate) enum Plan {
     Select(SelectPlan),
     CreateTable(CreateTablePlan),
     DropTable(DropTablePlan),
-    /// Statements autocommit individually until transactions land; BEGIN,
-    /// COMMIT and ROLLBACK are accepted so drivers that wrap work in them
-    /// keep working, and report the transaction status they expect.
-    Begin,
-    Commit,
-    Rollback,
     /// Session settings are accepted and ignored.
     Set,
     /// `DEALLOCATE [ALL | name]`: drivers (psycopg 3 after DDL) drop their
@@ -174,11 +168,6 @@ pub(crate) fn plan_statement(
             cascade,
             ..
         } => DropTablePlan::plan(*object_type, *if_exists, names, *cascade).map(Plan::DropTable),
-        Statement::StartTransaction { statements, .. } if statements.is_empty() => Ok(Plan::Begin),
-        Statement::Commit { .. } => Ok(Plan::Commit),
-        Statement::Rollback {
-            savepoint: None, ..
-        } => Ok(Plan::Rollback),
         Statement::Set(_) => Ok(Plan::Set),
         Statement::Deallocate { name, .. } => Ok(Plan::Deallocate {
             all: name.value.eq_ignore_ascii_case("all"),

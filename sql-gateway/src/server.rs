@@ -51,7 +51,10 @@ pub(crate) async fn serve(
                     tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
                 }
                 let handlers = handlers.clone();
+                let connection = crate::dashboard::gateway_metrics().connection_opened();
                 sessions.spawn(async move {
+                    // Dropped with the session, however it ends (aborts too).
+                    let _connection = connection;
                     if let Err(error) = process_socket(socket, None, handlers).await {
                         tracing::debug!(%peer, %error, "session ended with an error");
                     }

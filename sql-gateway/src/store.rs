@@ -1,8 +1,10 @@
-//! The storage seam: the three region-client calls the executor needs, behind
-//! a trait so statement execution is testable without a cluster.
+//! The storage seams, behind traits so statement execution is testable
+//! without a cluster: [`Storage`] (the cluster: TSO, reads at a timestamp,
+//! transactional commit) and [`KvStore`] (what statements call: get, scan,
+//! conditional write).
 //!
-//! Production always uses [`arbor_raftstore::RegionClient`]; tests use an
-//! in-memory map with the same condition semantics.
+//! Production always uses [`arbor_raftstore::RegionClient`]; unit tests use
+//! an in-memory versioned map with the same semantics.
 //!
 //! Invariant: every scan here is paged ([`SCAN_PAGE_ROWS`]) and refuses to
 //! examine more than [`SCAN_ROWS_MAX`] rows, so a statement's memory is
@@ -10,7 +12,7 @@
 
 use arbor_catalog::{decode_row, key_successor, TableDescriptor};
 use arbor_proto::Mutation;
-use arbor_raftstore::{RaftstoreError, RegionClient, WriteOutcome};
+use arbor_raftstore::{RaftstoreError, RegionClient, TxnMutation, TxnMutationKind, WriteOutcome};
 use async_trait::async_trait;
 
 use crate::error::GatewayError;
@@ -24,6 +26,51 @@ pub(crate) const SCAN_PAGE_ROWS: usize = 1_000;
 pub(crate) const SCAN_ROWS_MAX: usize = 100_000;
 const _: () = assert!(SCAN_PAGE_ROWS <= SCAN_ROWS_MAX);
 
+/// What a transaction does to one key when it commits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum WriteIntent {
+    Put(Vec<u8>),
+    Delete,
+    /// No change, but the key takes part in conflict detection as if it
+    /// were written (`SELECT ... FOR UPDATE`).
+    Lock,
+}
+
+/// The cluster as transactions see it: timestamps from the coordinator's
+/// TSO, multi-version reads at a timestamp, and an atomic commit of a
+/// transaction's writes (one region: one raft entry; several: two-phase
+/// commit). Production is [`RegionClient`]; unit tests use a versioned map.
+#[async_trait]
+pub(crate) trait Storage: Send + Sync {
+    /// A timestamp above every one handed out before this call started.
+    async fn timestamp(&self) -> Result<u64, GatewayError>;
+    /// The value committed at or before `read_ts`, never an uncommitted one.
+    async fn get_at(&self, key: &[u8], read_ts: u64) -> Result<Option<Vec<u8>>, GatewayError>;
+    /// Like [`KvStore::scan`], at `read_ts`.
+    async fn scan_at(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        read_ts: u64,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, GatewayError>;
+    /// Commits every write of the transaction that read at `start_ts`, all or
+    /// nothing; a key written by another transaction that committed after
+    /// `start_ts` fails the whole commit with 40001. Returns the commit ts.
+    async fn commit(
+        &self,
+        start_ts: u64,
+        writes: Vec<(Vec<u8>, WriteIntent)>,
+    ) -> Result<u64, GatewayError>;
+    /// A transaction of its own: conditions checked against the newest
+    /// committed data, applied all or nothing.
+    async fn write(&self, mutations: Vec<Mutation>) -> Result<WriteOutcome, GatewayError>;
+}
+
+/// The statement-facing seam: reads and conditional writes. Inside a
+/// transaction it is a [`crate::transaction::TxnStore`] (snapshot reads
+/// merged with the transaction's own writes); for DDL's bulk deletes,
+/// [`Autocommit`] (each call its own transaction).
 #[async_trait]
 pub(crate) trait KvStore: Send + Sync {
     async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, GatewayError>;
@@ -36,14 +83,31 @@ pub(crate) trait KvStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, GatewayError>;
     async fn write(&self, mutations: Vec<Mutation>) -> Result<WriteOutcome, GatewayError>;
+    /// `SELECT ... FOR UPDATE`: these keys take part in the transaction's
+    /// conflict check as if written. Outside a transaction, nothing.
+    async fn lock_keys(&self, _keys: Vec<Vec<u8>>) -> Result<(), GatewayError> {
+        Ok(())
+    }
 }
 
 /// The region client has already retried region errors; what is left is
-/// either "the cluster cannot serve now" (retryable, 57P03), corrupt data,
-/// or a request the gateway should never have built (internal).
+/// a transaction that lost to another (40001, retry it), one too large
+/// (54000), "the cluster cannot serve now" (retryable, 57P03), corrupt
+/// data, or a request the gateway should never have built (internal).
 fn unavailable(error: RaftstoreError) -> GatewayError {
     let reason = error.to_string();
     match error {
+        RaftstoreError::WriteConflict { .. }
+        | RaftstoreError::LockWaitTimeout { .. }
+        | RaftstoreError::TxnAborted { .. } => GatewayError::SerializationFailure { reason },
+        RaftstoreError::TxnTooLarge { limit, .. }
+        | RaftstoreError::TxnBytesTooLarge { limit, .. } => GatewayError::ProgramLimitExceeded {
+            what: reason,
+            limit,
+        },
+        RaftstoreError::IncompatibleStoreFormat { .. } => {
+            GatewayError::Internal { message: reason }
+        }
         RaftstoreError::RegionNotFound { .. }
         | RaftstoreError::RegionUnavailable { .. }
         | RaftstoreError::RouteUnavailable { .. }
@@ -59,18 +123,46 @@ fn unavailable(error: RaftstoreError) -> GatewayError {
 }
 
 #[async_trait]
-impl KvStore for RegionClient {
-    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, GatewayError> {
-        RegionClient::get(self, key).await.map_err(unavailable)
+impl Storage for RegionClient {
+    async fn timestamp(&self) -> Result<u64, GatewayError> {
+        RegionClient::timestamp(self).await.map_err(unavailable)
     }
 
-    async fn scan(
+    async fn get_at(&self, key: &[u8], read_ts: u64) -> Result<Option<Vec<u8>>, GatewayError> {
+        RegionClient::get_at(self, key, read_ts)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn scan_at(
         &self,
         start: &[u8],
         end: &[u8],
         limit: usize,
+        read_ts: u64,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, GatewayError> {
-        RegionClient::scan(self, start, end, limit)
+        RegionClient::scan_at(self, start, end, limit, read_ts)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn commit(
+        &self,
+        start_ts: u64,
+        writes: Vec<(Vec<u8>, WriteIntent)>,
+    ) -> Result<u64, GatewayError> {
+        let mutations = writes
+            .into_iter()
+            .map(|(key, intent)| TxnMutation {
+                key,
+                kind: match intent {
+                    WriteIntent::Put(value) => TxnMutationKind::Put(value),
+                    WriteIntent::Delete => TxnMutationKind::Delete,
+                    WriteIntent::Lock => TxnMutationKind::Lock,
+                },
+            })
+            .collect();
+        RegionClient::commit(self, start_ts, mutations)
             .await
             .map_err(unavailable)
     }
@@ -79,6 +171,33 @@ impl KvStore for RegionClient {
         RegionClient::write(self, mutations)
             .await
             .map_err(unavailable)
+    }
+}
+
+/// Each call its own transaction at a fresh timestamp (no snapshot across
+/// calls): for work that is not part of a SQL transaction, such as the
+/// range delete after DROP TABLE.
+pub(crate) struct Autocommit<'a>(pub(crate) &'a dyn Storage);
+
+#[async_trait]
+impl KvStore for Autocommit<'_> {
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, GatewayError> {
+        let read_ts = self.0.timestamp().await?;
+        self.0.get_at(key, read_ts).await
+    }
+
+    async fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, GatewayError> {
+        let read_ts = self.0.timestamp().await?;
+        self.0.scan_at(start, end, limit, read_ts).await
+    }
+
+    async fn write(&self, mutations: Vec<Mutation>) -> Result<WriteOutcome, GatewayError> {
+        self.0.write(mutations).await
     }
 }
 
@@ -121,7 +240,11 @@ pub(crate) async fn scan_rows(
             let row: Row =
                 decode_row(request.table, &key, &value).map_err(GatewayError::Corrupt)?;
             start = key_successor(&key);
-            if request.filter.is_none_or(|filter| filter.matches(&row)) {
+            let keep = match request.filter {
+                Some(filter) => filter.matches(&row)?,
+                None => true,
+            };
+            if keep {
                 rows.push((key, row));
                 if request.matches_max == Some(rows.len()) {
                     return Ok(rows);

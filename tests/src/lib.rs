@@ -3,11 +3,13 @@
 //! stops exactly what it started.
 //!
 //! Never knows: any crate's internals; it drives the cluster only through the
-//! binary's command line and the PostgreSQL protocol, like a user.
+//! binary's command line (or `ARBOR_*` environment) and the PostgreSQL
+//! protocol, like a user.
 //!
 //! Invariants: every child is started with a parent-death signal and is
-//! stopped (SIGTERM, then SIGKILL) when the [`Cluster`] is dropped; nodes are
-//! addressed by their own handles, never by process name.
+//! stopped (SIGTERM, then SIGKILL) when the [`Cluster`] or its own [`Node`]
+//! handle is dropped; nodes are addressed by their own handles, never by
+//! process name.
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -59,10 +61,41 @@ pub fn free_ports(count: usize) -> Vec<u16> {
 pub struct Node {
     pub name: String,
     args: Vec<String>,
+    /// A command the binary runs under, e.g. `ip netns exec <namespace>`;
+    /// empty runs it directly.
+    launcher: Vec<String>,
+    /// Extra environment (the `ARBOR_*` configuration of a node started
+    /// from environment alone, as in a container).
+    env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
 impl Node {
+    /// A node that is not started yet: `arbor <args>`. Start it with
+    /// [`Node::start_again`]; dropping it stops it.
+    pub fn new(name: impl Into<String>, args: Vec<String>) -> Node {
+        Node {
+            name: name.into(),
+            args,
+            launcher: Vec::new(),
+            env: Vec::new(),
+            child: None,
+        }
+    }
+
+    /// Runs the binary as the last argument of `launcher`, e.g.
+    /// `["ip", "netns", "exec", "ns1"]`. The launcher must exec the binary
+    /// (not fork it), so signals sent to the handle reach the node itself.
+    pub fn launched_by(mut self, launcher: Vec<String>) -> Node {
+        self.launcher = launcher;
+        self
+    }
+
+    pub fn with_env(mut self, key: impl Into<String>, value: impl Into<String>) -> Node {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
@@ -72,6 +105,15 @@ impl Node {
         self.args
             .windows(2)
             .find(|pair| pair[0] == "--listen" || pair[0] == "--pg-listen")
+            .map(|pair| pair[1].as_str())
+    }
+
+    /// The `--metrics-listen` address (`/metrics`, `/health`) of a root
+    /// peer, coordinator or store; the gateway serves them on its HTTP port.
+    pub fn metrics_address(&self) -> Option<&str> {
+        self.args
+            .windows(2)
+            .find(|pair| pair[0] == "--metrics-listen")
             .map(|pair| pair[1].as_str())
     }
 
@@ -90,9 +132,17 @@ impl Node {
             .open(&log_path)
             .expect("open node log");
         let log_err = log.try_clone().expect("clone log handle");
-        let mut command = Command::new(arbor_binary());
+        let mut command = match self.launcher.split_first() {
+            Some((program, launcher_args)) => {
+                let mut command = Command::new(program);
+                command.args(launcher_args).arg(arbor_binary());
+                command
+            }
+            None => Command::new(arbor_binary()),
+        };
         command
             .args(&self.args)
+            .envs(self.env.iter().map(|(key, value)| (key, value)))
             .env("RUST_LOG", "info,openraft=warn")
             .stdin(Stdio::null())
             .stdout(log)
@@ -150,6 +200,14 @@ impl Node {
     }
 }
 
+/// A node stops (SIGTERM, then SIGKILL) when its handle goes, so a test's
+/// own nodes cannot outlive it either.
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// Knobs a test may turn; the defaults are the production ones.
 #[derive(Debug, Clone, Default)]
 pub struct ClusterOptions {
@@ -173,7 +231,9 @@ impl Cluster {
     }
 
     pub fn start_with(data_dir: &Path, options: ClusterOptions) -> Cluster {
-        let ports = free_ports(10);
+        // 3 root peers, 2 coordinators, 3 stores, Postgres, HTTP, then one
+        // metrics listener for each root peer, coordinator and store.
+        let ports = free_ports(18);
         let address = |port: u16| format!("127.0.0.1:{port}");
         let root: Vec<String> = ports[0..3].iter().map(|p| address(*p)).collect();
         let coordinators: Vec<String> = ports[3..5].iter().map(|p| address(*p)).collect();
@@ -187,12 +247,14 @@ impl Cluster {
             .collect();
         let dir = |name: &str| data_dir.join(name).display().to_string();
         let mut nodes = Vec::new();
-        let mut add = |name: String, args: Vec<String>| {
-            nodes.push(Node {
-                name,
-                args,
-                child: None,
-            })
+        let mut metrics_ports = ports[10..18].iter();
+        let mut add = |name: String, mut args: Vec<String>| {
+            if name != "gateway" {
+                if let Some(port) = metrics_ports.next() {
+                    args.extend(["--metrics-listen".to_string(), address(*port)]);
+                }
+            }
+            nodes.push(Node::new(name, args))
         };
         for (i, a) in root.iter().enumerate() {
             let id = i + 1;
@@ -397,4 +459,34 @@ pub async fn rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<
             _ => None,
         })
         .collect()
+}
+
+/// How long [`http_status`] waits for an answer.
+pub const HTTP_PROBE_TIMEOUT_MS: u64 = 1_000;
+
+/// `GET path` over plain HTTP/1.0, as a readiness probe does: the status
+/// code, or None when nothing answers in [`HTTP_PROBE_TIMEOUT_MS`].
+pub async fn http_status(address: &str, path: &str) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        // Only the status line matters ("HTTP/1.1 200 OK").
+        let mut head = [0u8; 64];
+        let mut filled = 0;
+        while filled < head.len() && !head[..filled].contains(&b'\n') {
+            let read = stream.read(&mut head[filled..]).await.ok()?;
+            if read == 0 {
+                break;
+            }
+            filled += read;
+        }
+        let line = std::str::from_utf8(&head[..filled]).ok()?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    tokio::time::timeout(Duration::from_millis(HTTP_PROBE_TIMEOUT_MS), probe)
+        .await
+        .ok()
+        .flatten()
 }

@@ -228,6 +228,7 @@ async fn cluster_api_serves_every_system_table_and_no_dev_controls_outside_dev()
 struct DevCluster {
     child: Child,
     data_dir: PathBuf,
+    pg_port: u16,
     http_address: String,
     control_address: String,
 }
@@ -259,6 +260,7 @@ impl DevCluster {
         DevCluster {
             child: command.spawn().expect("start arbor dev"),
             data_dir: data_dir.to_path_buf(),
+            pg_port: ports[0],
             http_address: format!("127.0.0.1:{}", ports[1]),
             control_address: format!(
                 "127.0.0.1:{}",
@@ -502,6 +504,64 @@ fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// A few statements through `arbor dev`'s gateway, so the chart has
+/// something to draw.
+fn run_statements(pg_port: u16) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let config =
+            format!("host=127.0.0.1 port={pg_port} user=arbor dbname=arbor connect_timeout=5");
+        let (client, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls)
+            .await
+            .expect("connect to arbor dev");
+        tokio::spawn(connection);
+        for i in 0..5 {
+            client
+                .simple_query(&format!("INSERT INTO kv VALUES ('chart-{i}', 'v')"))
+                .await
+                .expect("insert");
+            client
+                .simple_query(&format!("SELECT v FROM kv WHERE k = 'chart-{i}'"))
+                .await
+                .expect("select");
+        }
+    });
+}
+
+/// (points, statements) the page's chart shows, once it has drawn a
+/// throughput line over complete seconds that include statements.
+fn chart_shown(browser: &Browser) -> Result<(u64, u64), String> {
+    let script = "const c = document.getElementById('timeseries-chart'); \
+        if (!c) return null; \
+        return [Number(c.dataset.points || 0), Number(c.dataset.statements || 0), \
+                c.querySelectorAll('polyline.throughput').length, \
+                c.querySelectorAll('polyline.p99').length];";
+    let shown = browser.session_command(
+        "POST",
+        "/execute/sync",
+        Some(&json!({"script": script, "args": []})),
+    );
+    let numbers: Vec<u64> = shown
+        .as_array()
+        .ok_or(format!("no chart element: {shown}"))?
+        .iter()
+        .map(|n| n.as_u64().unwrap_or(0))
+        .collect();
+    match numbers.as_slice() {
+        [points, statements, throughput_lines, latency_lines]
+            if *points > 0 && *statements >= 10 && *throughput_lines > 0 && *latency_lines > 0 =>
+        {
+            Ok((*points, *statements))
+        }
+        _ => Err(format!(
+            "chart shows {numbers:?} (points, statements, lines)"
+        )),
+    }
+}
+
 #[test]
 fn page_shows_failover_after_its_button_stops_the_lease_holder() {
     let data = tempfile::tempdir().expect("temp dir");
@@ -544,6 +604,15 @@ fn page_shows_failover_after_its_button_stops_the_lease_holder() {
     );
     let errors = browser.console_errors();
     assert!(errors.is_empty(), "console errors after load: {errors:?}");
+
+    // The throughput/latency chart draws the statements this gateway serves.
+    run_statements(dev.pg_port);
+    let (points, statements) = wait_until(
+        Duration::from_secs(10),
+        "the chart to show our statements",
+        || chart_shown(&browser),
+    );
+    eprintln!("chart: {points} points, {statements} statements");
 
     // The processes panel's button for the holder, as a person would click it.
     browser.click(&format!(

@@ -1,5 +1,5 @@
-//! One module per behaviour of a region: the pure apply decision, reads,
-//! writes and splits as the store service performs them.
+//! One module per behaviour of a region: the pure apply check, reads,
+//! transaction commands and splits as the store service performs them.
 //!
 //! Every request is admitted the same way, cheapest check first: the region
 //! must be on this store, the request's epoch must be current, its keys must
@@ -9,7 +9,7 @@
 pub mod apply;
 pub mod read;
 pub mod split;
-pub mod write;
+pub mod txn;
 
 use std::sync::Arc;
 

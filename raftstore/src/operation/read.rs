@@ -1,22 +1,34 @@
-//! Linearizable reads: a raft read barrier (`ensure_linearizable`: leadership
-//! confirmed by a quorum, state machine caught up), then RocksDB.
+//! Linearizable reads at a timestamp: a raft read barrier
+//! (`ensure_linearizable`: leadership confirmed by a quorum, state machine
+//! caught up), then the memory locks of one-phase commits in flight
+//! ([`crate::memory_lock`]), then the lock column family, then the versions
+//! ([`crate::txn::read`]).
+//!
+//! **Invariant:** locks are read before data (a RocksDB iterator reads a
+//! snapshot taken when it is created), so a transaction committing in
+//! between is seen either as its lock or as its write record, never as
+//! nothing.
 
 use std::time::Duration;
 
 use arbor_proto::{
-    GetRequest, GetResponse, KvPair, RegionDescriptor, RegionError, ScanRequest, ScanResponse,
+    GetRequest, GetResponse, KvPair, RegionDescriptor, RegionError, ScanLocksRequest,
+    ScanLocksResponse, ScanRequest, ScanResponse,
 };
 use openraft::error::{CheckIsLeaderError, RaftError};
-use rocksdb::IteratorMode;
 
+use super::txn::lock_info_proto;
 use super::{admit, check_key_size, epoch_not_match};
-use crate::config::{REQUEST_TIMEOUT_MS, SCAN_RESPONSE_BYTES_MAX, SCAN_ROWS_MAX};
+use crate::config::{
+    MEMORY_LOCK_WAIT_MS, REQUEST_TIMEOUT_MS, SCAN_RESPONSE_BYTES_MAX, SCAN_ROWS_MAX,
+};
 use crate::error::RaftstoreError;
-use crate::keys::{self, CF_DATA};
+use crate::memory_lock::key_range;
 use crate::peer::{range_of, server_busy, Peer};
-use crate::storage::cf;
+use crate::storage::mvcc::{self, DbReader, ScanLimits};
 use crate::storage::state_machine::KeyRange;
 use crate::store::StoreNode;
+use crate::txn::{record, LockInfo, TxnReader};
 
 /// Returns once a read of this peer's data is linearizable.
 ///
@@ -51,15 +63,26 @@ async fn barrier(peer: &Peer) -> Result<(), RegionError> {
     }
 }
 
-fn storage_error(region_id: u64) -> impl FnOnce(rocksdb::Error) -> RaftstoreError {
-    move |source| RaftstoreError::Storage {
-        context: format!("reading region {region_id}"),
-        source,
+fn check_read_ts(read_ts: u64) -> Result<(), RaftstoreError> {
+    if read_ts == 0 {
+        return Err(RaftstoreError::InvalidArgument {
+            hint: "a read needs a read_ts (a timestamp from the TSO)".into(),
+        });
     }
+    Ok(())
+}
+
+/// Waits (bounded) for memory locks of one-phase commits in flight that
+/// block a read of `range` at `read_ts`; the lock still there, if any.
+async fn memory_lock(node: &StoreNode, range: &KeyRange, read_ts: u64) -> Option<LockInfo> {
+    node.memory_locks()
+        .wait_unblocked(range, read_ts, Duration::from_millis(MEMORY_LOCK_WAIT_MS))
+        .await
 }
 
 pub async fn get(node: &StoreNode, request: GetRequest) -> Result<GetResponse, RaftstoreError> {
     check_key_size(&request.key)?;
+    check_read_ts(request.read_ts)?;
     let refused = |region_error| GetResponse {
         region_error: Some(region_error),
         ..Default::default()
@@ -74,14 +97,24 @@ pub async fn get(node: &StoreNode, request: GetRequest) -> Result<GetResponse, R
     if let Err(region_error) = read_barrier(node, &peer, &descriptor).await {
         return Ok(refused(region_error));
     }
-    let db = node.db();
-    let value = db
-        .get_cf(cf(db, CF_DATA), keys::data_key(&request.key))
-        .map_err(storage_error(descriptor.region_id))?;
+    let locked = |info: LockInfo| GetResponse {
+        locked: Some(lock_info_proto(&info)),
+        ..Default::default()
+    };
+    let (key, read_ts) = (request.key.as_slice(), request.read_ts);
+    if let Some(info) = memory_lock(node, &key_range(key), read_ts).await {
+        return Ok(locked(info));
+    }
+    let reader = DbReader { db: node.db() };
+    if let Some(lock) = reader.lock(key)?.filter(|lock| lock.blocks_read(read_ts)) {
+        return Ok(locked(lock.info(key)));
+    }
+    let value = reader.value_at(key, read_ts)?;
     Ok(GetResponse {
         region_error: None,
         found: value.is_some(),
         value: value.unwrap_or_default(),
+        locked: None,
     })
 }
 
@@ -123,6 +156,9 @@ fn check_scan_bound_size(bound: &[u8]) -> Result<(), RaftstoreError> {
 pub async fn scan(node: &StoreNode, request: ScanRequest) -> Result<ScanResponse, RaftstoreError> {
     check_scan_bound_size(&request.start_key)?;
     check_scan_bound_size(&request.end_key)?;
+    if !request.ignore_locks {
+        check_read_ts(request.read_ts)?;
+    }
     let refused = |region_error| ScanResponse {
         region_error: Some(region_error),
         ..Default::default()
@@ -141,31 +177,100 @@ pub async fn scan(node: &StoreNode, request: ScanRequest) -> Result<ScanResponse
     if let Err(region_error) = read_barrier(node, &peer, &descriptor).await {
         return Ok(refused(region_error));
     }
-    let rows_limit = scan_rows_limit(request.limit);
+    let limits = ScanLimits {
+        rows: scan_rows_limit(request.limit),
+        bytes: SCAN_RESPONSE_BYTES_MAX,
+    };
     let db = node.db();
-    let mut pairs = Vec::new();
-    let mut bytes = 0usize;
-    let mut more = false;
-    if range.end.is_empty() || range.start < range.end {
-        for item in db.iterator_cf_opt(cf(db, CF_DATA), range.read_options(), IteratorMode::Start) {
-            let (key, value) = item.map_err(storage_error(descriptor.region_id))?;
-            if pairs.len() >= rows_limit || (!pairs.is_empty() && bytes >= SCAN_RESPONSE_BYTES_MAX)
-            {
-                more = true;
-                break;
-            }
-            bytes += key.len() + value.len();
-            pairs.push(KvPair {
-                key: key.to_vec(),
-                value: value.to_vec(),
-            });
-        }
+    if request.ignore_locks {
+        // The scheduler's sampling: newest versions, no lock consulted.
+        let outcome = mvcc::scan_range(db, &range, u64::MAX, limits)?;
+        return Ok(scanned(outcome));
     }
-    Ok(ScanResponse {
+    let read_ts = request.read_ts;
+    let locked = |info: LockInfo| ScanResponse {
+        locked: Some(lock_info_proto(&info)),
+        ..Default::default()
+    };
+    if let Some(info) = memory_lock(node, &range, read_ts).await {
+        return Ok(locked(info));
+    }
+    let reader = DbReader { db };
+    let locks = reader.locks_now(&range);
+    let outcome = mvcc::scan_range(db, &range, read_ts, limits)?;
+    // Only locks inside what the scan covered matter: up to its last pair
+    // when the limits cut it short, else the whole range.
+    let until = match (outcome.more, outcome.pairs.last()) {
+        (true, Some((last, _))) => {
+            let mut until = last.clone();
+            until.push(0);
+            Some(until)
+        }
+        _ => None,
+    };
+    if let Some((key, lock)) = mvcc::first_blocking_lock(locks, until.as_deref(), read_ts)? {
+        return Ok(locked(lock.info(&key)));
+    }
+    Ok(scanned(outcome))
+}
+
+/// The locks of a range, after the read barrier: in-flight or abandoned
+/// transactions, for operators and tests (never part of a transaction).
+pub async fn scan_locks(
+    node: &StoreNode,
+    request: ScanLocksRequest,
+) -> Result<ScanLocksResponse, RaftstoreError> {
+    check_scan_bound_size(&request.start_key)?;
+    check_scan_bound_size(&request.end_key)?;
+    let refused = |region_error| ScanLocksResponse {
+        region_error: Some(region_error),
+        ..Default::default()
+    };
+    let (peer, descriptor) = match admit(node, request.context.as_ref())? {
+        Ok(admitted) => admitted,
+        Err(region_error) => return Ok(refused(region_error)),
+    };
+    let Some(range) = clip_to_region(&range_of(&descriptor), &request.start_key, &request.end_key)
+    else {
+        return Ok(refused(Peer::key_not_in_region(
+            &descriptor,
+            &request.start_key,
+        )));
+    };
+    if let Err(region_error) = read_barrier(node, &peer, &descriptor).await {
+        return Ok(refused(region_error));
+    }
+    let limit = scan_rows_limit(request.limit);
+    let mut response = ScanLocksResponse::default();
+    for item in (DbReader { db: node.db() }).locks_now(&range) {
+        let (key, value) = item.map_err(|source| RaftstoreError::Storage {
+            context: format!("scanning locks of region {}", descriptor.region_id),
+            source,
+        })?;
+        if response.locks.len() == limit {
+            response.more = true;
+            break;
+        }
+        let lock = record::decode_lock(&value).map_err(|error| RaftstoreError::Corrupt {
+            context: format!("lock of key {key:?} in region {}", descriptor.region_id),
+            hint: error.to_string(),
+        })?;
+        response.locks.push(lock_info_proto(&lock.info(&key)));
+    }
+    Ok(response)
+}
+
+fn scanned(outcome: mvcc::ScanOutcome) -> ScanResponse {
+    ScanResponse {
         region_error: None,
-        pairs,
-        more,
-    })
+        pairs: outcome
+            .pairs
+            .into_iter()
+            .map(|(key, value)| KvPair { key, value })
+            .collect(),
+        more: outcome.more,
+        locked: None,
+    }
 }
 
 #[cfg(test)]

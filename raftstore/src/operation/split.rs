@@ -24,7 +24,7 @@ use arbor_proto::region_error::Kind as RegionErrorKind;
 use arbor_proto::{RegionDescriptor, RegionEpoch, RegionError, RegionNotFound};
 use arbor_proto::{SplitRegionRequest, SplitRegionResponse};
 
-use super::{check_key_size, epoch_not_match, write::propose};
+use super::{check_key_size, epoch_not_match, txn::propose};
 use crate::command::{EpochRecord, PeerRecord, RegionCommand, SplitCommand, SplitOutcome};
 use crate::config::{REGIONS_PER_STORE_MAX, REQUEST_TIMEOUT_MS, SPLIT_PEERS_MAX};
 use crate::error::RaftstoreError;

@@ -1,10 +1,16 @@
-//! A store's storage: one RocksDB holding the data, raft logs, raft state and
-//! region descriptors of every local region (layouts in [`crate::keys`]).
+//! A store's storage: one RocksDB holding the multi-version data (locks and
+//! write records), raft logs, raft state and region descriptors of every
+//! local region (layouts in [`crate::keys`]).
 //!
 //! **Invariant:** a region's log store and state machine only touch keys of
 //! their own region (its log and state prefixes, its data range).
+//!
+//! **Invariant:** a store directory is opened only in the format this code
+//! writes ([`keys::STORE_FORMAT_VERSION`], recorded at creation); an older
+//! store is refused with the directory named, never converted in place.
 
 pub mod log_store;
+pub mod mvcc;
 pub mod snapshot;
 pub mod state_machine;
 
@@ -24,7 +30,8 @@ use crate::error::RaftstoreError;
 use crate::keys;
 use crate::types::RegionId;
 
-/// Opens (creating if missing) the RocksDB of one store.
+/// Opens (creating if missing) the RocksDB of one store, refusing a store
+/// of another format.
 pub fn open_db(path: &Path) -> Result<Arc<DB>, RaftstoreError> {
     std::fs::create_dir_all(path).map_err(|source| RaftstoreError::Io {
         context: format!("creating {}", path.display()),
@@ -33,6 +40,12 @@ pub fn open_db(path: &Path) -> Result<Arc<DB>, RaftstoreError> {
     let mut options = Options::default();
     options.create_if_missing(true);
     options.create_missing_column_families(true);
+    // An existing store lists its column families; a fresh directory has
+    // none to list.
+    let existing = DB::list_cf(&options, path).unwrap_or_default();
+    if existing.iter().any(|name| name == keys::CF_DATA_FORMAT_1) {
+        return Err(incompatible(path, "1 (plain values, before MVCC)".into()));
+    }
     let families = keys::COLUMN_FAMILIES
         .iter()
         .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
@@ -42,7 +55,55 @@ pub fn open_db(path: &Path) -> Result<Arc<DB>, RaftstoreError> {
             source,
         }
     })?;
+    check_format(&db, path)?;
     Ok(Arc::new(db))
+}
+
+fn incompatible(path: &Path, found: String) -> RaftstoreError {
+    RaftstoreError::IncompatibleStoreFormat {
+        data_dir: path.display().to_string(),
+        found,
+        expected: keys::STORE_FORMAT_VERSION,
+    }
+}
+
+/// Records the format in a new store; refuses a store of another format
+/// (or one holding regions but no format record: written before formats
+/// were recorded).
+fn check_format(db: &DB, path: &Path) -> Result<(), RaftstoreError> {
+    let storage = |context: &str| {
+        let context = format!("{context} in {}", path.display());
+        move |source| RaftstoreError::Storage { context, source }
+    };
+    let stored = db
+        .get(keys::STORE_FORMAT_KEY)
+        .map_err(storage("reading the store format"))?;
+    match stored {
+        Some(bytes) => {
+            let version = <[u8; 4]>::try_from(bytes.as_slice())
+                .map(u32::from_be_bytes)
+                .map_err(|_| incompatible(path, format!("an unreadable record {bytes:?}")))?;
+            if version != keys::STORE_FORMAT_VERSION {
+                return Err(incompatible(path, version.to_string()));
+            }
+            Ok(())
+        }
+        None => {
+            let has_regions = db
+                .iterator_cf(cf(db, keys::CF_REGION_META), IteratorMode::Start)
+                .next()
+                .is_some();
+            if has_regions {
+                return Err(incompatible(path, "an unrecorded (older) format".into()));
+            }
+            db.put_opt(
+                keys::STORE_FORMAT_KEY,
+                keys::STORE_FORMAT_VERSION.to_be_bytes(),
+                &synced(),
+            )
+            .map_err(storage("recording the store format"))
+        }
+    }
 }
 
 pub(crate) fn cf<'a>(db: &'a DB, name: &'static str) -> &'a rocksdb::ColumnFamily {

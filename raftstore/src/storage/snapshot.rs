@@ -1,12 +1,13 @@
-//! The byte format of a region snapshot: the applied state plus every pair
-//! of the region's key range.
+//! The byte format of a region snapshot: the applied state plus every lock
+//! and write record of the region's key range, as stored.
 //!
 //! ```text
 //! magic "ARSN" | format version (u32 BE) | header length (u32 BE) | header (JSON)
-//! then per pair: key length (u32 BE) | key | value length (u32 BE) | value
+//! then per record: family (u8: 1 lock, 2 write) | key length (u32 BE) | key
+//!                  | value length (u32 BE) | value
 //! ```
-//! The format is versioned so a newer store can still install an older
-//! store's snapshot.
+//! The format is versioned. Version 1 carried plain (non-MVCC) pairs and is
+//! refused, like the stores that wrote it.
 
 use openraft::{BasicNode, LogId, StoredMembership};
 use serde::{Deserialize, Serialize};
@@ -14,7 +15,11 @@ use serde::{Deserialize, Serialize};
 use crate::types::{RegionId, StoreId};
 
 pub const SNAPSHOT_MAGIC: &[u8; 4] = b"ARSN";
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+
+/// Family tags of the records in a snapshot.
+const FAMILY_LOCK: u8 = 1;
+const FAMILY_WRITE: u8 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotHeader {
@@ -55,24 +60,34 @@ mod optional_hex_bytes {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegionSnapshot {
     pub header: SnapshotHeader,
-    pub pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Lock column family pairs, in key order.
+    pub locks: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Write column family pairs, in key order.
+    pub writes: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 pub fn encode(snapshot: &RegionSnapshot) -> Vec<u8> {
     let header =
         serde_json::to_vec(&snapshot.header).expect("a snapshot header always serializes to JSON");
-    let pairs_bytes: usize = snapshot
-        .pairs
+    let families = [
+        (FAMILY_LOCK, &snapshot.locks),
+        (FAMILY_WRITE, &snapshot.writes),
+    ];
+    let pairs_bytes: usize = families
         .iter()
-        .map(|(k, v)| 8 + k.len() + v.len())
+        .flat_map(|(_, pairs)| pairs.iter())
+        .map(|(k, v)| 9 + k.len() + v.len())
         .sum();
     let mut bytes = Vec::with_capacity(12 + header.len() + pairs_bytes);
     bytes.extend_from_slice(SNAPSHOT_MAGIC);
     bytes.extend_from_slice(&SNAPSHOT_FORMAT_VERSION.to_be_bytes());
     put_chunk(&mut bytes, &header);
-    for (key, value) in &snapshot.pairs {
-        put_chunk(&mut bytes, key);
-        put_chunk(&mut bytes, value);
+    for (family, pairs) in families {
+        for (key, value) in pairs {
+            bytes.push(family);
+            put_chunk(&mut bytes, key);
+            put_chunk(&mut bytes, value);
+        }
     }
     bytes
 }
@@ -140,13 +155,26 @@ pub fn decode(bytes: &[u8]) -> Result<RegionSnapshot, SnapshotDecodeError> {
     }
     let header: SnapshotHeader = serde_json::from_slice(reader.chunk()?)
         .map_err(|e| SnapshotDecodeError(format!("header: {e}")))?;
-    let mut pairs = Vec::new();
+    let (mut locks, mut writes) = (Vec::new(), Vec::new());
     while !reader.bytes.is_empty() {
+        let family = reader.take(1)?[0];
         let key = reader.chunk()?.to_vec();
         let value = reader.chunk()?.to_vec();
-        pairs.push((key, value));
+        match family {
+            FAMILY_LOCK => locks.push((key, value)),
+            FAMILY_WRITE => writes.push((key, value)),
+            other => {
+                return Err(SnapshotDecodeError(format!(
+                    "unknown record family {other}"
+                )))
+            }
+        }
     }
-    Ok(RegionSnapshot { header, pairs })
+    Ok(RegionSnapshot {
+        header,
+        locks,
+        writes,
+    })
 }
 
 #[cfg(test)]
@@ -164,7 +192,11 @@ mod tests {
                 end_key: Vec::new(),
                 descriptor: Some(vec![1, 2, 3]),
             },
-            pairs: vec![(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), Vec::new())],
+            locks: vec![(b"a".to_vec(), b"lock".to_vec())],
+            writes: vec![
+                (b"a\x00\x01".to_vec(), b"1".to_vec()),
+                (b"b".to_vec(), Vec::new()),
+            ],
         }
     }
 
@@ -173,7 +205,8 @@ mod tests {
         let snapshot = sample();
         assert_eq!(decode(&encode(&snapshot)), Ok(snapshot));
         let empty = RegionSnapshot {
-            pairs: Vec::new(),
+            locks: Vec::new(),
+            writes: Vec::new(),
             ..sample()
         };
         assert_eq!(decode(&encode(&empty)), Ok(empty));
@@ -192,7 +225,17 @@ mod tests {
         assert!(decode(&bytes[..bytes.len() - 1]).is_err());
         assert!(decode(b"XXXX").is_err());
         let mut wrong_version = bytes.clone();
-        wrong_version[7] = 9;
-        assert!(decode(&wrong_version).is_err());
+        wrong_version[7] = 1;
+        assert!(
+            decode(&wrong_version).is_err(),
+            "format 1 (plain pairs) is refused"
+        );
+        let mut wrong_family = encode(&RegionSnapshot {
+            locks: Vec::new(),
+            writes: Vec::new(),
+            ..sample()
+        });
+        wrong_family.extend_from_slice(&[9, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(decode(&wrong_family).is_err());
     }
 }

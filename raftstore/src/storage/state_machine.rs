@@ -1,11 +1,14 @@
-//! The applied state of one region: its key range in the data column family,
-//! plus the applied log id, membership and live key count; and the region's
-//! descriptor as apply leaves it ([`SharedDescriptor`]).
+//! The applied state of one region: its key range in the lock and write
+//! column families, plus the applied log id, membership and live key count;
+//! and the region's descriptor as apply leaves it ([`SharedDescriptor`]).
 //!
-//! **Invariant:** the data a batch writes and the applied log id that covers
-//! it land in one RocksDB write batch, so a restart never re-applies or loses
-//! half an entry. A split's effects (both descriptors, the new region's
-//! initial log and applied state, both key counts) land in one batch too.
+//! **Invariant:** the records an entry writes and the applied log id that
+//! covers it land in one RocksDB write batch, so a restart never re-applies
+//! or loses half an entry. Entries are written one batch each (a later
+//! entry's decision reads what the earlier ones wrote), the last one of an
+//! apply call synced, which syncs the write-ahead log of all before it. A
+//! split's effects (both descriptors, the new region's initial log and
+//! applied state, both key counts) land in one batch too.
 //!
 //! **Invariant:** only apply (and snapshot install) change a region's
 //! descriptor on a store; what a coordinator says never does.
@@ -13,7 +16,7 @@
 // openraft's StorageError is large; it is openraft's type and contract.
 #![allow(clippy::result_large_err)]
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -27,16 +30,17 @@ use openraft::{
 use rocksdb::{IteratorMode, ReadOptions, WriteBatch, DB};
 use serde::{Deserialize, Serialize};
 
+use super::mvcc::{self, DbReader};
 use super::snapshot::{self, RegionSnapshot, SnapshotHeader};
 use super::{cf, synced};
 use crate::command::{
-    format_supported, AdminCommand, EpochRecord, MutationKind, RegionCommand, RegionResponse,
-    SplitCommand,
+    format_supported, AdminCommand, EpochRecord, RegionCommand, RegionResponse, SplitCommand,
 };
 use crate::error::RaftstoreError;
-use crate::keys::{self, StateKind, CF_DATA, CF_RAFT_LOG, CF_RAFT_STATE, CF_REGION_META};
-use crate::operation::apply::{batch_fits_region, decide, ApplyDecision};
+use crate::keys::{self, StateKind, CF_LOCK, CF_RAFT_LOG, CF_RAFT_STATE, CF_REGION_META, CF_WRITE};
+use crate::operation::apply::command_fits_region;
 use crate::operation::split::{decide_split, SplitDecision};
+use crate::txn::{self, record, Effect};
 use crate::types::{RegionId, RegionTypeConfig, StoreId};
 
 type StorageResult<T> = Result<T, StorageError<StoreId>>;
@@ -56,12 +60,24 @@ impl KeyRange {
         key >= self.start.as_slice() && (self.end.is_empty() || key < self.end.as_slice())
     }
 
-    /// Read options confining an iterator over the data CF to this range.
-    pub fn read_options(&self) -> ReadOptions {
+    /// Read options confining an iterator over the write CF to the
+    /// versions of this range's user keys.
+    pub fn write_read_options(&self) -> ReadOptions {
+        let (lower, upper) = keys::write_range_bounds(&self.start, &self.end);
         let mut options = ReadOptions::default();
-        options.set_iterate_lower_bound(keys::data_key(&self.start).to_vec());
+        options.set_iterate_lower_bound(lower);
+        if let Some(upper) = upper {
+            options.set_iterate_upper_bound(upper);
+        }
+        options
+    }
+
+    /// Read options confining an iterator over the lock CF to this range.
+    pub fn lock_read_options(&self) -> ReadOptions {
+        let mut options = ReadOptions::default();
+        options.set_iterate_lower_bound(keys::lock_key(&self.start).to_vec());
         if !self.end.is_empty() {
-            options.set_iterate_upper_bound(keys::data_key(&self.end).to_vec());
+            options.set_iterate_upper_bound(keys::lock_key(&self.end).to_vec());
         }
         options
     }
@@ -189,23 +205,11 @@ impl RegionStateMachine {
         self.descriptor.range()
     }
 
-    fn present(&self, overlay: &HashMap<Vec<u8>, bool>, key: &[u8]) -> StorageResult<bool> {
-        if let Some(present) = overlay.get(key) {
-            return Ok(*present);
-        }
-        let value = self
-            .db
-            .get_pinned_cf(cf(&self.db, CF_DATA), keys::data_key(key))
-            .map_err(|e| StorageIOError::read_state_machine(AnyError::new(&e)))?;
-        Ok(value.is_some())
-    }
-
-    /// Decides one command and stages its writes in `batch`; `overlay` holds
-    /// key presence as changed by earlier entries of the same apply call.
+    /// Decides one command and stages its writes in `batch` (earlier
+    /// entries of the same apply call are on disk already).
     fn apply_command(
         &mut self,
         command: &RegionCommand,
-        overlay: &mut HashMap<Vec<u8>, bool>,
         batch: &mut WriteBatch,
     ) -> StorageResult<RegionResponse> {
         if !format_supported(command.format_version) {
@@ -219,12 +223,17 @@ impl RegionStateMachine {
                 ..Default::default()
             });
         }
+        let Some(txn) = &command.txn else {
+            // Neither a transaction nor a split (handled before): nothing.
+            return Ok(RegionResponse::default());
+        };
         let descriptor = self.descriptor.get();
-        let fits = batch_fits_region(
+        let keys = txn.keys();
+        let fits = command_fits_region(
             EpochRecord::of(descriptor.epoch.as_ref()),
             &self.range(),
             command.epoch,
-            &command.mutations,
+            &keys,
         );
         if !fits {
             return Ok(RegionResponse {
@@ -232,39 +241,38 @@ impl RegionStateMachine {
                 ..Default::default()
             });
         }
-        let mut present_before = BTreeMap::new();
-        for mutation in &command.mutations {
-            let present = self.present(overlay, &mutation.key)?;
-            present_before.insert(mutation.key.clone(), present);
-        }
-        match decide(&command.mutations, &present_before) {
-            ApplyDecision::Reject { mutation_index } => Ok(RegionResponse {
-                applied: false,
-                failed_mutation: u32::try_from(mutation_index).unwrap_or(u32::MAX),
-                ..Default::default()
-            }),
-            ApplyDecision::Apply {
-                existed,
-                key_count_delta,
-            } => {
-                let data = cf(&self.db, CF_DATA);
-                for mutation in &command.mutations {
-                    let key = keys::data_key(&mutation.key);
-                    match mutation.kind {
-                        MutationKind::Put => batch.put_cf(data, key, &mutation.value),
-                        MutationKind::Delete => batch.delete_cf(data, key),
-                    }
-                    overlay.insert(mutation.key.clone(), mutation.kind == MutationKind::Put);
+        let reader = DbReader { db: &self.db };
+        let states = txn::key_states(&reader, keys, txn.start_ts())
+            .map_err(|e| StorageIOError::read_state_machine(AnyError::error(e.to_string())))?;
+        let decision = txn::decide(txn, &states);
+        self.stage_effects(&decision.effects, batch);
+        self.applied.key_count = self
+            .applied
+            .key_count
+            .saturating_add_signed(decision.key_count_delta);
+        Ok(RegionResponse {
+            txn: Some(decision.outcome),
+            ..Default::default()
+        })
+    }
+
+    fn stage_effects(&self, effects: &[Effect], batch: &mut WriteBatch) {
+        let (locks, writes) = (cf(&self.db, CF_LOCK), cf(&self.db, CF_WRITE));
+        for effect in effects {
+            match effect {
+                Effect::PutLock { key, lock } => {
+                    batch.put_cf(locks, keys::lock_key(key), record::encode_lock(lock))
                 }
-                self.applied.key_count = self
-                    .applied
-                    .key_count
-                    .saturating_add_signed(key_count_delta);
-                Ok(RegionResponse {
-                    applied: true,
-                    existed,
-                    ..Default::default()
-                })
+                Effect::DeleteLock { key } => batch.delete_cf(locks, keys::lock_key(key)),
+                Effect::PutWrite {
+                    key,
+                    commit_ts,
+                    record,
+                } => batch.put_cf(
+                    writes,
+                    keys::write_key(key, *commit_ts),
+                    record::encode_write(record),
+                ),
             }
         }
     }
@@ -272,23 +280,16 @@ impl RegionStateMachine {
     fn apply_entry(
         &mut self,
         entry: Entry<RegionTypeConfig>,
-        overlay: &mut HashMap<Vec<u8>, bool>,
         batch: &mut WriteBatch,
     ) -> StorageResult<RegionResponse> {
         self.applied.last_applied = Some(entry.log_id);
         let response = match entry.payload {
-            EntryPayload::Blank => RegionResponse {
-                applied: true,
-                ..Default::default()
-            },
+            EntryPayload::Blank => RegionResponse::default(),
             EntryPayload::Membership(membership) => {
                 self.applied.membership = StoredMembership::new(Some(entry.log_id), membership);
-                RegionResponse {
-                    applied: true,
-                    ..Default::default()
-                }
+                RegionResponse::default()
             }
-            EntryPayload::Normal(command) => self.apply_command(&command, overlay, batch)?,
+            EntryPayload::Normal(command) => self.apply_command(&command, batch)?,
         };
         Ok(response)
     }
@@ -304,11 +305,13 @@ impl RegionStateMachine {
         Ok(())
     }
 
-    /// Writes `batch` with the applied state, synced.
-    fn flush(&self, mut batch: WriteBatch) -> StorageResult<()> {
+    /// Writes `batch` with the applied state; `sync` also syncs the
+    /// write-ahead log (and with it every unsynced batch before).
+    fn flush(&self, mut batch: WriteBatch, sync: bool) -> StorageResult<()> {
         self.stage_applied_state(&mut batch)?;
+        let options = if sync { synced() } else { Default::default() };
         self.db
-            .write_opt(batch, &synced())
+            .write_opt(batch, &options)
             .map_err(|e| StorageIOError::write_state_machine(AnyError::new(&e)))?;
         self.key_count
             .store(self.applied.key_count, Ordering::Relaxed);
@@ -346,17 +349,8 @@ impl RegionStateMachine {
     /// Live keys in `range` (read from disk: callers flush staged writes
     /// first).
     fn count_keys(&self, range: &KeyRange) -> StorageResult<u64> {
-        let mut count = 0u64;
-        let iter = self.db.iterator_cf_opt(
-            cf(&self.db, CF_DATA),
-            range.read_options(),
-            IteratorMode::Start,
-        );
-        for item in iter {
-            item.map_err(|e| StorageIOError::read_state_machine(AnyError::new(&e)))?;
-            count += 1;
-        }
-        Ok(count)
+        mvcc::count_live_keys(&self.db, range)
+            .map_err(|e| StorageIOError::read_state_machine(AnyError::error(e.to_string())).into())
     }
 
     /// The new region's membership: its peers as voters, with the node
@@ -441,7 +435,8 @@ impl RegionStateMachine {
         if let SplitDecision::Split { left, right } = &decision {
             self.stage_split(left, right, &mut batch)?;
         }
-        self.flush(batch)?;
+        // Synced: the new region's group starts right after.
+        self.flush(batch, true)?;
         if let SplitDecision::Split { left, right } = &decision {
             self.descriptor.set(left.clone());
             tracing::info!(
@@ -453,51 +448,61 @@ impl RegionStateMachine {
             (self.on_split)(left, right);
         }
         Ok(RegionResponse {
-            applied: matches!(
-                decision,
-                SplitDecision::Split { .. } | SplitDecision::AlreadySplit { .. }
-            ),
             split: Some(decision.outcome()),
             ..Default::default()
         })
     }
 
-    /// Every pair of the region's range, in key order.
-    fn read_range(&self) -> Result<Pairs, rocksdb::Error> {
-        let mut pairs = Vec::new();
-        let iter = self.db.iterator_cf_opt(
-            cf(&self.db, CF_DATA),
-            self.range().read_options(),
-            IteratorMode::Start,
-        );
-        for item in iter {
-            let (key, value) = item?;
-            pairs.push((key.to_vec(), value.to_vec()));
-        }
-        Ok(pairs)
+    /// Every lock and write record of the region's range, in key order.
+    fn read_range(&self) -> Result<(Pairs, Pairs), rocksdb::Error> {
+        let range = self.range();
+        let read = |family: &'static str, options: ReadOptions| -> Result<Pairs, rocksdb::Error> {
+            let mut pairs = Vec::new();
+            for item in self
+                .db
+                .iterator_cf_opt(cf(&self.db, family), options, IteratorMode::Start)
+            {
+                let (key, value) = item?;
+                pairs.push((key.to_vec(), value.to_vec()));
+            }
+            Ok(pairs)
+        };
+        let locks = read(CF_LOCK, range.lock_read_options())?;
+        let writes = read(CF_WRITE, range.write_read_options())?;
+        Ok((locks, writes))
     }
 
-    /// Stages deletion of every pair in `range`.
+    /// Stages deletion of every lock and write record in `range`.
     fn stage_clear_range(
         &self,
         range: &KeyRange,
         batch: &mut WriteBatch,
     ) -> Result<(), rocksdb::Error> {
-        let data = cf(&self.db, CF_DATA);
-        let start = keys::data_key(&range.start).to_vec();
-        if !range.end.is_empty() {
-            batch.delete_range_cf(data, start, keys::data_key(&range.end).to_vec());
-            return Ok(());
-        }
-        // No finite end: delete up to just past the last key present.
-        let mut iter = self
-            .db
-            .iterator_cf_opt(data, range.read_options(), IteratorMode::End);
-        if let Some(item) = iter.next() {
-            let (last, _) = item?;
-            let mut end = last.to_vec();
-            end.push(0);
-            batch.delete_range_cf(data, start, end);
+        let (write_start, write_end) = keys::write_range_bounds(&range.start, &range.end);
+        let lock_end = (!range.end.is_empty()).then(|| keys::lock_key(&range.end).to_vec());
+        let families = [
+            (
+                CF_LOCK,
+                keys::lock_key(&range.start).to_vec(),
+                lock_end,
+                range.lock_read_options(),
+            ),
+            (CF_WRITE, write_start, write_end, range.write_read_options()),
+        ];
+        for (family, start, end, options) in families {
+            let handle = cf(&self.db, family);
+            if let Some(end) = end {
+                batch.delete_range_cf(handle, start, end);
+                continue;
+            }
+            // No finite end: delete up to just past the last key present.
+            let mut iter = self.db.iterator_cf_opt(handle, options, IteratorMode::End);
+            if let Some(item) = iter.next() {
+                let (last, _) = item?;
+                let mut end = last.to_vec();
+                end.push(0);
+                batch.delete_range_cf(handle, start, end);
+            }
         }
         Ok(())
     }
@@ -561,22 +566,18 @@ impl RaftStateMachine<RegionTypeConfig> for RegionStateMachine {
         I: IntoIterator<Item = Entry<RegionTypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = WriteBatch::default();
-        let mut overlay = HashMap::new();
         let mut responses = Vec::new();
-        for entry in entries {
+        let mut entries = entries.into_iter().peekable();
+        while let Some(entry) = entries.next() {
             if let Some(split) = Self::split_of(&entry) {
-                // A split reads the data and region meta from disk: flush
-                // the entries before it first.
                 let split = split.clone();
-                self.flush(std::mem::take(&mut batch))?;
-                overlay.clear();
                 responses.push(self.apply_split(entry.log_id, &split)?);
                 continue;
             }
-            responses.push(self.apply_entry(entry, &mut overlay, &mut batch)?);
+            let mut batch = WriteBatch::default();
+            responses.push(self.apply_entry(entry, &mut batch)?);
+            self.flush(batch, entries.peek().is_none())?;
         }
-        self.flush(batch)?;
         Ok(responses)
     }
 
@@ -588,17 +589,18 @@ impl RaftStateMachine<RegionTypeConfig> for RegionStateMachine {
         let descriptor = self.descriptor.get();
         let snapshot = self
             .read_range()
-            .map(|pairs| RegionSnapshot {
+            .map(|(locks, writes)| RegionSnapshot {
                 header: SnapshotHeader {
                     region_id: self.region_id,
                     last_applied: self.applied.last_applied,
                     membership: self.applied.membership.clone(),
-                    key_count: pairs.len() as u64,
+                    key_count: self.applied.key_count,
                     start_key: descriptor.start_key.clone(),
                     end_key: descriptor.end_key.clone(),
                     descriptor: Some(keys::encode_descriptor(&descriptor)),
                 },
-                pairs,
+                locks,
+                writes,
             })
             .map_err(|error| {
                 format!(
@@ -662,14 +664,18 @@ impl RaftStateMachine<RegionTypeConfig> for RegionStateMachine {
                 keys::encode_descriptor(descriptor),
             );
         }
-        let data = cf(&self.db, CF_DATA);
-        for (key, value) in &decoded.pairs {
-            batch.put_cf(data, keys::data_key(key), value);
+        for (family, pairs) in [(CF_LOCK, &decoded.locks), (CF_WRITE, &decoded.writes)] {
+            let handle = cf(&self.db, family);
+            for (key, value) in pairs {
+                batch.put_cf(handle, key, value);
+            }
         }
+        let key_count = mvcc::count_live_pairs(decoded.writes.iter().map(|(k, v)| Ok((k, v))))
+            .map_err(|e| read_error(e.to_string()))?;
         self.applied = AppliedState {
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
-            key_count: decoded.pairs.len() as u64,
+            key_count,
         };
         self.stage_applied_state(&mut batch)?;
         batch.put_cf(

@@ -2,9 +2,12 @@
 //! the binary, no build step) and the JSON it polls.
 //!
 //! Routes: `/` (the page), `/dashboard.js`, `/dashboard.css`, `/api/cluster`
-//! (every system table as JSON, see [`api`]), and, only when the gateway was
-//! started with a dev control URL (`arbor dev` passes one), `/api/dev/...`,
-//! which forwards to the dev supervisor's control API (see [`dev_control`]).
+//! (every system table as JSON, see [`api`]), `/api/timeseries` (this
+//! gateway's statements, errors and latency per second, see [`timeseries`]),
+//! `/metrics` (Prometheus, see [`metrics`]), `/health`, and, only when the
+//! gateway was started with a dev control URL (`arbor dev` passes one),
+//! `/api/dev/...`, which forwards to the dev supervisor's control API (see
+//! [`dev_control`]).
 //!
 //! Invariants:
 //! - One source: `/api/cluster` is rendered by the same `SystemTable` code,
@@ -17,11 +20,14 @@
 
 mod api;
 mod dev_control;
+mod metrics;
+mod timeseries;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arbor_metrics::{health_response, metrics_response, Health};
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
@@ -34,6 +40,9 @@ use tokio::sync::{Mutex, Semaphore};
 use crate::cluster_view::ClusterViewSource;
 
 pub(crate) use dev_control::DevControl;
+pub(crate) use metrics::{
+    gateway_metrics, record_failed_parse, record_simple_query, record_statement,
+};
 
 /// Requests served at once; more are answered 503 at once.
 pub(crate) const HTTP_REQUESTS_MAX: usize = 64;
@@ -53,6 +62,9 @@ struct Dashboard {
     dev_control: Option<DevControl>,
     cached: Mutex<Option<(Instant, serde_json::Value)>>,
     requests: Semaphore,
+    /// Serving from the moment this listener serves: the gateway binds its
+    /// Postgres listener before it starts the dashboard.
+    health: Health,
 }
 
 /// Serves the dashboard on `listener` until the task is dropped or aborted.
@@ -66,7 +78,9 @@ pub(crate) async fn serve(
         dev_control,
         cached: Mutex::new(None),
         requests: Semaphore::new(HTTP_REQUESTS_MAX),
+        health: Health::new(),
     });
+    dashboard.health.set_serving();
     axum::serve(listener, router(dashboard)).await
 }
 
@@ -85,6 +99,20 @@ fn router(dashboard: Arc<Dashboard>) -> Router {
             get(|| async { asset("text/css; charset=utf-8", DASHBOARD_CSS) }),
         )
         .route("/api/cluster", get(cluster))
+        .route(
+            "/api/timeseries",
+            get(|| async { json_response(StatusCode::OK, &gateway_metrics().timeseries_json()) }),
+        )
+        .route(
+            "/metrics",
+            get(|| async { metrics_response(&gateway_metrics().registry) }),
+        )
+        .route(
+            "/health",
+            get(|State(dashboard): State<Arc<Dashboard>>| async move {
+                health_response(&dashboard.health)
+            }),
+        )
         .route("/api/dev/processes", get(dev_processes))
         .route("/api/dev/processes/{name}/{action}", post(dev_action))
         .layer(middleware::from_fn_with_state(dashboard.clone(), bounded))

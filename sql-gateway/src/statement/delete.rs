@@ -116,7 +116,7 @@ impl DeletePlan {
                     .zip(existed)
                     .filter_map(|(row, existed)| existed.then_some(row))
                     .collect();
-                returning.result("DELETE", rows)
+                returning.result("DELETE", rows)?
             }
             None => QueryResult::command("DELETE", deleted),
         })

@@ -36,7 +36,7 @@ enum ConflictAction {
     DoNothing,
     /// `(column, expression)` over the row `[target columns.., excluded columns..]`;
     /// the target half is always NULL because expressions may only read
-    /// `excluded` (reading the stored row needs transactions).
+    /// `excluded` (reading the stored row is refused when planning).
     DoUpdate {
         assignments: Vec<(usize, Expr)>,
     },
@@ -91,6 +91,11 @@ impl InsertPlan {
     }
 
     pub(crate) async fn execute(&self, store: &dyn KvStore) -> Result<QueryResult, GatewayError> {
+        if let Some(returning) = &self.returning {
+            // The first write of an implicit transaction may reach storage
+            // at once, so RETURNING must not fail after it.
+            returning.check(&self.rows)?;
+        }
         let written = match &self.on_conflict {
             ConflictAction::Fail => self.insert_all(store).await?,
             ConflictAction::DoNothing => self.insert_new(store).await?,
@@ -98,7 +103,7 @@ impl InsertPlan {
         };
         // Postgres' INSERT tag carries an OID (always 0 now) before the count.
         Ok(match &self.returning {
-            Some(returning) => returning.result("INSERT", written),
+            Some(returning) => returning.result("INSERT", written)?,
             None => QueryResult::command("INSERT", written.len()),
         })
     }
@@ -191,6 +196,9 @@ impl InsertPlan {
             ));
             updated_rows.push(updated);
         }
+        if let Some(returning) = &self.returning {
+            returning.check(&updated_rows)?;
+        }
         let proposed: Vec<_> = candidates
             .iter()
             .map(|(proposed, _)| proposed.clone())
@@ -274,7 +282,7 @@ impl InsertPlan {
         scope_row.extend(proposed.iter().cloned().map(Value::from));
         let mut updated: Row = proposed.iter().cloned().map(Value::from).collect();
         for (column, expr) in assignments {
-            updated[*column] = expr.eval(&scope_row);
+            updated[*column] = expr.eval(&scope_row)?;
         }
         storable_row(&self.table, updated)
     }
@@ -361,7 +369,7 @@ fn bind_row(
             table.columns[column].column_type,
             CoercionContext::Assignment,
         )?;
-        values[column] = expr.eval(&Vec::new());
+        values[column] = expr.eval(&Vec::new())?;
     }
     storable_row(table, values)
 }
@@ -467,15 +475,21 @@ fn plan_conflict_assignments(
     Ok(planned)
 }
 
+/// Whether `expr` reads a column of the stored row (the first `width`
+/// columns of the DO UPDATE scope) rather than only `excluded`.
 fn reads_target_row(expr: &Expr, width: usize) -> bool {
     match expr {
         Expr::Column(index) => *index < width,
         Expr::Literal(_) => false,
-        Expr::Compare(_, left, right) | Expr::And(left, right) | Expr::Or(left, right) => {
+        Expr::Compare(_, left, right)
+        | Expr::And(left, right)
+        | Expr::Or(left, right)
+        | Expr::Arithmetic { left, right, .. } => {
             reads_target_row(left, width) || reads_target_row(right, width)
         }
-        Expr::Not(inner) | Expr::IsNull(inner) | Expr::IsNotNull(inner) => {
-            reads_target_row(inner, width)
-        }
+        Expr::Not(inner)
+        | Expr::IsNull(inner)
+        | Expr::IsNotNull(inner)
+        | Expr::Negate { operand: inner, .. } => reads_target_row(inner, width),
     }
 }

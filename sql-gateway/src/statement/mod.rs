@@ -230,7 +230,10 @@ pub(crate) async fn read_rows(
             return Ok(Vec::new());
         };
         let row: Row = decode_row(table, &key, &value).map_err(GatewayError::Corrupt)?;
-        let keep = filter.is_none_or(|filter| filter.matches(&row)) && matches_max != Some(0);
+        let keep = match filter {
+            Some(filter) => filter.matches(&row)?,
+            None => true,
+        } && matches_max != Some(0);
         return Ok(if keep { vec![(key, row)] } else { Vec::new() });
     }
     let (start, end) = byte_range(table, &access.range)?;
@@ -375,14 +378,31 @@ impl Returning {
         Ok(Some(Returning { exprs, columns }))
     }
 
-    pub(crate) fn result(&self, tag: &'static str, rows: Vec<Vec<Datum>>) -> QueryResult {
-        QueryResult::Returning {
+    /// The RETURNING rows for the rows as written. Fails only when an
+    /// expression does (arithmetic); see [`Returning::check`].
+    pub(crate) fn result(
+        &self,
+        tag: &'static str,
+        rows: Vec<Vec<Datum>>,
+    ) -> Result<QueryResult, GatewayError> {
+        Ok(QueryResult::Returning {
             tag,
             columns: self.columns.clone(),
             rows: rows
                 .iter()
-                .map(|row| self.exprs.iter().map(|expr| expr.eval(row)).collect())
-                .collect(),
-        }
+                .map(|row| self.project(row))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// Evaluates the list over rows about to be written, so an error (say
+    /// `RETURNING 1 / n` with n = 0) fails the statement BEFORE a write that
+    /// may reach storage at once (an implicit transaction's first write).
+    pub(crate) fn check(&self, rows: &[Vec<Datum>]) -> Result<(), GatewayError> {
+        rows.iter().try_for_each(|row| self.project(row).map(drop))
+    }
+
+    fn project(&self, row: &Row) -> Result<Row, GatewayError> {
+        self.exprs.iter().map(|expr| expr.eval(row)).collect()
     }
 }

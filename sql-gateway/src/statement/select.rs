@@ -31,6 +31,9 @@ pub(crate) struct SelectPlan {
     order_by: Vec<SortKey>,
     offset: usize,
     limit: Option<usize>,
+    /// `FOR UPDATE` (or SHARE): the rows read take part in the
+    /// transaction's conflict check.
+    lock_rows: bool,
 }
 
 #[derive(Debug)]
@@ -73,9 +76,20 @@ impl SelectPlan {
         if query.with.is_some() {
             return Err(GatewayError::unsupported("WITH"));
         }
-        if query.fetch.is_some() || !query.locks.is_empty() || query.for_clause.is_some() {
-            return Err(GatewayError::unsupported("FETCH/FOR UPDATE"));
+        if query.fetch.is_some() || query.for_clause.is_some() {
+            return Err(GatewayError::unsupported("FETCH"));
         }
+        if query
+            .locks
+            .iter()
+            .any(|lock| lock.nonblock == Some(ast::NonBlock::SkipLocked))
+        {
+            return Err(GatewayError::unsupported("SKIP LOCKED"));
+        }
+        // Every row-lock strength is taken as FOR UPDATE: the rows join the
+        // transaction's write-conflict check. NOWAIT holds trivially, since
+        // a conflict fails at COMMIT instead of waiting.
+        let lock_rows = !query.locks.is_empty();
         let select = match query.body.as_ref() {
             SetExpr::Select(select) => select,
             SetExpr::Query(inner) if query.order_by.is_none() && query.limit_clause.is_none() => {
@@ -126,6 +140,7 @@ impl SelectPlan {
             order_by,
             offset,
             limit,
+            lock_rows,
         })
     }
 
@@ -141,7 +156,7 @@ impl SelectPlan {
         let rows = match &self.source {
             Source::Constant => {
                 let row = Vec::new();
-                if self.keeps(&row) {
+                if self.keeps(&row)? {
                     vec![row]
                 } else {
                     Vec::new()
@@ -149,31 +164,38 @@ impl SelectPlan {
             }
             Source::Table { table, access } => {
                 let matches_max = self.scan_matches_max(table);
-                read_rows(store, table, self.filter.as_ref(), access, matches_max)
-                    .await?
-                    .into_iter()
-                    .map(|(_, row)| row)
-                    .collect()
+                let (keys, rows): (Vec<_>, Vec<_>) =
+                    read_rows(store, table, self.filter.as_ref(), access, matches_max)
+                        .await?
+                        .into_iter()
+                        .unzip();
+                if self.lock_rows {
+                    store.lock_keys(keys).await?;
+                }
+                rows
             }
             Source::System(table) => {
                 let view = views.cluster_view().await?;
-                table
-                    .rows(&view)
-                    .into_iter()
-                    .filter(|row| self.keeps(row))
-                    .collect()
+                let mut kept = Vec::new();
+                for row in table.rows(&view) {
+                    if self.keeps(&row)? {
+                        kept.push(row);
+                    }
+                }
+                kept
             }
         };
         Ok(QueryResult::Rows {
             columns: self.columns.clone(),
-            rows: self.finish(rows),
+            rows: self.finish(rows)?,
         })
     }
 
-    fn keeps(&self, row: &Row) -> bool {
-        self.filter
-            .as_ref()
-            .is_none_or(|filter| filter.matches(row))
+    fn keeps(&self, row: &Row) -> Result<bool, GatewayError> {
+        match &self.filter {
+            Some(filter) => filter.matches(row),
+            None => Ok(true),
+        }
     }
 
     /// How many matching rows the scan may stop after: OFFSET + LIMIT when
@@ -192,13 +214,11 @@ impl SelectPlan {
     }
 
     /// Aggregate, or sort, cut and project the source rows.
-    fn finish(&self, mut rows: Vec<Row>) -> Vec<Row> {
+    fn finish(&self, rows: Vec<Row>) -> Result<Vec<Row>, GatewayError> {
         let output = match &self.projection {
-            Projection::Aggregate(aggregates) => vec![aggregate(aggregates, &rows)],
+            Projection::Aggregate(aggregates) => vec![aggregate(aggregates, &rows)?],
             Projection::Rows(exprs) => {
-                if !self.order_by.is_empty() {
-                    rows.sort_by(|left, right| compare_rows(&self.order_by, left, right));
-                }
+                let rows = sorted(&self.order_by, rows)?;
                 return rows
                     .into_iter()
                     .skip(self.offset)
@@ -207,39 +227,67 @@ impl SelectPlan {
                     .collect();
             }
         };
-        output
+        Ok(output
             .into_iter()
             .skip(self.offset)
             .take(self.limit.unwrap_or(usize::MAX))
-            .collect()
+            .collect())
     }
 }
 
-fn aggregate(aggregates: &[Aggregate], rows: &[Row]) -> Row {
+/// `rows` in ORDER BY order (stable: ties keep their read order). Each
+/// row's sort keys are computed once, before sorting, so an error in one
+/// (`ORDER BY 1 / n`) fails the statement instead of hiding in a comparator.
+fn sorted(keys: &[SortKey], rows: Vec<Row>) -> Result<Vec<Row>, GatewayError> {
+    if keys.is_empty() {
+        return Ok(rows);
+    }
+    let mut keyed = rows
+        .into_iter()
+        .map(|row| {
+            let values = keys
+                .iter()
+                .map(|key| key.expr.eval(&row))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((values, row))
+        })
+        .collect::<Result<Vec<_>, GatewayError>>()?;
+    keyed.sort_by(|(left, _), (right, _)| compare_keys(keys, left, right));
+    Ok(keyed.into_iter().map(|(_, row)| row).collect())
+}
+
+fn aggregate(aggregates: &[Aggregate], rows: &[Row]) -> Result<Row, GatewayError> {
     let count = |rows: usize| Value::Int(i64::try_from(rows).unwrap_or(i64::MAX));
     aggregates
         .iter()
         .map(|aggregate| match aggregate {
-            Aggregate::CountRows => count(rows.len()),
+            Aggregate::CountRows => Ok(count(rows.len())),
             Aggregate::CountNonNull(expr) => {
-                count(rows.iter().filter(|row| !expr.eval(row).is_null()).count())
+                let mut non_null = 0;
+                for row in rows {
+                    if !expr.eval(row)?.is_null() {
+                        non_null += 1;
+                    }
+                }
+                Ok(count(non_null))
             }
             Aggregate::Constant(expr) => expr.eval(&Vec::new()),
         })
         .collect()
 }
 
-fn compare_rows(keys: &[SortKey], left: &Row, right: &Row) -> Ordering {
-    for key in keys {
-        let (left, right) = (key.expr.eval(left), key.expr.eval(right));
+/// Compares two rows' precomputed sort keys (`left[i]` is the value of
+/// `keys[i]`).
+fn compare_keys(keys: &[SortKey], left: &[Value], right: &[Value]) -> Ordering {
+    for ((key, left), right) in keys.iter().zip(left).zip(right) {
         let ordering = match (left.is_null(), right.is_null()) {
             (true, true) => Ordering::Equal,
             (true, false) if key.nulls_first => Ordering::Less,
             (true, false) => Ordering::Greater,
             (false, true) if key.nulls_first => Ordering::Greater,
             (false, true) => Ordering::Less,
-            (false, false) if key.descending => sort_cmp(&right, &left),
-            (false, false) => sort_cmp(&left, &right),
+            (false, false) if key.descending => sort_cmp(right, left),
+            (false, false) => sort_cmp(left, right),
         };
         if ordering != Ordering::Equal {
             return ordering;
@@ -532,7 +580,7 @@ fn row_count(
 ) -> Result<Option<usize>, GatewayError> {
     let bound = Scope::constant(params).bind(expr)?;
     let expr = coerce(bound, SqlType::Int8, CoercionContext::Implicit)?;
-    match expr.eval(&Vec::new()) {
+    match expr.eval(&Vec::new())? {
         Value::Null => Ok(None),
         Value::Int(count) => usize::try_from(count)
             .map(Some)

@@ -1,6 +1,6 @@
 //! Session statements clients send on connect: SHOW answers from a fixed
-//! table of settings (SET, BEGIN, COMMIT and ROLLBACK are planned in
-//! `plan.rs` and need no module state).
+//! table of settings (SET is accepted in `plan.rs`; transaction control
+//! lives in `transaction`).
 
 use sqlparser::ast::Ident;
 
@@ -10,8 +10,8 @@ use crate::error::GatewayError;
 use crate::value::{Column, SqlType, Value};
 
 /// The settings SHOW answers. Values describe what Arbor actually does:
-/// statements autocommit one by one, and each is linearizable per key, so
-/// "read committed" is the honest nearest Postgres level.
+/// every transaction reads one snapshot and the first committer of a key
+/// wins, which Postgres calls REPEATABLE READ (snapshot isolation).
 pub(crate) const SETTINGS: [(&str, &str); 23] = [
     ("server_version", "16.6"),
     ("server_version_num", "160006"),
@@ -22,8 +22,8 @@ pub(crate) const SETTINGS: [(&str, &str); 23] = [
     ("datestyle", "ISO, MDY"),
     ("timezone", "UTC"),
     ("search_path", "public"),
-    ("transaction_isolation", "read committed"),
-    ("default_transaction_isolation", "read committed"),
+    ("transaction_isolation", "repeatable read"),
+    ("default_transaction_isolation", "repeatable read"),
     ("max_identifier_length", "63"),
     ("application_name", ""),
     ("extra_float_digits", "1"),

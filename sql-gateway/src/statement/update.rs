@@ -4,8 +4,10 @@
 //! (a failed condition means `UPDATE 0`). Other shapes read the matching
 //! rows (point get or bounded scan), compute the new rows and write them in
 //! one batch with MUST_EXIST; a row deleted meanwhile is dropped and the
-//! batch retried. Without transactions, a concurrent update of the same row
-//! between read and write can be overwritten (last writer wins).
+//! batch retried. The read and the write belong to the statement's
+//! transaction, so a concurrent update of a row read here fails the commit
+//! with 40001 (an implicit transaction is run again) instead of being
+//! overwritten: `SET n = n + 1` loses no increment.
 
 use arbor_catalog::{Catalog, Datum, TableDescriptor};
 use arbor_proto::MutationCondition;
@@ -72,7 +74,7 @@ impl UpdatePlan {
     pub(crate) async fn execute(&self, store: &dyn KvStore) -> Result<QueryResult, GatewayError> {
         let updated = self.write(store).await?;
         Ok(match &self.returning {
-            Some(returning) => returning.result("UPDATE", updated),
+            Some(returning) => returning.result("UPDATE", updated)?,
             None => QueryResult::command("UPDATE", updated.len()),
         })
     }
@@ -80,6 +82,10 @@ impl UpdatePlan {
     /// The rows as written.
     async fn write(&self, store: &dyn KvStore) -> Result<Vec<Vec<Datum>>, GatewayError> {
         if let Some(row) = self.blind_point_row()? {
+            // This write may reach storage at once (see `Returning::check`).
+            if let Some(returning) = &self.returning {
+                returning.check(std::slice::from_ref(&row))?;
+            }
             let mutation = put_row(&self.table, &row, MutationCondition::MustExist)?;
             check_batch(std::slice::from_ref(&mutation))?;
             return Ok(match store.write(vec![mutation]).await? {
@@ -151,7 +157,7 @@ impl UpdatePlan {
             row[column] = value.clone();
         }
         for (column, expr) in &self.assignments {
-            row[*column] = expr.eval(&Vec::new());
+            row[*column] = expr.eval(&Vec::new())?;
         }
         storable_row(&self.table, row).map(Some)
     }
@@ -159,7 +165,7 @@ impl UpdatePlan {
     fn apply(&self, row: &Row) -> Result<Vec<Datum>, GatewayError> {
         let mut updated = row.clone();
         for (column, expr) in &self.assignments {
-            updated[*column] = expr.eval(row);
+            updated[*column] = expr.eval(row)?;
         }
         storable_row(&self.table, updated)
     }

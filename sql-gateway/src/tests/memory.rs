@@ -1,7 +1,7 @@
 //! Test doubles: an in-memory [`KvStore`] and a fixed [`ClusterViewSource`].
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arbor_catalog::{encode_row, Datum, TableDescriptor};
@@ -13,18 +13,33 @@ use crate::cluster_view::ClusterViewSource;
 use crate::error::GatewayError;
 use crate::executor::Executor;
 use crate::statement::QueryResult;
-use crate::store::KvStore;
+use crate::store::{Storage, WriteIntent};
+use crate::transaction::Session;
 use crate::value::Value;
 
-/// A sorted map with the region client's write semantics: conditions are
-/// checked against the state before the batch, all-or-nothing.
+/// Committed versions of one key, oldest first: `(commit_ts, value)`, a
+/// `None` value for a delete.
+type Versions = Vec<(u64, Option<Vec<u8>>)>;
+
+/// A versioned sorted map with the cluster's transaction semantics:
+/// timestamps from a counter, reads at a timestamp, commits that fail with
+/// 40001 when a written key has a version newer than the start timestamp,
+/// and `write` as a transaction of its own with conditions checked against
+/// the newest versions.
 #[derive(Default)]
 pub(crate) struct MemoryStore {
-    data: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
+    data: Mutex<BTreeMap<Vec<u8>, Versions>>,
+    clock: AtomicU64,
     /// The `limit` of every scan call, to check pushdown.
     pub(crate) scan_limits: Mutex<Vec<usize>>,
+    /// Every `write` batch, in order.
     pub(crate) writes: Mutex<Vec<Vec<Mutation>>>,
+    /// Every `commit`, in order.
+    pub(crate) commits: Mutex<Vec<Vec<(Vec<u8>, WriteIntent)>>>,
     pub(crate) unavailable: AtomicBool,
+    /// This many next commits fail with 40001, as if another transaction
+    /// had written first.
+    pub(crate) conflicting_commits: AtomicUsize,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -33,18 +48,38 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+fn visible(versions: &Versions, read_ts: u64) -> Option<&Vec<u8>> {
+    versions
+        .iter()
+        .rev()
+        .find(|(commit_ts, _)| *commit_ts <= read_ts)
+        .and_then(|(_, value)| value.as_ref())
+}
+
 impl MemoryStore {
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
     pub(crate) fn put_kv(&self, k: &str, v: Option<&str>) {
         let row = [
             Datum::Text(k.to_owned()),
             v.map_or(Datum::Null, |v| Datum::Text(v.to_owned())),
         ];
         let (key, value) = encode_row(&TableDescriptor::kv(), &row).expect("test row encodes");
-        lock(&self.data).insert(key, value);
+        let commit_ts = self.tick();
+        lock(&self.data)
+            .entry(key)
+            .or_default()
+            .push((commit_ts, Some(value)));
     }
 
+    /// Live keys now.
     pub(crate) fn len(&self) -> usize {
-        lock(&self.data).len()
+        lock(&self.data)
+            .values()
+            .filter(|versions| visible(versions, u64::MAX).is_some())
+            .count()
     }
 
     fn check_available(&self) -> Result<(), GatewayError> {
@@ -58,17 +93,26 @@ impl MemoryStore {
 }
 
 #[async_trait]
-impl KvStore for MemoryStore {
-    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, GatewayError> {
+impl Storage for MemoryStore {
+    async fn timestamp(&self) -> Result<u64, GatewayError> {
         self.check_available()?;
-        Ok(lock(&self.data).get(key).cloned())
+        Ok(self.tick())
     }
 
-    async fn scan(
+    async fn get_at(&self, key: &[u8], read_ts: u64) -> Result<Option<Vec<u8>>, GatewayError> {
+        self.check_available()?;
+        Ok(lock(&self.data)
+            .get(key)
+            .and_then(|versions| visible(versions, read_ts))
+            .cloned())
+    }
+
+    async fn scan_at(
         &self,
         start: &[u8],
         end: &[u8],
         limit: usize,
+        read_ts: u64,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, GatewayError> {
         self.check_available()?;
         lock(&self.scan_limits).push(limit);
@@ -76,23 +120,77 @@ impl KvStore for MemoryStore {
         Ok(data
             .range(start.to_vec()..)
             .take_while(|(key, _)| end.is_empty() || key.as_slice() < end)
+            .filter_map(|(key, versions)| {
+                visible(versions, read_ts).map(|value| (key.clone(), value.clone()))
+            })
             .take(limit)
-            .map(|(key, value)| (key.clone(), value.clone()))
             .collect())
+    }
+
+    async fn commit(
+        &self,
+        start_ts: u64,
+        writes: Vec<(Vec<u8>, WriteIntent)>,
+    ) -> Result<u64, GatewayError> {
+        self.check_available()?;
+        lock(&self.commits).push(writes.clone());
+        let injected =
+            self.conflicting_commits
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if injected.is_ok() {
+            return Err(GatewayError::SerializationFailure {
+                reason: "injected conflict".to_owned(),
+            });
+        }
+        let mut data = lock(&self.data);
+        for (key, _) in &writes {
+            let newest = data
+                .get(key)
+                .and_then(|versions| versions.last())
+                .map(|(commit_ts, _)| *commit_ts);
+            if newest.is_some_and(|newest| newest > start_ts) {
+                return Err(GatewayError::SerializationFailure {
+                    reason: format!("key {key:?} was written after the transaction started"),
+                });
+            }
+        }
+        let commit_ts = self.tick();
+        for (key, intent) in writes {
+            let value = match intent {
+                WriteIntent::Put(value) => Some(value),
+                WriteIntent::Delete => None,
+                WriteIntent::Lock => {
+                    // A lock record: same value, new version.
+                    let current = data
+                        .get(&key)
+                        .and_then(|versions| visible(versions, u64::MAX))
+                        .cloned();
+                    match current {
+                        Some(value) => Some(value),
+                        None => continue,
+                    }
+                }
+            };
+            data.entry(key).or_default().push((commit_ts, value));
+        }
+        Ok(commit_ts)
     }
 
     async fn write(&self, mutations: Vec<Mutation>) -> Result<WriteOutcome, GatewayError> {
         self.check_available()?;
         lock(&self.writes).push(mutations.clone());
         let mut data = lock(&self.data);
-        let existed: Vec<bool> = mutations
-            .iter()
-            .map(|mutation| data.contains_key(&mutation.key))
-            .collect();
-        for (index, (mutation, &existed)) in mutations.iter().zip(&existed).enumerate() {
+        let mut present: BTreeMap<Vec<u8>, bool> = BTreeMap::new();
+        let mut existed = Vec::with_capacity(mutations.len());
+        for (index, mutation) in mutations.iter().enumerate() {
+            let exists = *present.entry(mutation.key.clone()).or_insert_with(|| {
+                data.get(&mutation.key)
+                    .and_then(|versions| visible(versions, u64::MAX))
+                    .is_some()
+            });
             let failed = match MutationCondition::try_from(mutation.condition) {
-                Ok(MutationCondition::MustNotExist) => existed,
-                Ok(MutationCondition::MustExist) => !existed,
+                Ok(MutationCondition::MustNotExist) => exists,
+                Ok(MutationCondition::MustExist) => !exists,
                 _ => false,
             };
             if failed {
@@ -100,13 +198,18 @@ impl KvStore for MemoryStore {
                     mutation_index: index,
                 });
             }
+            existed.push(exists);
+            present.insert(
+                mutation.key.clone(),
+                mutation.op != MutationOp::Delete as i32,
+            );
         }
+        let commit_ts = self.tick();
         for mutation in mutations {
-            if mutation.op == MutationOp::Delete as i32 {
-                data.remove(&mutation.key);
-            } else {
-                data.insert(mutation.key, mutation.value);
-            }
+            let value = (mutation.op != MutationOp::Delete as i32).then_some(mutation.value);
+            data.entry(mutation.key)
+                .or_default()
+                .push((commit_ts, value));
         }
         Ok(WriteOutcome::Applied { existed })
     }
@@ -140,10 +243,19 @@ pub(crate) fn executor() -> (Executor, Arc<MemoryStore>) {
     executor_with(Some(crate::system_tables::tests::sample_view()))
 }
 
-/// Runs SQL and returns the last statement's result.
+/// Runs SQL in a fresh session and returns the last statement's result.
 pub(crate) async fn run(executor: &Executor, sql: &str) -> Result<QueryResult, GatewayError> {
+    run_in(executor, &Session::default(), sql).await
+}
+
+/// Runs SQL in `session` and returns the last statement's result.
+pub(crate) async fn run_in(
+    executor: &Executor,
+    session: &Session,
+    sql: &str,
+) -> Result<QueryResult, GatewayError> {
     executor
-        .execute_sql(sql)
+        .execute_sql(session, sql)
         .await
         .pop()
         .unwrap_or_else(|| Err(GatewayError::internal("no statement")))
@@ -197,7 +309,16 @@ pub(crate) async fn query(
     executor: &Executor,
     sql: &str,
 ) -> (Vec<String>, Vec<Vec<Option<String>>>) {
-    match run(executor, sql).await {
+    query_in(executor, &Session::default(), sql).await
+}
+
+/// Like [`query`], in `session`.
+pub(crate) async fn query_in(
+    executor: &Executor,
+    session: &Session,
+    sql: &str,
+) -> (Vec<String>, Vec<Vec<Option<String>>>) {
+    match run_in(executor, session, sql).await {
         Ok(QueryResult::Rows { columns, rows } | QueryResult::Returning { columns, rows, .. }) => (
             columns.into_iter().map(|column| column.name).collect(),
             rows.into_iter()

@@ -1,8 +1,10 @@
-//! Executor and wire tests over an in-memory store with the region
-//! client's condition semantics, and a hand-made cluster view.
+//! Executor and wire tests over an in-memory versioned store with the
+//! cluster's transaction semantics, and a hand-made cluster view.
 
+mod arithmetic;
 mod ddl;
 mod memory;
 mod statements;
 mod system;
+mod transactions;
 mod wire;

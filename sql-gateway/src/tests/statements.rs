@@ -397,7 +397,7 @@ async fn select_without_a_table_and_session_statements() {
     assert_eq!(ok_tag(&executor, "SET extra_float_digits = 3").await, "SET");
     let (columns, got) = query(&executor, "SHOW transaction_isolation").await;
     assert_eq!(columns, ["transaction_isolation"]);
-    assert_eq!(got, rows(&[&[Some("read committed")]]));
+    assert_eq!(got, rows(&[&[Some("repeatable read")]]));
     assert_eq!(
         error_state(&executor, "SHOW no_such_setting").await,
         "42704"
@@ -458,6 +458,7 @@ async fn a_failed_statement_stops_the_rest_of_a_simple_query() {
     let (executor, store) = executor();
     let results = executor
         .execute_sql(
+            &crate::transaction::Session::default(),
             "INSERT INTO kv VALUES ('a','1'); SELECT * FROM nope; INSERT INTO kv VALUES ('b','2')",
         )
         .await;

@@ -137,3 +137,145 @@ async fn postgres_clients_run_statements_and_survive_errors() {
         .expect("server task")
         .expect("server stops cleanly");
 }
+
+/// A pgwire server over a fresh in-memory store on a free port.
+struct TestServer {
+    store: Arc<MemoryStore>,
+    config: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<(), crate::GatewayError>>,
+}
+
+impl TestServer {
+    async fn start() -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let address = listener.local_addr().expect("bound address");
+        let store = Arc::new(MemoryStore::default());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(crate::server::serve(
+            listener,
+            Executor::new(
+                store.clone(),
+                Arc::new(FixedViews(None)),
+                Arc::new(crate::catalog_source::MemoryCatalog::default()),
+            ),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let config = format!(
+            "host=127.0.0.1 port={} user=test dbname=arbor",
+            address.port()
+        );
+        TestServer {
+            store,
+            config,
+            stop,
+            server,
+        }
+    }
+
+    async fn connect(&self) -> (tokio_postgres::Client, tokio::task::JoinHandle<()>) {
+        let (client, connection) = tokio_postgres::connect(&self.config, NoTls)
+            .await
+            .expect("connects");
+        let connection = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        (client, connection)
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.server
+            .await
+            .expect("server task")
+            .expect("server stops cleanly");
+    }
+}
+
+async fn keys(client: &tokio_postgres::Client) -> Vec<String> {
+    client
+        .query("SELECT k FROM kv ORDER BY k", &[])
+        .await
+        .expect("select")
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn drivers_commit_roll_back_and_recover_with_savepoints() {
+    let server = TestServer::start().await;
+    let (mut client, connection) = server.connect().await;
+
+    let mut transaction = client.transaction().await.expect("begin");
+    transaction
+        .execute("INSERT INTO kv VALUES ($1, $2)", &[&"t1", &"1"])
+        .await
+        .expect("insert t1");
+    {
+        let savepoint = transaction.savepoint("sp").await.expect("savepoint");
+        let error = savepoint
+            .execute("INSERT INTO kv VALUES ($1, $2)", &[&"t1", &"dup"])
+            .await
+            .expect_err("duplicate key");
+        assert_eq!(error.code().map(|c| c.code()), Some("23505"));
+        savepoint.rollback().await.expect("rollback to savepoint");
+    }
+    transaction
+        .execute("INSERT INTO kv VALUES ($1, $2)", &[&"t2", &"2"])
+        .await
+        .expect("the block is usable again after ROLLBACK TO");
+    transaction.commit().await.expect("commit");
+    assert_eq!(keys(&client).await, ["t1", "t2"]);
+
+    {
+        let transaction = client.transaction().await.expect("begin");
+        transaction
+            .execute("INSERT INTO kv VALUES ('t3', '3')", &[])
+            .await
+            .expect("insert t3");
+        // Dropped without commit: tokio-postgres sends ROLLBACK.
+    }
+    assert_eq!(keys(&client).await, ["t1", "t2"], "t3 was rolled back");
+
+    client.batch_execute("BEGIN").await.expect("begin");
+    let error = client
+        .simple_query("SELECT * FROM nope")
+        .await
+        .expect_err("undefined table");
+    assert_eq!(error.code().map(|c| c.code()), Some("42P01"));
+    let error = client
+        .query("SELECT 1", &[])
+        .await
+        .expect_err("the block has failed");
+    assert_eq!(error.code().map(|c| c.code()), Some("25P02"));
+    client.batch_execute("ROLLBACK").await.expect("rollback");
+    assert_eq!(keys(&client).await, ["t1", "t2"]);
+    assert_eq!(server.store.len(), 2);
+
+    drop(client);
+    let _ = connection.await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_disappears_mid_transaction_leaves_nothing_behind() {
+    let server = TestServer::start().await;
+    let (client, connection) = server.connect().await;
+    client
+        .batch_execute("BEGIN; INSERT INTO kv VALUES ('ghost', '1');")
+        .await
+        .expect("begin and insert");
+    drop(client);
+    let _ = connection.await;
+    let (client, connection) = server.connect().await;
+    assert!(keys(&client).await.is_empty());
+    assert!(server.store.commits.lock().expect("lock").is_empty());
+    drop(client);
+    let _ = connection.await;
+    server.stop().await;
+}

@@ -1,7 +1,8 @@
 // pgjdbc (Debian's libpostgresql-jdbc-java): Statement, a PreparedStatement
 // run more than prepareThreshold (5) times so the driver switches to a named
 // server-side statement with binary transfer, batch insert, DatabaseMetaData
-// getTables/getColumns, autocommit on. Usage: JdbcCheck <jdbc url>.
+// getTables/getColumns, autocommit on, then autocommit off with commit,
+// rollback and a failed transaction (25P02). Usage: JdbcCheck <jdbc url>.
 import java.sql.*;
 import java.util.*;
 
@@ -89,6 +90,52 @@ public class JdbcCheck {
                 } catch (SQLException error) {
                     expect(error.getSQLState(), "23505", "sqlstate");
                 }
+            }
+            // Autocommit off: the driver sends BEGIN before the first statement.
+            connection.setAutoCommit(false);
+            try (PreparedStatement move = connection.prepareStatement(
+                    "UPDATE jdbc_accounts SET balance = ? WHERE id = ?")) {
+                move.setDouble(1, 2.0);
+                move.setLong(2, 2);
+                expect(move.executeUpdate(), 1, "debit");
+                move.setDouble(1, 5.5);
+                move.setLong(2, 3);
+                expect(move.executeUpdate(), 1, "credit");
+            }
+            connection.commit();
+            try (Statement statement = connection.createStatement()) {
+                statement.executeUpdate("UPDATE jdbc_accounts SET balance = 0 WHERE id = 2");
+                statement.executeUpdate("INSERT INTO jdbc_accounts (id, owner) VALUES (99, 'rolled back')");
+            }
+            connection.rollback();
+            // A failed statement inside the transaction: pgjdbc's
+            // autosave=never semantics, the rest fails until rollback.
+            try (Statement statement = connection.createStatement()) {
+                try {
+                    statement.execute("SELECT * FROM jdbc_missing");
+                    throw new AssertionError("missing table accepted");
+                } catch (SQLException error) {
+                    expect(error.getSQLState(), "42P01", "sqlstate in transaction");
+                }
+                try {
+                    statement.execute("SELECT 1");
+                    throw new AssertionError("statement ran in a failed transaction");
+                } catch (SQLException error) {
+                    expect(error.getSQLState(), "25P02", "failed transaction");
+                }
+            }
+            connection.rollback();
+            connection.setAutoCommit(true);
+            try (Statement statement = connection.createStatement();
+                 ResultSet rows = statement.executeQuery(
+                         "SELECT id, balance FROM jdbc_accounts WHERE id = 2 OR id = 3 OR id = 99 ORDER BY id")) {
+                List<String> seen = new ArrayList<>();
+                while (rows.next()) {
+                    seen.add(rows.getLong(1) + "=" + rows.getDouble(2));
+                }
+                expect(seen, List.of("2=2.0", "3=5.5"), "committed transfer, rolled-back writes gone");
+            }
+            try (Statement statement = connection.createStatement()) {
                 statement.execute("DROP TABLE jdbc_accounts");
             }
         }

@@ -1,5 +1,6 @@
 """psycopg 3: server-side parameters (extended protocol), explicit prepared
-statements, binary results and parameters, executemany, autocommit."""
+statements, binary results and parameters, executemany, autocommit, and transaction
+blocks with savepoints (`with connection.transaction()`)."""
 
 import datetime
 import uuid
@@ -37,5 +38,26 @@ with psycopg.connect(**settings(), autocommit=True) as connection:
     cursor = connection.execute("DELETE FROM py3_events WHERE id = %s RETURNING tag", (3,))
     expect(cursor.fetchall(), [("third",)], "delete returning")
     expect(connection.execute("SHOW server_version").fetchone()[0].split(".")[0].isdigit(), True, "show")
+    # Transactions: `with connection.transaction()` commits on success and
+    # rolls back on an exception; nested blocks are savepoints.
+    with connection.transaction():
+        connection.execute("UPDATE py3_events SET tag = 'committed' WHERE id = 1")
+        connection.execute("INSERT INTO py3_events (id, tag) VALUES (10, 'ten')")
+    try:
+        with connection.transaction():
+            connection.execute("UPDATE py3_events SET tag = 'lost' WHERE id = 1")
+            raise RuntimeError("roll back")
+    except RuntimeError:
+        pass
+    with connection.transaction():
+        connection.execute("INSERT INTO py3_events (id, tag) VALUES (11, 'eleven')")
+        try:
+            with connection.transaction():
+                connection.execute("INSERT INTO py3_events (id, tag) VALUES (10, 'duplicate')")
+        except psycopg.errors.UniqueViolation:
+            pass
+        connection.execute("INSERT INTO py3_events (id, tag) VALUES (12, 'twelve')")
+    rows = connection.execute("SELECT id, tag FROM py3_events WHERE id = 1 OR id >= 10 ORDER BY id").fetchall()
+    expect(rows, [(1, "committed"), (10, "ten"), (11, "eleven"), (12, "twelve")], "transaction blocks")
     connection.execute("DROP TABLE py3_events")
 print("psycopg3 ok")

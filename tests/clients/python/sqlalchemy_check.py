@@ -1,5 +1,5 @@
 """SQLAlchemy 2 over psycopg2: Core (metadata.create_all, inspect().has_table,
-insert/select) and ORM (session add/query/commit)."""
+insert/select) and ORM (session add/query/commit, rollback, savepoints)."""
 
 from sqlalchemy import BigInteger, Column, String, Table, create_engine, insert, inspect, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -54,6 +54,29 @@ with Session(engine) as session:
     session.commit()
 with Session(engine) as session:
     expect(session.scalars(select(User.name).order_by(User.id)).all(), ["ada lovelace", "grace"], "orm select")
+
+# Session transactions: rollback discards, a failed flush rolls back the
+# whole unit of work, begin_nested() is a savepoint.
+with Session(engine) as session:
+    session.get(User, 2).name = "not saved"
+    session.add(User(id=3, name="not saved either"))
+    session.flush()
+    session.rollback()
+with Session(engine) as session:
+    with session.begin():
+        session.add(User(id=4, name="kept"))
+        try:
+            with session.begin_nested():
+                session.add(User(id=1, name="duplicate"))
+        except Exception as error:  # IntegrityError from the savepoint
+            expect(type(error).__name__, "IntegrityError", "duplicate in savepoint")
+        session.add(User(id=5, name="also kept"))
+with Session(engine) as session:
+    expect(
+        session.scalars(select(User.name).order_by(User.id)).all(),
+        ["ada lovelace", "grace", "kept", "also kept"],
+        "session transactions",
+    )
 
 Base.metadata.drop_all(engine)
 expect(inspect(engine).has_table("sa_users"), False, "dropped")

@@ -9,11 +9,17 @@
 //! every peer answered `RegionNotFound`, and retries with backoff until
 //! [`REQUEST_RETRY_DEADLINE_MS`] — then fails with a typed error.
 //!
-//! **Retry caveat:** a write whose answer was lost (timeout, dropped
-//! connection, leader change mid-commit) may have been applied; the retry
-//! then applies it again. Unconditional puts and deletes are idempotent, but
-//! a retried `MUST_NOT_EXIST` insert can come back as a failed condition
-//! caused by its own first attempt.
+//! On top of routing it runs transactions ([`txn`]): timestamps from the
+//! TSO ([`crate::tso`]), reads at a timestamp that resolve the locks they
+//! meet ([`resolve`]), and commits — one-phase inside one region, Percolator
+//! two-phase across regions.
+//!
+//! **Retries are safe:** every store request is idempotent for its
+//! `start_ts` (a retried prewrite, commit, rollback or one-phase commit
+//! answers what the first attempt did), so a write whose answer was lost is
+//! simply sent again. A request whose outcome stays unknown after the
+//! deadline (the primary's commit, say) fails typed; its transaction then
+//! committed or not, and readers resolve it either way.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -23,8 +29,11 @@ use arbor_proto::coordinator_client::CoordinatorClient;
 use arbor_proto::region_error::Kind as RegionErrorKind;
 use arbor_proto::store_client::StoreClient;
 use arbor_proto::{
-    GetRequest, GetResponse, LocateRegionRequest, Mutation, RegionContext, RegionDescriptor,
-    RegionError, RegionRoute, ScanRequest, ScanResponse, WriteRequest, WriteResponse,
+    CheckTxnStatusRequest, CheckTxnStatusResponse, CommitRequest, CommitResponse, GetRequest,
+    GetResponse, LocateRegionRequest, Mutation, PrewriteRequest, PrewriteResponse, RegionContext,
+    RegionDescriptor, RegionError, RegionRoute, ResolveLockRequest, ResolveLockResponse,
+    RollbackRequest, RollbackResponse, ScanLocksRequest, ScanLocksResponse, ScanRequest,
+    ScanResponse,
 };
 use tokio::time::Instant;
 use tonic::Code;
@@ -34,9 +43,14 @@ use crate::config::{
 };
 use crate::error::RaftstoreError;
 use crate::network::ChannelPool;
-use crate::operation::write::validate_batch;
 use crate::peer::epoch_is_newer;
+use crate::tso::TsoClient;
 use crate::types::{RegionId, StoreId};
+
+pub mod resolve;
+pub mod txn;
+
+pub use txn::{TxnMutation, TxnMutationKind};
 
 /// A request gives up retrying region errors after this long.
 pub const REQUEST_RETRY_DEADLINE_MS: u64 = 10_000;
@@ -73,11 +87,12 @@ struct ClientInner {
     retry_deadline: Duration,
     routes: RwLock<RouteCache>,
     pool: ChannelPool,
+    tso: TsoClient,
 }
 
 /// Where a region is: its descriptor, the leader hint, its stores.
 #[derive(Debug, Clone)]
-struct Route {
+pub(crate) struct Route {
     region: RegionDescriptor,
     leader_store_id: StoreId,
     addresses: HashMap<StoreId, String>,
@@ -99,12 +114,12 @@ impl Route {
         })
     }
 
-    fn contains(&self, key: &[u8]) -> bool {
+    pub(crate) fn contains(&self, key: &[u8]) -> bool {
         key >= self.region.start_key.as_slice()
             && (self.region.end_key.is_empty() || key < self.region.end_key.as_slice())
     }
 
-    fn context(&self) -> RegionContext {
+    pub(crate) fn context(&self) -> RegionContext {
         RegionContext {
             region_id: self.region.region_id,
             epoch: self.region.epoch,
@@ -178,16 +193,26 @@ impl RouteCache {
     }
 }
 
-enum Call {
+pub(crate) enum Call {
     Get(GetRequest),
     Scan(ScanRequest),
-    Write(WriteRequest),
+    ScanLocks(ScanLocksRequest),
+    Prewrite(PrewriteRequest),
+    Commit(CommitRequest),
+    Rollback(RollbackRequest),
+    CheckTxnStatus(CheckTxnStatusRequest),
+    ResolveLock(ResolveLockRequest),
 }
 
-enum Reply {
+pub(crate) enum Reply {
     Get(GetResponse),
     Scan(ScanResponse),
-    Write(WriteResponse),
+    ScanLocks(ScanLocksResponse),
+    Prewrite(PrewriteResponse),
+    Commit(CommitResponse),
+    Rollback(RollbackResponse),
+    CheckTxnStatus(CheckTxnStatusResponse),
+    ResolveLock(ResolveLockResponse),
 }
 
 impl Reply {
@@ -195,9 +220,22 @@ impl Reply {
         match self {
             Reply::Get(reply) => reply.region_error.as_ref(),
             Reply::Scan(reply) => reply.region_error.as_ref(),
-            Reply::Write(reply) => reply.region_error.as_ref(),
+            Reply::ScanLocks(reply) => reply.region_error.as_ref(),
+            Reply::Prewrite(reply) => reply.region_error.as_ref(),
+            Reply::Commit(reply) => reply.region_error.as_ref(),
+            Reply::Rollback(reply) => reply.region_error.as_ref(),
+            Reply::CheckTxnStatus(reply) => reply.region_error.as_ref(),
+            Reply::ResolveLock(reply) => reply.region_error.as_ref(),
         }
     }
+}
+
+/// A request's answer, the route it went to, and how many times it was
+/// sent (more than once: an earlier attempt may have applied too).
+pub(crate) struct Executed {
+    pub(crate) route: Route,
+    pub(crate) reply: Reply,
+    pub(crate) sends: u32,
 }
 
 /// Why locating a key failed.
@@ -221,6 +259,8 @@ enum Next {
 /// Progress of one request through its retries.
 struct RetryState {
     attempts: u32,
+    /// Requests that reached a store (answered or not).
+    sends: u32,
     rotation: usize,
     immediate_redirects: u32,
     /// `RegionNotFound` answers in a row.
@@ -230,7 +270,7 @@ struct RetryState {
     last_error: String,
 }
 
-fn unexpected_reply(what: &str) -> RaftstoreError {
+pub(crate) fn unexpected_reply(what: &str) -> RaftstoreError {
     RaftstoreError::Transport {
         address: String::new(),
         hint: format!("store answered a {what} request with another reply type"),
@@ -257,34 +297,69 @@ impl RegionClient {
         coordinator_addresses: Vec<String>,
         retry_deadline: Duration,
     ) -> Self {
+        let tso = TsoClient::new(coordinator_addresses.clone(), retry_deadline);
         Self {
             inner: Arc::new(ClientInner {
                 coordinators: coordinator_addresses,
                 retry_deadline,
                 routes: RwLock::new(RouteCache::default()),
                 pool: ChannelPool::default(),
+                tso,
             }),
         }
     }
 
+    /// One timestamp from the TSO, above every timestamp served before the
+    /// call started.
+    pub async fn timestamp(&self) -> Result<u64, RaftstoreError> {
+        self.inner.tso.timestamp().await
+    }
+
+    /// The newest timestamp this client handed out (no RPC; 0 = none).
+    pub(crate) fn newest_timestamp(&self) -> u64 {
+        self.inner.tso.newest_timestamp()
+    }
+
+    /// The value of `key` at a fresh timestamp.
     pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, RaftstoreError> {
         check_key(key)?;
-        let (_, reply) = self
-            .execute(key, |route| {
-                Call::Get(GetRequest {
-                    context: Some(route.context()),
-                    key: key.to_vec(),
+        let read_ts = self.timestamp().await?;
+        self.get_at(key, read_ts).await
+    }
+
+    /// The value of `key` committed at or before `read_ts`. A lock that may
+    /// commit below `read_ts` is resolved (or waited out) first, until
+    /// [`resolve::LOCK_WAIT_DEADLINE_MS`].
+    pub async fn get_at(
+        &self,
+        key: &[u8],
+        read_ts: u64,
+    ) -> Result<Option<Vec<u8>>, RaftstoreError> {
+        check_key(key)?;
+        let mut wait = resolve::LockWait::new();
+        loop {
+            let executed = self
+                .execute(key, |route| {
+                    Call::Get(GetRequest {
+                        context: Some(route.context()),
+                        key: key.to_vec(),
+                        read_ts,
+                    })
                 })
-            })
-            .await?;
-        match reply {
-            Reply::Get(reply) => Ok(reply.found.then_some(reply.value)),
-            _ => Err(unexpected_reply("get")),
+                .await?;
+            let Reply::Get(reply) = executed.reply else {
+                return Err(unexpected_reply("get"));
+            };
+            match reply.locked {
+                Some(lock) => self.handle_lock(&lock, &mut wait).await?,
+                None => return Ok(reply.found.then_some(reply.value)),
+            }
         }
     }
 
     /// [start, end) where an empty `end` means "to the end of the key space";
-    /// at most `limit` pairs, in key order, across regions.
+    /// at most `limit` pairs, in key order, across regions, at one fresh
+    /// timestamp.
     pub async fn scan(
         &self,
         start: &[u8],
@@ -293,27 +368,52 @@ impl RegionClient {
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, RaftstoreError> {
         check_key(start)?;
         check_key(end)?;
+        if limit == 0 || (!end.is_empty() && start >= end) {
+            return Ok(Vec::new());
+        }
+        let read_ts = self.timestamp().await?;
+        self.scan_at(start, end, limit, read_ts).await
+    }
+
+    /// Like [`RegionClient::scan`], at `read_ts` (locks resolved as by
+    /// [`RegionClient::get_at`]).
+    pub async fn scan_at(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        read_ts: u64,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, RaftstoreError> {
+        check_key(start)?;
+        check_key(end)?;
         let mut pairs = Vec::new();
         if limit == 0 || (!end.is_empty() && start >= end) {
             return Ok(pairs);
         }
+        let mut wait = resolve::LockWait::new();
         let mut cursor = start.to_vec();
         loop {
             let rows = (limit - pairs.len()).min(SCAN_ROWS_MAX);
             let rows = u32::try_from(rows).expect("SCAN_ROWS_MAX fits in u32");
-            let (route, reply) = self
+            let executed = self
                 .execute(&cursor, |route| {
                     Call::Scan(ScanRequest {
                         context: Some(route.context()),
                         start_key: cursor.clone(),
                         end_key: end.to_vec(),
                         limit: rows,
+                        read_ts,
+                        ignore_locks: false,
                     })
                 })
                 .await?;
-            let Reply::Scan(reply) = reply else {
+            let Reply::Scan(reply) = executed.reply else {
                 return Err(unexpected_reply("scan"));
             };
+            if let Some(lock) = reply.locked {
+                self.handle_lock(&lock, &mut wait).await?;
+                continue;
+            }
             let last_key = reply.pairs.last().map(|pair| pair.key.clone());
             pairs.extend(
                 reply
@@ -335,7 +435,7 @@ impl RegionClient {
                     cursor = last_key;
                 }
                 _ => {
-                    let region_end = route.region.end_key;
+                    let region_end = executed.route.region.end_key;
                     if region_end.is_empty() || (!end.is_empty() && region_end.as_slice() >= end) {
                         return Ok(pairs);
                     }
@@ -345,63 +445,81 @@ impl RegionClient {
         }
     }
 
-    /// Applies the mutations; atomic when they fall in one region (the only
-    /// case today). Mutations spanning several regions are sent per region in
-    /// key order and are NOT atomic across regions: when a later region's
-    /// condition fails, the earlier regions' mutations stay applied.
-    pub async fn write(&self, mutations: Vec<Mutation>) -> Result<WriteOutcome, RaftstoreError> {
-        validate_batch(&mutations)?;
-        let mut existed = vec![false; mutations.len()];
-        let mut pending: Vec<usize> = (0..mutations.len()).collect();
-        while let Some(&first) = pending.iter().min_by_key(|index| &mutations[**index].key) {
-            let in_region = |route: &Route| -> Vec<usize> {
-                pending
-                    .iter()
-                    .copied()
-                    .filter(|index| route.contains(&mutations[*index].key))
-                    .collect()
-            };
-            let (route, reply) = self
-                .execute(&mutations[first].key, |route| {
-                    Call::Write(WriteRequest {
+    /// Every lock in `[start, end)` (empty `end` = to the end of the key
+    /// space), at most `limit`, in key order: the transactions in flight or
+    /// abandoned and not yet resolved. For operators and tests.
+    pub async fn scan_locks(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<arbor_proto::LockInfo>, RaftstoreError> {
+        check_key(start)?;
+        check_key(end)?;
+        let mut locks = Vec::new();
+        let mut cursor = start.to_vec();
+        while locks.len() < limit && (end.is_empty() || cursor.as_slice() < end) {
+            let rows = (limit - locks.len()).min(SCAN_ROWS_MAX);
+            let rows = u32::try_from(rows).unwrap_or(u32::MAX);
+            let executed = self
+                .execute(&cursor, |route| {
+                    Call::ScanLocks(ScanLocksRequest {
                         context: Some(route.context()),
-                        mutations: in_region(route)
-                            .iter()
-                            .map(|index| mutations[*index].clone())
-                            .collect(),
+                        start_key: cursor.clone(),
+                        end_key: end.to_vec(),
+                        limit: rows,
                     })
                 })
                 .await?;
-            let Reply::Write(reply) = reply else {
-                return Err(unexpected_reply("write"));
+            let Reply::ScanLocks(reply) = executed.reply else {
+                return Err(unexpected_reply("scan_locks"));
             };
-            let sent = in_region(&route);
-            if !reply.applied {
-                let failed = sent.get(reply.failed_mutation as usize).copied();
-                return match failed {
-                    Some(mutation_index) => Ok(WriteOutcome::ConditionFailed { mutation_index }),
-                    None => Err(RaftstoreError::Transport {
-                        address: String::new(),
-                        hint: format!(
-                            "store reported failed mutation {} of a batch of {}",
-                            reply.failed_mutation,
-                            sent.len()
-                        ),
-                    }),
-                };
+            let last_key = reply.locks.last().map(|lock| lock.key.clone());
+            locks.extend(reply.locks);
+            match (reply.more, last_key) {
+                (true, Some(mut last_key)) => {
+                    last_key.push(0);
+                    cursor = last_key;
+                }
+                _ => {
+                    let region_end = executed.route.region.end_key;
+                    if region_end.is_empty() {
+                        break;
+                    }
+                    cursor = region_end;
+                }
             }
-            for (position, index) in sent.iter().enumerate() {
-                existed[*index] = reply.existed.get(position).copied().unwrap_or(false);
-            }
-            pending.retain(|index| !sent.contains(index));
         }
-        Ok(WriteOutcome::Applied { existed })
+        locks.truncate(limit);
+        Ok(locks)
+    }
+
+    /// Applies the mutations as one transaction at a fresh timestamp, all
+    /// or nothing, each condition checked against the newest committed
+    /// version (and the mutations before it in the batch). One region: one
+    /// raft entry (one-phase commit); several: two-phase commit. A write
+    /// conflict is retried with a new timestamp a few times
+    /// ([`txn::WRITE_CONFLICT_RETRIES_MAX`]).
+    pub async fn write(&self, mutations: Vec<Mutation>) -> Result<WriteOutcome, RaftstoreError> {
+        txn::write(self, mutations).await
+    }
+
+    /// Commits the writes of the transaction that started (and read) at
+    /// `start_ts`, all or nothing, and returns its commit timestamp. A key
+    /// another transaction committed after `start_ts` fails it with
+    /// `WriteConflict`. No mutations: `Ok(start_ts)`, no request sent.
+    pub async fn commit(
+        &self,
+        start_ts: u64,
+        mutations: Vec<TxnMutation>,
+    ) -> Result<u64, RaftstoreError> {
+        txn::commit(self, start_ts, mutations).await
     }
 
     /// Runs one request against the region holding `key`, retrying region
     /// errors until [`REQUEST_RETRY_DEADLINE_MS`]. `build` makes the request
     /// for the route found; the route used is returned with the reply.
-    async fn execute<B>(&self, key: &[u8], build: B) -> Result<(Route, Reply), RaftstoreError>
+    pub(crate) async fn execute<B>(&self, key: &[u8], build: B) -> Result<Executed, RaftstoreError>
     where
         B: Fn(&Route) -> Call,
     {
@@ -409,6 +527,7 @@ impl RegionClient {
         let mut backoff_ms = RETRY_BACKOFF_MIN_MS;
         let mut state = RetryState {
             attempts: 0,
+            sends: 0,
             rotation: 0,
             immediate_redirects: 0,
             regions_not_found: 0,
@@ -419,7 +538,13 @@ impl RegionClient {
         loop {
             state.attempts += 1;
             let pause = match self.attempt(key, &build, &mut state).await {
-                Next::Done(route, reply) => return Ok((route, reply)),
+                Next::Done(route, reply) => {
+                    return Ok(Executed {
+                        route,
+                        reply,
+                        sends: state.sends,
+                    })
+                }
                 Next::Fail(error) => return Err(error),
                 Next::Retry { pause } => pause,
             };
@@ -477,6 +602,7 @@ impl RegionClient {
             self.forget_region(region_id);
             return Next::Retry { pause: true };
         };
+        state.sends += 1;
         let reply = match self.send(&address, build(&route)).await {
             Ok(reply) => reply,
             Err(status) if status.code() == Code::InvalidArgument => {
@@ -577,10 +703,30 @@ impl RegionClient {
                 .scan(timed(request, STORE_CALL_TIMEOUT_MS))
                 .await
                 .map(|reply| Reply::Scan(reply.into_inner())),
-            Call::Write(request) => client
-                .write(timed(request, STORE_CALL_TIMEOUT_MS))
+            Call::ScanLocks(request) => client
+                .scan_locks(timed(request, STORE_CALL_TIMEOUT_MS))
                 .await
-                .map(|reply| Reply::Write(reply.into_inner())),
+                .map(|reply| Reply::ScanLocks(reply.into_inner())),
+            Call::Prewrite(request) => client
+                .prewrite(timed(request, STORE_CALL_TIMEOUT_MS))
+                .await
+                .map(|reply| Reply::Prewrite(reply.into_inner())),
+            Call::Commit(request) => client
+                .commit(timed(request, STORE_CALL_TIMEOUT_MS))
+                .await
+                .map(|reply| Reply::Commit(reply.into_inner())),
+            Call::Rollback(request) => client
+                .rollback(timed(request, STORE_CALL_TIMEOUT_MS))
+                .await
+                .map(|reply| Reply::Rollback(reply.into_inner())),
+            Call::CheckTxnStatus(request) => client
+                .check_txn_status(timed(request, STORE_CALL_TIMEOUT_MS))
+                .await
+                .map(|reply| Reply::CheckTxnStatus(reply.into_inner())),
+            Call::ResolveLock(request) => client
+                .resolve_lock(timed(request, STORE_CALL_TIMEOUT_MS))
+                .await
+                .map(|reply| Reply::ResolveLock(reply.into_inner())),
         }
     }
 
@@ -614,7 +760,7 @@ impl RegionClient {
         true
     }
 
-    fn cached_route(&self, key: &[u8]) -> Option<Route> {
+    pub(crate) fn cached_route(&self, key: &[u8]) -> Option<Route> {
         let routes = self
             .inner
             .routes
@@ -700,7 +846,7 @@ impl RegionClient {
     }
 }
 
-fn check_key(key: &[u8]) -> Result<(), RaftstoreError> {
+pub(crate) fn check_key(key: &[u8]) -> Result<(), RaftstoreError> {
     if key.len() > KEY_BYTES_MAX {
         return Err(RaftstoreError::InvalidArgument {
             hint: format!(
@@ -756,6 +902,9 @@ mod tests {
         assert_send(&client.get(b"k"));
         assert_send(&client.scan(b"", b"", 1));
         assert_send(&client.write(Vec::new()));
+        assert_send(&client.commit(1, Vec::new()));
+        assert_send(&client.timestamp());
+        assert_send(&client.scan_at(b"", b"", 1, 1));
     }
 
     #[test]
@@ -872,5 +1021,6 @@ mod tests {
                 existed: Vec::new()
             }
         );
+        assert_eq!(client.commit(42, Vec::new()).await.expect("empty txn"), 42);
     }
 }

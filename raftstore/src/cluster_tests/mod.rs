@@ -7,8 +7,11 @@
 //! these splits, so the region client must route through them on the
 //! stores' `EpochNotMatch` answers alone). One more test starts stores
 //! directly (no coordinator) to check a store that missed purged entries
-//! catches up from a snapshot over `StoreRaft`. Every test stops all it
-//! started and is bounded by [`TEST_DEADLINE_SECS`].
+//! catches up from a snapshot over `StoreRaft`. Transactions across the
+//! split regions are in [`txn`]. Every test stops all it started and is
+//! bounded by [`TEST_DEADLINE_SECS`].
+
+mod txn;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -192,11 +195,20 @@ impl Cluster {
         RegionClient::new(vec![self.coordinator_address.clone()])
     }
 
+    /// A client of the store; waits for it to listen (a restarted store
+    /// opens its RocksDB and regions before it binds).
     async fn store_client(&self, store_id: u64) -> StoreClient<tonic::transport::Channel> {
         let address = format!("http://{}", self.store_addresses[store_id as usize - 1]);
-        StoreClient::connect(address)
-            .await
-            .expect("connect to store")
+        let deadline = Instant::now() + Duration::from_secs(SETTLE_DEADLINE_SECS);
+        loop {
+            match StoreClient::connect(address.clone()).await {
+                Ok(client) => return client,
+                Err(error) if Instant::now() >= deadline => {
+                    panic!("store {store_id} at {address} does not listen: {error}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
     }
 
     /// Waits until the coordinator bootstrapped region 1 and it takes a
@@ -325,6 +337,8 @@ async fn get_direct(
                 epoch: region.epoch,
             }),
             key: key.to_vec(),
+            // The newest versions: these reads probe routing, not data.
+            read_ts: u64::MAX,
         })
         .await
         .expect("store answers get")
@@ -465,8 +479,7 @@ async fn exercise_cluster(dir: &Path) {
         assert_eq!(reader.get(b"missing").await.expect("get"), None);
     }
 
-    // A write across both halves; a failed condition writes nothing of its
-    // region's batch.
+    // A write is one transaction: a failed condition writes nothing at all.
     let across = client
         .write(vec![
             put("cherry", "4", MutationCondition::None),
@@ -558,6 +571,7 @@ async fn exercise_cluster(dir: &Path) {
                 epoch: left.epoch,
             }),
             key: vec![b'a'; crate::config::KEY_BYTES_MAX + 1],
+            read_ts: u64::MAX,
         })
         .await
         .expect_err("oversized key");
@@ -759,7 +773,8 @@ async fn start_in_process(
     descriptor: &RegionDescriptor,
 ) -> InProcessStore {
     let address = listener.local_addr().expect("listener address").to_string();
-    let node = StoreNode::open(store_id, address, data_dir).expect("open store");
+    // No coordinator: only two-phase commands with the test's timestamps.
+    let node = StoreNode::open(store_id, address, data_dir, Vec::new()).expect("open store");
     node.transport().set_addresses(stores);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(crate::service::serve(node.clone(), listener, async {
@@ -820,18 +835,42 @@ async fn snapshot_catch_up(root: &std::path::Path) {
         region_id: 1,
         epoch: descriptor.epoch,
     };
-    for index in 0..5 {
+    for index in 0..5u64 {
         let key = format!("key-{index}");
-        let reply = crate::operation::write::write(
+        // Timestamps of the test's own: no TSO runs here.
+        let start_ts = 10 + 2 * index;
+        let prewrite = crate::operation::txn::prewrite(
             leader,
-            WriteRequest {
+            PrewriteRequest {
                 context: Some(context),
+                start_ts,
+                primary_key: key.as_bytes().to_vec(),
+                lock_ttl_ms: 1_000,
                 mutations: vec![put(&key, "v", MutationCondition::MustNotExist)],
+                one_pc: false,
             },
         )
         .await
-        .expect("write on the leader");
-        assert!(reply.applied && reply.region_error.is_none(), "{reply:?}");
+        .expect("prewrite on the leader");
+        assert!(
+            prewrite.region_error.is_none() && prewrite.error.is_none(),
+            "{prewrite:?}"
+        );
+        let commit = crate::operation::txn::commit(
+            leader,
+            CommitRequest {
+                context: Some(context),
+                start_ts,
+                commit_ts: start_ts + 1,
+                keys: vec![key.as_bytes().to_vec()],
+            },
+        )
+        .await
+        .expect("commit on the leader");
+        assert!(
+            commit.region_error.is_none() && commit.error.is_none(),
+            "{commit:?}"
+        );
     }
 
     // Snapshot and purge the log, so store 3 can only catch up by snapshot.
@@ -866,11 +905,13 @@ async fn snapshot_catch_up(root: &std::path::Path) {
         .applied_index_at_least(Some(snapshot.index), "caught up")
         .await
         .expect("store 3 catches up from the snapshot");
-    let db = third.node.db();
+    let reader = crate::storage::mvcc::DbReader {
+        db: third.node.db(),
+    };
     for index in 0..5 {
         let key = format!("key-{index}");
-        let value = db
-            .get_cf(crate::storage::cf(db, crate::keys::CF_DATA), key.as_bytes())
+        let value = reader
+            .value_at(key.as_bytes(), u64::MAX)
             .expect("read store 3");
         assert_eq!(value, Some(b"v".to_vec()), "{key} reached store 3");
     }
