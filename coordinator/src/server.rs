@@ -17,7 +17,7 @@ use arbor_proto::root_event::Kind;
 use arbor_proto::*;
 use arbor_root::RootClient;
 use futures::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::error::CoordinatorError;
 use crate::lease::{decide, LeaseAction, LocalTenure, LEASE_TTL_MS};
@@ -112,7 +112,12 @@ pub async fn run_coordinator_with_metrics(
         .add_service(CoordinatorServer::new(CoordinatorHandle(
             coordinator.clone(),
         )))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            // Nagle off: small RPC replies must not wait ~40 ms for an ACK
+            // (tonic sets TCP_NODELAY only on listeners it binds itself).
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await;
     for task in loops {
         task.abort();

@@ -11,7 +11,7 @@ use arbor_metrics::{Health, MetricsServer};
 use arbor_proto::root_raft_server::RootRaftServer;
 use arbor_proto::root_server::RootServer;
 use openraft::{BasicNode, Config, SnapshotPolicy};
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::error::RootError;
 use crate::network::{PeerFilter, RootNetworkFactory};
@@ -175,9 +175,14 @@ impl RootPeer {
             tonic::transport::Server::builder()
                 .add_service(RootServer::new(node.clone()))
                 .add_service(RootRaftServer::new(node.clone()))
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                    let _ = stopped.await;
-                }),
+                .serve_with_incoming_shutdown(
+                    // Nagle off: small RPC replies must not wait ~40 ms for an ACK
+                    // (tonic sets TCP_NODELAY only on listeners it binds itself).
+                    TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    async move {
+                        let _ = stopped.await;
+                    },
+                ),
         );
         tracing::info!(peer_id = config.peer_id, listen = %config.listen, "root peer serving");
         Ok(RootPeer {

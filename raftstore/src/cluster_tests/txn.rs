@@ -256,7 +256,10 @@ async fn a_dead_clients_locks_are_rolled_back_after_their_ttl(client: &RegionCli
         Some(b"old".to_vec())
     );
     let left = client.scan_locks(b"", b"", 100).await.expect("scan locks");
-    assert!(locks_of(left).is_empty(), "resolution leaves no lock behind");
+    assert!(
+        locks_of(left).is_empty(),
+        "resolution leaves no lock behind"
+    );
     let commit_ts = client.timestamp().await.expect("ts");
     let late = commit_keys(client, start_ts, commit_ts, "cedar").await;
     assert!(

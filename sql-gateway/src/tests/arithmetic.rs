@@ -89,6 +89,11 @@ async fn update_adds_to_each_row_and_null_stays_null() {
     )
     .await;
     assert_eq!(got, rows(&[&[Some("21"), Some("1")]]));
+    // pgbench's simple protocol substitutes `:delta` as text: `+ -5`.
+    let pgbench = "UPDATE t SET n = n + -5 WHERE k = 4";
+    assert_eq!(ok_tag(&executor, pgbench).await, "UPDATE 1");
+    let (_, got) = query(&executor, "SELECT n FROM t WHERE k = 4").await;
+    assert_eq!(got, rows(&[&[Some("-1")]]));
 }
 
 #[tokio::test]
