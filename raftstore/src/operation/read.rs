@@ -153,30 +153,50 @@ fn check_scan_bound_size(bound: &[u8]) -> Result<(), RaftstoreError> {
     }
 }
 
+/// Admits a range read: the region is here and led here at the request's
+/// epoch, `[start, end)` clipped to it is not empty, and the read barrier
+/// passed. A region error is the answer to send instead.
+async fn admit_range(
+    node: &StoreNode,
+    context: Option<&arbor_proto::RegionContext>,
+    start: &[u8],
+    end: &[u8],
+) -> Result<Result<(RegionDescriptor, KeyRange), RegionError>, RaftstoreError> {
+    let (peer, descriptor) = match admit(node, context)? {
+        Ok(admitted) => admitted,
+        Err(region_error) => return Ok(Err(region_error)),
+    };
+    let Some(range) = clip_to_region(&range_of(&descriptor), start, end) else {
+        return Ok(Err(Peer::key_not_in_region(&descriptor, start)));
+    };
+    if let Err(region_error) = read_barrier(node, &peer, &descriptor).await {
+        return Ok(Err(region_error));
+    }
+    Ok(Ok((descriptor, range)))
+}
+
 pub async fn scan(node: &StoreNode, request: ScanRequest) -> Result<ScanResponse, RaftstoreError> {
     check_scan_bound_size(&request.start_key)?;
     check_scan_bound_size(&request.end_key)?;
     if !request.ignore_locks {
         check_read_ts(request.read_ts)?;
     }
-    let refused = |region_error| ScanResponse {
-        region_error: Some(region_error),
-        ..Default::default()
+    let range = match admit_range(
+        node,
+        request.context.as_ref(),
+        &request.start_key,
+        &request.end_key,
+    )
+    .await?
+    {
+        Ok((_, range)) => range,
+        Err(region_error) => {
+            return Ok(ScanResponse {
+                region_error: Some(region_error),
+                ..Default::default()
+            })
+        }
     };
-    let (peer, descriptor) = match admit(node, request.context.as_ref())? {
-        Ok(admitted) => admitted,
-        Err(region_error) => return Ok(refused(region_error)),
-    };
-    let Some(range) = clip_to_region(&range_of(&descriptor), &request.start_key, &request.end_key)
-    else {
-        return Ok(refused(Peer::key_not_in_region(
-            &descriptor,
-            &request.start_key,
-        )));
-    };
-    if let Err(region_error) = read_barrier(node, &peer, &descriptor).await {
-        return Ok(refused(region_error));
-    }
     let limits = ScanLimits {
         rows: scan_rows_limit(request.limit),
         bytes: SCAN_RESPONSE_BYTES_MAX,
@@ -222,24 +242,22 @@ pub async fn scan_locks(
 ) -> Result<ScanLocksResponse, RaftstoreError> {
     check_scan_bound_size(&request.start_key)?;
     check_scan_bound_size(&request.end_key)?;
-    let refused = |region_error| ScanLocksResponse {
-        region_error: Some(region_error),
-        ..Default::default()
-    };
-    let (peer, descriptor) = match admit(node, request.context.as_ref())? {
+    let (descriptor, range) = match admit_range(
+        node,
+        request.context.as_ref(),
+        &request.start_key,
+        &request.end_key,
+    )
+    .await?
+    {
         Ok(admitted) => admitted,
-        Err(region_error) => return Ok(refused(region_error)),
+        Err(region_error) => {
+            return Ok(ScanLocksResponse {
+                region_error: Some(region_error),
+                ..Default::default()
+            })
+        }
     };
-    let Some(range) = clip_to_region(&range_of(&descriptor), &request.start_key, &request.end_key)
-    else {
-        return Ok(refused(Peer::key_not_in_region(
-            &descriptor,
-            &request.start_key,
-        )));
-    };
-    if let Err(region_error) = read_barrier(node, &peer, &descriptor).await {
-        return Ok(refused(region_error));
-    }
     let limit = scan_rows_limit(request.limit);
     let mut response = ScanLocksResponse::default();
     for item in (DbReader { db: node.db() }).locks_now(&range) {
