@@ -44,7 +44,8 @@
 //! `cluster_view` + `system_tables` (system tables); `pg_catalog` answers
 //! queries over catalog relations and FROM-less SELECTs the planner lacks
 //! functions for; `parameter_types` types `$n` for Parse/Describe; `dashboard` (the HTTP
-//! page and `/api/cluster`, rendered by the same `system_tables` code).
+//! page, `/api/cluster` rendered by the same `system_tables` code,
+//! `/api/timeseries`, and the gateway's `/metrics` and `/health`).
 
 mod bind;
 mod catalog_source;
@@ -90,7 +91,7 @@ pub struct GatewayConfig {
     /// `host:port` of each root peer: where the catalog is read and DDL is
     /// committed. Required: the catalog lives only in root.
     pub root_addresses: Vec<String>,
-    /// Where the dashboard (HTTP: the page and `/api/cluster`) listens;
+    /// Where the dashboard (HTTP: the page, its APIs, `/metrics`, `/health`) listens;
     /// `None` serves no dashboard.
     pub http_listen: Option<SocketAddr>,
     /// `arbor dev`'s control API (`http://127.0.0.1:PORT`): when set, the

@@ -5,10 +5,8 @@
 
 use std::sync::{Arc, MutexGuard};
 
-use tokio::net::TcpListener;
-use tokio_postgres::NoTls;
-
 use super::memory::{error_state, executor, ok_tag, query, rows, run, run_in, tag};
+use super::wire::TestServer;
 use crate::executor::{parse_sql, Executor};
 use crate::statement::QueryResult;
 use crate::transaction::Session;
@@ -370,23 +368,8 @@ async fn concurrent_increments_are_not_lost() {
 
 #[tokio::test]
 async fn drivers_see_the_described_types_over_the_wire() {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let address = listener.local_addr().expect("bound address");
-    let (executor, _) = executor();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::server::serve(listener, executor, async move {
-        let _ = stopped.await;
-    }));
-    let config = format!(
-        "host=127.0.0.1 port={} user=test dbname=arbor",
-        address.port()
-    );
-    let (client, connection) = tokio_postgres::connect(&config, NoTls)
-        .await
-        .expect("connects");
-    let connection = tokio::spawn(connection);
+    let server = TestServer::start().await;
+    let (client, connection) = server.connect().await;
 
     client
         .batch_execute(
@@ -440,9 +423,5 @@ async fn drivers_see_the_described_types_over_the_wire() {
 
     drop(client);
     let _ = connection.await;
-    let _ = stop.send(());
-    server
-        .await
-        .expect("server task")
-        .expect("server stops cleanly");
+    server.stop().await;
 }

@@ -139,7 +139,7 @@ async fn postgres_clients_run_statements_and_survive_errors() {
 }
 
 /// A pgwire server over a fresh in-memory store on a free port.
-struct TestServer {
+pub(super) struct TestServer {
     store: Arc<MemoryStore>,
     config: String,
     stop: tokio::sync::oneshot::Sender<()>,
@@ -147,7 +147,7 @@ struct TestServer {
 }
 
 impl TestServer {
-    async fn start() -> TestServer {
+    pub(super) async fn start() -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
@@ -177,7 +177,7 @@ impl TestServer {
         }
     }
 
-    async fn connect(&self) -> (tokio_postgres::Client, tokio::task::JoinHandle<()>) {
+    pub(super) async fn connect(&self) -> (tokio_postgres::Client, tokio::task::JoinHandle<()>) {
         let (client, connection) = tokio_postgres::connect(&self.config, NoTls)
             .await
             .expect("connects");
@@ -187,7 +187,7 @@ impl TestServer {
         (client, connection)
     }
 
-    async fn stop(self) {
+    pub(super) async fn stop(self) {
         let _ = self.stop.send(());
         self.server
             .await
