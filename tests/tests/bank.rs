@@ -236,14 +236,13 @@ const REGIONS_SQL: &str = "SELECT region_id, leader_store_id FROM system.regions
 /// Runs `sql` until it succeeds (the cluster may be failing over).
 async fn settle(cluster: &mut Cluster, sql: &str) -> Vec<Vec<Option<String>>> {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last_error = String::new();
     loop {
         let attempt = match cluster.try_connect().await {
             Ok(client) => client.simple_query(sql).await,
             Err(error) => Err(error),
         };
-        match attempt {
-            Err(error) => last_error = format!("{error:?}"),
+        let last_error = match attempt {
+            Err(error) => format!("{error:?}"),
             Ok(messages) => {
                 return messages
                     .into_iter()
@@ -257,7 +256,7 @@ async fn settle(cluster: &mut Cluster, sql: &str) -> Vec<Vec<Option<String>>> {
                     })
                     .collect();
             }
-        }
+        };
         assert!(
             Instant::now() < deadline,
             "{sql} did not succeed: {last_error}\n{}",
