@@ -10,6 +10,8 @@
 #   (under tests/clients/node/node_modules) against a real cluster.
 # - chromium, chromium-driver: the dashboard's browser test
 #   (tests/tests/dashboard.rs) drives headless Chromium through WebDriver.
+# - openssl: the gateway's TLS tests (sql-gateway/src/tests/wire.rs) make a
+#   throwaway CA and server certificate with the openssl command.
 # - The Rust toolchain itself comes with the machine (rustup); protoc is not
 #   needed because proto/ compiles .proto files with protox (pure Rust).
 #
@@ -28,7 +30,7 @@ for arg in "$@"; do
     *) echo "setup: unknown option $arg (the only option is --bench)" >&2; exit 2 ;;
   esac
 done
-packages=(libclang-dev postgresql-client libpostgresql-jdbc-java chromium chromium-driver)
+packages=(libclang-dev postgresql-client libpostgresql-jdbc-java chromium chromium-driver openssl)
 # Runtimes the client tests need; installed from Debian only when absent
 # (the machine may bring its own Python, Node or JDK).
 command -v javac >/dev/null || packages+=(default-jdk-headless)

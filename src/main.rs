@@ -121,6 +121,33 @@ enum Command {
         /// `arbor dev`'s control API; the dashboard then shows stop/start buttons.
         #[arg(long, env = "ARBOR_DEV_CONTROL")]
         dev_control: Option<String>,
+        /// PEM certificate chain to serve TLS with (needs --tls-key); without
+        /// it SSLRequest is answered 'N'.
+        #[arg(long, env = "ARBOR_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of the --tls-cert certificate.
+        #[arg(long, env = "ARBOR_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Refuse clients that do not use TLS (28000).
+        #[arg(long, env = "ARBOR_TLS_REQUIRED", requires = "tls_cert")]
+        tls_required: bool,
+        /// How clients authenticate: trust or scram-sha-256.
+        #[arg(long, env = "ARBOR_AUTH", default_value = "trust")]
+        auth: arbor_sql_gateway::AuthMethod,
+        /// File of `user:password` lines for scram-sha-256 (# comments).
+        #[arg(long, env = "ARBOR_USERS_FILE")]
+        users_file: Option<PathBuf>,
+        /// One scram-sha-256 user (with --password).
+        #[arg(long, env = "ARBOR_USER", requires = "password")]
+        user: Option<String>,
+        /// The --user's password; prefer ARBOR_PASSWORD, which `ps` does not show.
+        #[arg(
+            long,
+            env = "ARBOR_PASSWORD",
+            hide_env_values = true,
+            requires = "user"
+        )]
+        password: Option<String>,
     },
 }
 
@@ -247,13 +274,35 @@ fn run_service(command: Command) -> Result<(), String> {
                 root,
                 http_listen,
                 dev_control,
+                tls_cert,
+                tls_key,
+                tls_required,
+                auth,
+                users_file,
+                user,
+                password,
             } => {
+                let tls = match (tls_cert, tls_key) {
+                    (Some(cert), Some(key)) => Some(arbor_sql_gateway::TlsConfig {
+                        cert,
+                        key,
+                        required: tls_required,
+                    }),
+                    _ => None,
+                };
                 let config = arbor_sql_gateway::GatewayConfig {
                     pg_listen,
                     coordinator_addresses: coordinators,
                     root_addresses: root,
                     http_listen: Some(http_listen),
                     dev_control,
+                    tls,
+                    auth: arbor_sql_gateway::AuthConfig {
+                        method: auth,
+                        users_file,
+                        user,
+                        password,
+                    },
                 };
                 arbor_sql_gateway::run_gateway(config, shutdown_signal())
                     .await

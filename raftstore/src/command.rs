@@ -99,6 +99,13 @@ pub fn mutation_from_proto(mutation: &Mutation) -> Result<CommandMutation, Rafts
         Ok(MutationOp::Put) => MutationKind::Put,
         Ok(MutationOp::Delete) => MutationKind::Delete,
         Ok(MutationOp::Lock) => MutationKind::Lock,
+        Ok(MutationOp::PessimisticLock) => {
+            return Err(RaftstoreError::InvalidArgument {
+                hint: "a pessimistic lock is taken by PessimisticLock, not written by a \
+                       mutation"
+                    .into(),
+            })
+        }
         Err(_) => {
             return Err(RaftstoreError::InvalidArgument {
                 hint: format!("unknown mutation op {}", mutation.op),
@@ -117,7 +124,7 @@ pub fn mutation_from_proto(mutation: &Mutation) -> Result<CommandMutation, Rafts
     };
     let value = match kind {
         MutationKind::Put => mutation.value.clone(),
-        MutationKind::Delete | MutationKind::Lock => Vec::new(),
+        MutationKind::Delete | MutationKind::Lock | MutationKind::PessimisticLock => Vec::new(),
     };
     Ok(CommandMutation {
         kind,
@@ -133,6 +140,7 @@ pub fn mutation_op(kind: MutationKind) -> MutationOp {
         MutationKind::Put => MutationOp::Put,
         MutationKind::Delete => MutationOp::Delete,
         MutationKind::Lock => MutationOp::Lock,
+        MutationKind::PessimisticLock => MutationOp::PessimisticLock,
     }
 }
 

@@ -7,12 +7,15 @@ use openraft::SnapshotPolicy;
 
 use crate::error::RaftstoreError;
 
-/// Raft heartbeat of a region leader to its followers.
+/// Raft heartbeat of an awake region leader to its followers (idle regions
+/// hibernate and send none: see `hibernate`).
 pub const RAFT_HEARTBEAT_INTERVAL_MS: u64 = 250;
 /// A follower that hears no leader for a random time in this window starts an
-/// election.
-pub const RAFT_ELECTION_TIMEOUT_MIN_MS: u64 = 800;
-pub const RAFT_ELECTION_TIMEOUT_MAX_MS: u64 = 1_600;
+/// election. openraft adds the leader lease (= the maximum) first, and a
+/// voter refuses candidates while its lease lasts; store liveness
+/// (`liveness::STORE_DEAD_AFTER_MS`) must outlast it.
+pub const RAFT_ELECTION_TIMEOUT_MIN_MS: u64 = 750;
+pub const RAFT_ELECTION_TIMEOUT_MAX_MS: u64 = 1_000;
 /// Build a snapshot after this many applied entries since the last one.
 pub const SNAPSHOT_LOGS_SINCE_LAST: u64 = 1_000;
 /// Log entries kept after a snapshot, so a briefly lagging follower catches
@@ -56,9 +59,16 @@ pub const EPOCH_NOT_MATCH_REGIONS_MAX: usize = 8;
 /// started: a reader blocked by the lock of a client that died waits this
 /// long before rolling the transaction back.
 pub const LOCK_TTL_MS: u64 = 3_000;
-/// Largest lock TTL a prewrite may ask for (a client prewriting long after
-/// its start adds the time since, up to this).
-pub const LOCK_TTL_MAX_MS: u64 = 60_000;
+/// Largest lock TTL a prewrite, pessimistic lock or heartbeat may ask for.
+/// A TTL counts from the transaction's `start_ts` (a client locking long
+/// after its start adds the time since), so this bounds how long a
+/// transaction that holds locks can live: past it, its heartbeats are
+/// refused and readers roll it back.
+pub const LOCK_TTL_MAX_MS: u64 = 600_000;
+/// How often a live transaction that holds locks raises its primary lock's
+/// TTL ([`crate::txn::heartbeat`]): three heartbeats per TTL, so one lost
+/// heartbeat does not let its locks expire.
+pub const TXN_HEARTBEAT_INTERVAL_MS: u64 = LOCK_TTL_MS / 3;
 /// Keys one store may hold memory locks on at once (one-phase commits in
 /// flight); past it a one-phase commit answers `ServerBusy`.
 pub const MEMORY_LOCKS_MAX: usize = 100_000;
@@ -76,6 +86,7 @@ const ENTRY_OVERHEAD_BYTES_MAX: usize = WRITE_MUTATIONS_MAX * 128 + 4_096;
 
 const _: () = assert!(RAFT_ELECTION_TIMEOUT_MIN_MS >= 3 * RAFT_HEARTBEAT_INTERVAL_MS);
 const _: () = assert!(LOCK_TTL_MS <= LOCK_TTL_MAX_MS);
+const _: () = assert!(TXN_HEARTBEAT_INTERVAL_MS > 0 && 2 * TXN_HEARTBEAT_INTERVAL_MS < LOCK_TTL_MS);
 const _: () = assert!(MEMORY_LOCK_WAIT_MS < REQUEST_TIMEOUT_MS);
 const _: () = assert!(WRITE_MUTATIONS_MAX <= TXN_MUTATIONS_MAX);
 const _: () = assert!(WRITE_BATCH_BYTES_MAX <= TXN_BYTES_MAX);

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::network::ChannelPool;
+use crate::periodic::Periodic;
 use crate::store::StoreNode;
 
 pub const HEARTBEAT_INTERVAL_MS: u64 = 500;
@@ -93,21 +94,13 @@ async fn send_one(
 }
 
 /// Heartbeats every coordinator until `stop` turns true.
-pub async fn run(node: Arc<StoreNode>, coordinators: Vec<String>, mut stop: watch::Receiver<bool>) {
+pub async fn run(node: Arc<StoreNode>, coordinators: Vec<String>, stop: watch::Receiver<bool>) {
     let pool = ChannelPool::default();
     let mut failures = FailureLog {
         last_warned: HashMap::new(),
     };
-    let mut ticker = tokio::time::interval(Duration::from_millis(HEARTBEAT_INTERVAL_MS));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.changed() => return,
-        }
-        if *stop.borrow() {
-            return;
-        }
+    let mut periodic = Periodic::new(Duration::from_millis(HEARTBEAT_INTERVAL_MS), stop);
+    while periodic.tick().await {
         let request = build_request(&node);
         let sends = coordinators
             .iter()

@@ -72,11 +72,14 @@ pub mod command;
 pub mod config;
 pub mod error;
 pub mod heartbeat;
+pub mod hibernate;
 pub mod keys;
+pub mod liveness;
 pub mod memory_lock;
 pub mod network;
 pub mod operation;
 pub mod peer;
+pub mod periodic;
 pub mod server;
 pub mod service;
 pub mod storage;
@@ -88,6 +91,6 @@ pub mod types;
 #[cfg(test)]
 mod cluster_tests;
 
-pub use client::{RegionClient, TxnMutation, TxnMutationKind, WriteOutcome};
+pub use client::{RegionClient, TxnKeepAlive, TxnMutation, TxnMutationKind, WriteOutcome};
 pub use error::RaftstoreError;
 pub use server::{run_store, StoreConfig};

@@ -119,6 +119,18 @@ impl Transport {
     pub fn channel(&self, address: &str) -> Result<Channel, RaftstoreError> {
         self.pool.channel(address)
     }
+
+    /// Every store address known, by store id.
+    pub fn addresses(&self) -> Vec<(StoreId, String)> {
+        let addresses = self
+            .addresses
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        addresses
+            .iter()
+            .map(|(store_id, address)| (*store_id, address.clone()))
+            .collect()
+    }
 }
 
 /// Builds the connections of one region group.

@@ -4,8 +4,8 @@
 //! store; [`crate::store::StoreNode`] serializes their creation.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use arbor_proto::region_error::Kind as RegionErrorKind;
 use arbor_proto::{
@@ -13,11 +13,13 @@ use arbor_proto::{
     ServerBusy,
 };
 use openraft::error::{ForwardToLeader, InitializeError, RaftError};
-use openraft::BasicNode;
+use openraft::{BasicNode, ServerState};
 use rocksdb::DB;
 
 use crate::error::RaftstoreError;
+use crate::hibernate::{self, Action, HibernationState, Observation, Role};
 use crate::keys::{self, CF_LOCK, CF_WRITE};
+use crate::liveness::StoreLiveness;
 use crate::network::{RegionNetworkFactory, Transport};
 use crate::storage::cf;
 use crate::storage::state_machine::{KeyRange, SharedDescriptor, SplitObserver};
@@ -33,6 +35,10 @@ pub struct Peer {
     db: Arc<DB>,
     transport: Arc<Transport>,
     key_count: Arc<AtomicU64>,
+    /// Only the hibernation driver takes it, once per tick.
+    hibernation: Mutex<HibernationState>,
+    /// A client request arrived since the driver's last tick.
+    touched: AtomicBool,
 }
 
 pub fn range_of(descriptor: &RegionDescriptor) -> KeyRange {
@@ -101,6 +107,8 @@ impl Peer {
             db,
             transport,
             key_count,
+            hibernation: Mutex::new(HibernationState::default()),
+            touched: AtomicBool::new(false),
         });
         Ok((peer, pristine && first_peer == Some(store_id)))
     }
@@ -260,6 +268,100 @@ impl Peer {
             key_count: self.key_count.load(Ordering::Relaxed),
             region: Some(self.descriptor()),
             approximate_size_bytes: self.approximate_size_bytes(),
+        }
+    }
+
+    /// A client request reached this region: the next hibernation tick
+    /// wakes it. (Requests work while it sleeps: replication and read-index
+    /// send their own messages; only timers are off.)
+    pub fn touch(&self) {
+        self.touched.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_hibernating(&self) -> bool {
+        self.hibernation
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .hibernating
+    }
+
+    /// One tick of [`hibernate::run`]: observe, decide, switch timers.
+    pub async fn hibernation_tick(&self, now_ms: u64, liveness: &StoreLiveness) {
+        let seen = self.observe(now_ms, liveness);
+        let action = {
+            let mut state = self
+                .hibernation
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            hibernate::decide(&mut state, &seen)
+        };
+        let switches = self.raft.runtime_config();
+        match action {
+            Action::Stay => {}
+            Action::Hibernate => {
+                switches.heartbeat(false);
+                switches.elect(false);
+                switches.tick(false);
+                tracing::debug!(region_id = self.region_id, "region hibernates");
+            }
+            Action::Wake | Action::WakeAndElect => {
+                switches.tick(true);
+                switches.heartbeat(true);
+                switches.elect(true);
+                tracing::debug!(region_id = self.region_id, ?action, "region wakes");
+            }
+        }
+        if action == Action::WakeAndElect {
+            tracing::info!(
+                region_id = self.region_id,
+                dead_leader = ?seen.leader,
+                "the leader's store is dead; calling an election"
+            );
+            if let Err(error) = self.raft.trigger().elect().await {
+                tracing::warn!(region_id = self.region_id, %error, "could not call an election");
+            }
+        }
+    }
+
+    fn observe(&self, now_ms: u64, liveness: &StoreLiveness) -> Observation {
+        let metrics = self.raft.metrics().borrow().clone();
+        let role = match metrics.state {
+            ServerState::Leader => Role::Leader,
+            ServerState::Follower => Role::Follower,
+            _ => Role::Other,
+        };
+        let voters: Vec<StoreId> = metrics.membership_config.membership().voter_ids().collect();
+        let last_log_index = metrics.last_log_index.unwrap_or(0);
+        let replicated = role == Role::Leader
+            && metrics.replication.as_ref().is_some_and(|progress| {
+                voters
+                    .iter()
+                    .filter(|voter| **voter != self.store_id)
+                    .all(|voter| {
+                        progress
+                            .get(voter)
+                            .and_then(|matched| matched.as_ref())
+                            .map(|log_id| log_id.index)
+                            == Some(last_log_index)
+                    })
+            });
+        let live_voters: Vec<StoreId> = voters
+            .iter()
+            .copied()
+            .filter(|voter| liveness.is_alive(*voter))
+            .collect();
+        Observation {
+            now_ms,
+            role,
+            leader: metrics.current_leader,
+            leader_alive: metrics
+                .current_leader
+                .is_none_or(|leader| liveness.is_alive(leader)),
+            last_log_index,
+            replicated,
+            voters_alive: live_voters.len() == voters.len(),
+            first_live_voter: live_voters.iter().min() == Some(&self.store_id),
+            touched: self.touched.swap(false, Ordering::Relaxed),
         }
     }
 

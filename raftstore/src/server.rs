@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use crate::error::RaftstoreError;
 use crate::store::StoreNode;
-use crate::{heartbeat, service};
+use crate::{heartbeat, hibernate, liveness, service};
 
 pub struct StoreConfig {
     pub store_id: u64,
@@ -81,6 +81,16 @@ pub async fn run_store_with_metrics(
     let heartbeats = tokio::spawn(heartbeat::run(
         node.clone(),
         config.coordinator_addresses.clone(),
+        stop_receiver.clone(),
+    ));
+    let pings = tokio::spawn(liveness::run(
+        node.clone(),
+        node.liveness().clone(),
+        stop_receiver.clone(),
+    ));
+    let hibernation = tokio::spawn(hibernate::run(
+        node.clone(),
+        node.liveness().clone(),
         stop_receiver,
     ));
     metrics.observe(&node)?;
@@ -93,8 +103,14 @@ pub async fn run_store_with_metrics(
     let served = service::serve_with_metrics(node.clone(), listener, shutdown, metrics).await;
     // send fails only when the heartbeat task is gone already.
     let _ = stop_sender.send(true);
-    if let Err(error) = heartbeats.await {
-        tracing::warn!(%error, "store heartbeat task ended abnormally");
+    for (task, what) in [
+        (heartbeats, "heartbeat"),
+        (pings, "liveness"),
+        (hibernation, "hibernation"),
+    ] {
+        if let Err(error) = task.await {
+            tracing::warn!(%error, task = what, "store task ended abnormally");
+        }
     }
     node.shutdown().await;
     tracing::info!(store_id = config.store_id, "store stopped");

@@ -14,9 +14,11 @@ use arbor_proto::store_raft_server::{StoreRaft, StoreRaftServer};
 use arbor_proto::store_server::{Store, StoreServer};
 use arbor_proto::{
     CheckTxnStatusRequest, CheckTxnStatusResponse, CommitRequest, CommitResponse, GetRequest,
-    GetResponse, PrewriteRequest, PrewriteResponse, RaftPayload, RegionError, ResolveLockRequest,
-    ResolveLockResponse, RollbackRequest, RollbackResponse, ScanLocksRequest, ScanLocksResponse,
-    ScanRequest, ScanResponse, SplitRegionRequest, SplitRegionResponse,
+    GetResponse, PessimisticLockRequest, PessimisticLockResponse, PrewriteRequest,
+    PrewriteResponse, RaftPayload, RegionError, ResolveLockRequest, ResolveLockResponse,
+    RollbackRequest, RollbackResponse, ScanLocksRequest, ScanLocksResponse, ScanRequest,
+    ScanResponse, SplitRegionRequest, SplitRegionResponse, StorePing, TxnHeartbeatRequest,
+    TxnHeartbeatResponse,
 };
 use openraft::error::RaftError;
 use serde::de::DeserializeOwned;
@@ -113,6 +115,26 @@ impl Store for StoreService {
         Ok(Response::new(response))
     }
 
+    async fn pessimistic_lock(
+        &self,
+        request: Request<PessimisticLockRequest>,
+    ) -> Result<Response<PessimisticLockResponse>, Status> {
+        let _timer = self.metrics.time("pessimistic_lock");
+        let response = txn::pessimistic_lock(&self.node, request.into_inner()).await?;
+        self.metrics.answered(response.region_error.as_ref(), true);
+        Ok(Response::new(response))
+    }
+
+    async fn txn_heartbeat(
+        &self,
+        request: Request<TxnHeartbeatRequest>,
+    ) -> Result<Response<TxnHeartbeatResponse>, Status> {
+        let _timer = self.metrics.time("txn_heartbeat");
+        let response = txn::txn_heartbeat(&self.node, request.into_inner()).await?;
+        self.metrics.answered(response.region_error.as_ref(), true);
+        Ok(Response::new(response))
+    }
+
     async fn split_region(
         &self,
         request: Request<SplitRegionRequest>,
@@ -176,6 +198,15 @@ impl StoreRaft for StoreRaftService {
             raft.append_entries(rpc).await
         })
         .await
+    }
+
+    async fn ping(&self, request: Request<StorePing>) -> Result<Response<StorePing>, Status> {
+        self.node
+            .liveness()
+            .heard_from(request.into_inner().store_id);
+        Ok(Response::new(StorePing {
+            store_id: self.node.store_id(),
+        }))
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
@@ -255,6 +286,7 @@ pub struct StoreMetrics {
     proposals: Counter,
     regions: Gauge,
     regions_led: Gauge,
+    regions_hibernating: Gauge,
     applied_entries: Gauge,
     log_entries: Gauge,
 }
@@ -292,6 +324,10 @@ impl StoreMetrics {
             regions_led: gauge(
                 "arbor_store_regions_led",
                 "Regions whose raft leader is this store.",
+            ),
+            regions_hibernating: gauge(
+                "arbor_store_regions_hibernating",
+                "Regions whose raft timers this store switched off while idle.",
             ),
             applied_entries: gauge(
                 "arbor_store_raft_applied_entries",
@@ -336,13 +372,16 @@ impl StoreMetrics {
     pub fn observe(&self, node: &Arc<StoreNode>) -> Result<(), RaftstoreError> {
         let regions = self.regions.clone();
         let regions_led = self.regions_led.clone();
+        let regions_hibernating = self.regions_hibernating.clone();
         let applied_entries = self.applied_entries.clone();
         let log_entries = self.log_entries.clone();
         let hook = arbor_metrics::weak_hook(node, move |node: &StoreNode| {
             let (mut count, mut led, mut applied, mut logged) = (0u64, 0u64, 0u64, 0u64);
+            let mut hibernating = 0u64;
             for peer in node.peers() {
                 // Asked before borrowing: is_leader reads the same channel.
                 led += u64::from(peer.is_leader());
+                hibernating += u64::from(peer.is_hibernating());
                 count += 1;
                 let receiver = peer.raft().metrics();
                 let raft = receiver.borrow();
@@ -351,6 +390,7 @@ impl StoreMetrics {
             }
             regions.set_u64(count);
             regions_led.set_u64(led);
+            regions_hibernating.set_u64(hibernating);
             applied_entries.set_u64(applied);
             log_entries.set_u64(logged);
         });
@@ -384,6 +424,7 @@ mod metrics_tests {
             "arbor_store_raft_proposals_total 1",
             "arbor_store_regions 0",
             "arbor_store_regions_led 0",
+            "arbor_store_regions_hibernating 0",
             "arbor_store_raft_applied_entries 0",
             "arbor_store_raft_log_entries 0",
         ] {

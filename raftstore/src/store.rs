@@ -20,6 +20,7 @@ use rocksdb::DB;
 
 use crate::config::{raft_config, REGIONS_PER_STORE_MAX};
 use crate::error::RaftstoreError;
+use crate::liveness::StoreLiveness;
 use crate::memory_lock::MemoryLockTable;
 use crate::network::Transport;
 use crate::peer::{range_of, Peer};
@@ -53,6 +54,8 @@ pub struct StoreNode {
     /// Commit timestamps of one-phase commits; `None` without coordinators
     /// (then one-phase commits are refused).
     tso: Option<Arc<TsoClient>>,
+    /// Which other stores answered pings lately ([`crate::liveness`]).
+    liveness: Arc<StoreLiveness>,
 }
 
 impl StoreNode {
@@ -84,7 +87,12 @@ impl StoreNode {
             creating: tokio::sync::Mutex::new(()),
             memory_locks: Arc::new(MemoryLockTable::default()),
             tso,
+            liveness: Arc::new(StoreLiveness::new(store_id)),
         }))
+    }
+
+    pub fn liveness(&self) -> &Arc<StoreLiveness> {
+        &self.liveness
     }
 
     pub fn memory_locks(&self) -> &Arc<MemoryLockTable> {

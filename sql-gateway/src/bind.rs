@@ -1,14 +1,18 @@
 //! Binding: sqlparser expressions -> typed [`Expr`]s over a scope of columns.
 //!
 //! Invariant: after binding, every column is an index into the scope's row,
-//! every literal has its final type, every comparison compares values of
-//! one type, and every arithmetic operator knows the type it computes in
-//! (Postgres' operator resolution: `int4 + int8` is bigint, `int + double
-//! precision` double precision); so the only evaluation errors left are
-//! arithmetic ones (overflow, division by zero). Arithmetic over constants
-//! is computed here, so `k = $1 + 1` is still a key lookup. Placeholders
-//! (`$1`) are replaced by their parameter values here, as untyped text
-//! literals, the way Postgres treats parameters of unknown type.
+//! every literal has its final type, every comparison (and IN list, and
+//! BETWEEN, bound as two comparisons) compares values of one type, every
+//! arithmetic operator knows the type it computes in (Postgres' operator
+//! resolution: `int4 + int8` is bigint, `int + double precision` double
+//! precision, `int * 1.5` numeric), `||` and LIKE see text (or bytea for
+//! `bytea || bytea`), and every cast left for run time is one that exists;
+//! so the only evaluation errors left are the run-time ones listed in
+//! [`crate::expr`]. Expressions over constants are computed here, so
+//! `k = $1 + 1` is still a key lookup; `now()` and its relatives are not
+//! constants but [`Expr::StatementTime`] nodes, valued when the statement
+//! runs. Placeholders (`$1`) are replaced by their parameter values here, as
+//! untyped text literals, the way Postgres treats parameters of unknown type.
 
 use sqlparser::ast::{
     self, BinaryOperator, CastKind, DataType, FunctionArg, FunctionArgExpr, FunctionArguments,
@@ -16,8 +20,12 @@ use sqlparser::ast::{
 };
 
 use crate::error::GatewayError;
-use crate::expr::{ArithmeticOp, CompareOp, Expr};
+use crate::expr::{ArithmeticOp, CompareOp, Expr, TIMESTAMP_PRECISION_MAX};
 use crate::value::{Column, SqlType, Value};
+
+/// Items one `IN (...)` list may hold: as many as one statement can have
+/// parameters, more than any ORM sends.
+pub(crate) const IN_LIST_ITEMS_MAX: usize = 65_535;
 
 /// The version string `SELECT version()` answers; drivers parse the
 /// "PostgreSQL <major>.<minor>" prefix.
@@ -178,8 +186,190 @@ impl<'a> Scope<'a> {
                 ..
             } => self.bind_cast(inner, data_type),
             ast::Expr::Function(function) => self.bind_function(function),
+            ast::Expr::InList {
+                expr: operand,
+                list,
+                negated,
+            } => self.bind_in_list(operand, list, *negated),
+            ast::Expr::InSubquery { .. } => Err(GatewayError::unsupported(
+                "IN (SELECT ...) (a subquery in an IN list)",
+            )),
+            ast::Expr::Between {
+                expr: operand,
+                negated,
+                low,
+                high,
+            } => self.bind_between(operand, *negated, low, high),
+            ast::Expr::Like {
+                negated,
+                any: false,
+                expr: operand,
+                pattern,
+                escape_char,
+            } => self.bind_like(operand, pattern, escape_char.as_ref(), false, *negated),
+            ast::Expr::ILike {
+                negated,
+                any: false,
+                expr: operand,
+                pattern,
+                escape_char,
+            } => self.bind_like(operand, pattern, escape_char.as_ref(), true, *negated),
             other => Err(GatewayError::unsupported(format!("expression {other}"))),
         }
+    }
+
+    /// `operand [NOT] IN (list)`. Every item is compared as `operand =
+    /// item` would be (`unify`), an untyped operand first taking the type
+    /// of the first typed item, as Postgres resolves one common type.
+    fn bind_in_list(
+        &self,
+        operand: &ast::Expr,
+        list: &[ast::Expr],
+        negated: bool,
+    ) -> Result<Bound, GatewayError> {
+        if list.is_empty() {
+            return Err(GatewayError::Syntax {
+                message: "syntax error at or near \")\"".to_owned(),
+            });
+        }
+        if list.len() > IN_LIST_ITEMS_MAX {
+            return Err(GatewayError::ProgramLimitExceeded {
+                what: format!("an IN list of {} items", list.len()),
+                limit: IN_LIST_ITEMS_MAX,
+            });
+        }
+        let mut operand = self.bind(operand)?;
+        let items = list
+            .iter()
+            .map(|item| self.bind(item))
+            .collect::<Result<Vec<_>, _>>()?;
+        if operand.bound_type == BoundType::UnknownText {
+            let typed = items.iter().find_map(|item| match item.bound_type {
+                BoundType::Known(sql_type) => Some(sql_type),
+                _ => None,
+            });
+            if let Some(sql_type) = typed {
+                let expr = coerce(operand, sql_type, CoercionContext::Implicit)?;
+                operand = Bound::new(expr, BoundType::Known(sql_type));
+            }
+        }
+        let pairs = items
+            .into_iter()
+            .map(|item| unify(operand.clone(), item, CompareOp::Eq))
+            .collect::<Result<Vec<_>, _>>()?;
+        let one_operand = pairs.iter().all(|(left, _)| *left == pairs[0].0);
+        let expr = if one_operand {
+            let operand = pairs[0].0.clone();
+            Expr::InList {
+                operand: Box::new(operand),
+                list: pairs.into_iter().map(|(_, item)| item).collect(),
+                negated,
+            }
+        } else {
+            // A constant operand read differently against different items
+            // (`1.5 IN (d, n)`): the OR of the comparisons, which is what
+            // IN means.
+            let any_equal = pairs
+                .into_iter()
+                .map(|(left, right)| Expr::Compare(CompareOp::Eq, Box::new(left), Box::new(right)))
+                .reduce(|left, right| Expr::Or(Box::new(left), Box::new(right)))
+                .ok_or_else(|| GatewayError::internal("an empty IN list was bound"))?;
+            if negated {
+                Expr::Not(Box::new(any_equal))
+            } else {
+                any_equal
+            }
+        };
+        folded(expr, SqlType::Bool)
+    }
+
+    /// `x BETWEEN a AND b` is `x >= a AND x <= b`, and NOT BETWEEN is
+    /// `x < a OR x > b`, as Postgres rewrites them; so a primary-key BETWEEN
+    /// narrows the scan as the two comparisons do.
+    fn bind_between(
+        &self,
+        operand: &ast::Expr,
+        negated: bool,
+        low: &ast::Expr,
+        high: &ast::Expr,
+    ) -> Result<Bound, GatewayError> {
+        let (low_op, high_op) = if negated {
+            (CompareOp::Lt, CompareOp::Gt)
+        } else {
+            (CompareOp::GtEq, CompareOp::LtEq)
+        };
+        let (low_left, low_right) = unify(self.bind(operand)?, self.bind(low)?, low_op)?;
+        let (high_left, high_right) = unify(self.bind(operand)?, self.bind(high)?, high_op)?;
+        let low = Box::new(Expr::Compare(
+            low_op,
+            Box::new(low_left),
+            Box::new(low_right),
+        ));
+        let high = Box::new(Expr::Compare(
+            high_op,
+            Box::new(high_left),
+            Box::new(high_right),
+        ));
+        let expr = if negated {
+            Expr::Or(low, high)
+        } else {
+            Expr::And(low, high)
+        };
+        folded(expr, SqlType::Bool)
+    }
+
+    /// `operand [NOT] LIKE pattern [ESCAPE 'c']` and ILIKE: text on both
+    /// sides (Postgres has no `integer ~~ unknown`).
+    fn bind_like(
+        &self,
+        operand: &ast::Expr,
+        pattern: &ast::Expr,
+        escape: Option<&ast::ValueWithSpan>,
+        case_insensitive: bool,
+        negated: bool,
+    ) -> Result<Bound, GatewayError> {
+        let operator = match (case_insensitive, negated) {
+            (false, false) => "~~",
+            (false, true) => "!~~",
+            (true, false) => "~~*",
+            (true, true) => "!~~*",
+        };
+        let escape = match escape.map(|escape| &escape.value) {
+            None => Some('\\'),
+            Some(ast::Value::SingleQuotedString(text) | ast::Value::EscapedStringLiteral(text)) => {
+                let mut chars = text.chars();
+                match (chars.next(), chars.next()) {
+                    (None, _) => None,
+                    (Some(escape), None) => Some(escape),
+                    _ => {
+                        return Err(GatewayError::unsupported(
+                            "an ESCAPE string of more than one character",
+                        ))
+                    }
+                }
+            }
+            Some(other) => return Err(GatewayError::unsupported(format!("ESCAPE {other}"))),
+        };
+        let (operand, pattern) = (self.bind(operand)?, self.bind(pattern)?);
+        let texts = |bound: &Bound| match bound.bound_type {
+            BoundType::Known(sql_type) => sql_type.is_text(),
+            BoundType::UnknownText | BoundType::Null => true,
+        };
+        if !texts(&operand) || !texts(&pattern) {
+            return Err(GatewayError::UndefinedOperator {
+                left_type: operand.bound_type.sql_name().to_owned(),
+                operator: operator.to_owned(),
+                right_type: pattern.bound_type.sql_name().to_owned(),
+            });
+        }
+        let expr = Expr::Like {
+            operand: Box::new(operand.expr),
+            pattern: Box::new(pattern.expr),
+            escape,
+            case_insensitive,
+            negated,
+        };
+        folded(expr, SqlType::Bool)
     }
 
     fn bind_value(&self, value: &ast::Value) -> Result<Bound, GatewayError> {
@@ -286,6 +476,9 @@ impl<'a> Scope<'a> {
             BinaryOperator::LtEq => CompareOp::LtEq,
             BinaryOperator::Gt => CompareOp::Gt,
             BinaryOperator::GtEq => CompareOp::GtEq,
+            BinaryOperator::StringConcat => {
+                return concatenation(self.bind(left)?, self.bind(right)?)
+            }
             other => match arithmetic_operator(other) {
                 Some(arithmetic_op) => return self.bind_arithmetic(left, arithmetic_op, right),
                 None => return Err(GatewayError::unsupported(format!("operator {other}"))),
@@ -328,7 +521,27 @@ impl<'a> Scope<'a> {
                 BoundType::Known(SqlType::Text),
             )
         };
+        let time = |sql_type: SqlType, precision: u32| {
+            Bound::new(
+                Expr::StatementTime {
+                    sql_type,
+                    precision,
+                },
+                BoundType::Known(sql_type),
+            )
+        };
         match (name.as_str(), has_arguments) {
+            // Postgres gives now() the transaction's start; here it is the
+            // statement's (every use within one statement agrees).
+            ("now" | "transaction_timestamp" | "statement_timestamp", false) => {
+                Ok(time(SqlType::Timestamptz, TIMESTAMP_PRECISION_MAX))
+            }
+            ("current_timestamp", _) => Ok(time(SqlType::Timestamptz, time_precision(function)?)),
+            ("localtimestamp", _) => Ok(time(SqlType::Timestamp, time_precision(function)?)),
+            ("current_date", false) => Ok(time(SqlType::Date, 0)),
+            ("current_time" | "localtime", _) => Err(GatewayError::unsupported(
+                "the time type (CURRENT_TIME, LOCALTIME)",
+            )),
             ("version", false) => Ok(constant(SERVER_VERSION_STRING)),
             ("current_database", false) => Ok(constant("arbor")),
             ("current_schema", false) => Ok(constant("public")),
@@ -338,6 +551,39 @@ impl<'a> Scope<'a> {
                 name: format!("{name}()"),
             }),
         }
+    }
+}
+
+/// The `p` of `CURRENT_TIMESTAMP(p)` (fractional-second digits, at most 6
+/// as in Postgres, which lowers a larger one to 6 with a warning).
+fn time_precision(function: &ast::Function) -> Result<u32, GatewayError> {
+    let FunctionArguments::List(list) = &function.args else {
+        return Ok(TIMESTAMP_PRECISION_MAX);
+    };
+    let precision = match list.args.as_slice() {
+        [] => return Ok(TIMESTAMP_PRECISION_MAX),
+        [FunctionArg::Unnamed(FunctionArgExpr::Expr(ast::Expr::Value(value)))] => {
+            match &value.value {
+                ast::Value::Number(number, _) => number.parse::<i64>().ok(),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    match precision {
+        Some(precision) if precision < 0 => Err(GatewayError::Syntax {
+            message: format!(
+                "{}({precision}) precision must not be negative",
+                function_name(function).to_uppercase()
+            ),
+        }),
+        Some(precision) => Ok(u32::try_from(precision)
+            .unwrap_or(TIMESTAMP_PRECISION_MAX)
+            .min(TIMESTAMP_PRECISION_MAX)),
+        None => Err(GatewayError::unsupported(format!(
+            "{} with this argument",
+            function_name(function)
+        ))),
     }
 }
 
@@ -448,10 +694,10 @@ fn integer_rank(sql_type: SqlType) -> u8 {
 /// The type `left op right` computes in, by Postgres' operator resolution
 /// over its implicit casts: integers widen to the wider operand; any float
 /// makes it double precision, unless both are REAL; NUMERIC meets a float as
-/// double precision. `None` when Postgres has no such operator (text,
-/// boolean, `%` on floats...). Types Postgres does have operators for but
-/// Arbor does not compute (NUMERIC with NUMERIC or integers, dates and
-/// times) are refused with 0A000 by [`arithmetic`], not here.
+/// double precision, an integer or NUMERIC as (exact) NUMERIC. `None` when
+/// Postgres has no such operator (text, boolean, `%` on floats...). Date
+/// and time arithmetic, which Postgres has but Arbor does not compute, is
+/// refused with 0A000 by [`arithmetic`], not here.
 pub(crate) fn arithmetic_result_type(
     op: ArithmeticOp,
     left: SqlType,
@@ -534,9 +780,6 @@ fn arithmetic(op: ArithmeticOp, left: Bound, right: Bound) -> Result<Bound, Gate
     }
     let result =
         arithmetic_result_type(op, a, b).ok_or_else(|| undefined(left_type, right_type))?;
-    if result == SqlType::Numeric {
-        return Err(numeric_arithmetic_unsupported(op.symbol()));
-    }
     let expr = Expr::Arithmetic {
         op,
         left: Box::new(operand_in(left, result)?),
@@ -578,12 +821,13 @@ fn operand_in(bound: Bound, result: SqlType) -> Result<Expr, GatewayError> {
     }
 }
 
-/// `expr` of type `result`, computed now when it reads no column.
+/// `expr` of type `result`, computed now when it reads no column and not
+/// the statement's time.
 fn folded(expr: Expr, result: SqlType) -> Result<Bound, GatewayError> {
-    let expr = if expr.references_columns() {
-        expr
-    } else {
+    let expr = if expr.is_constant() {
         Expr::Literal(expr.eval(&Vec::new())?)
+    } else {
+        expr
     };
     Ok(Bound::new(expr, BoundType::Known(result)))
 }
@@ -629,14 +873,43 @@ fn is_date_time(sql_type: SqlType) -> bool {
     )
 }
 
-/// NUMERIC values are exact decimal text; computing on them needs a decimal
-/// library the gateway does not depend on (yet), and rounding them through
-/// a float would silently lose digits.
-fn numeric_arithmetic_unsupported(symbol: &str) -> GatewayError {
-    GatewayError::unsupported(format!(
-        "arithmetic operator {symbol} on numeric values (cast an operand to double precision, \
-         e.g. x::float8, or use integer columns)"
-    ))
+/// `left || right`, typed as Postgres resolves it: text when either side
+/// is text or untyped (`anynonarray || text` writes the other side as
+/// text), bytea for two byteas; jsonb's merge is not computed here; two
+/// typed non-text operands (`1 || 2`) have no operator.
+fn concatenation(left: Bound, right: Bound) -> Result<Bound, GatewayError> {
+    use BoundType::{Known, Null, UnknownText};
+    let untyped = |bound: &Bound| matches!(bound.bound_type, UnknownText | Null);
+    let texty = |bound: &Bound| {
+        untyped(bound) || matches!(bound.bound_type, Known(sql_type) if sql_type.is_text())
+    };
+    let of = |bound: &Bound, sql_type: SqlType| bound.bound_type == Known(sql_type);
+    let result = if of(&left, SqlType::Bytea) && (of(&right, SqlType::Bytea) || untyped(&right))
+        || untyped(&left) && of(&right, SqlType::Bytea)
+    {
+        SqlType::Bytea
+    } else if of(&left, SqlType::Jsonb) && (of(&right, SqlType::Jsonb) || untyped(&right))
+        || untyped(&left) && of(&right, SqlType::Jsonb)
+    {
+        return Err(GatewayError::unsupported("jsonb || jsonb"));
+    } else if texty(&left) || texty(&right) {
+        SqlType::Text
+    } else {
+        return Err(GatewayError::UndefinedOperator {
+            left_type: left.bound_type.sql_name().to_owned(),
+            operator: "||".to_owned(),
+            right_type: right.bound_type.sql_name().to_owned(),
+        });
+    };
+    let operand = |bound: Bound| -> Result<Expr, GatewayError> {
+        if result == SqlType::Bytea && bound.bound_type == UnknownText {
+            coerce(bound, SqlType::Bytea, CoercionContext::Implicit)
+        } else {
+            Ok(bound.expr)
+        }
+    };
+    let expr = Expr::Concat(Box::new(operand(left)?), Box::new(operand(right)?));
+    folded(expr, result)
 }
 
 fn require_boolean(bound: Bound, clause: &str) -> Result<Expr, GatewayError> {
@@ -676,22 +949,46 @@ fn unify(left: Bound, right: Bound, op: CompareOp) -> Result<(Expr, Expr), Gatew
         {
             Ok((coerce(left, b, CoercionContext::Implicit)?, right.expr))
         }
-        // A number literal meets a number of another kind (`numeric_col =
-        // 1`, `int_col < 2.5`): read the literal as the other side's type.
+        // An integer or float literal meets a NUMERIC (`numeric_col = 1`):
+        // read the literal as NUMERIC.
+        (Known(a), Known(b))
+            if is_number(a)
+                && is_number(b)
+                && matches!(right.expr, Expr::Literal(_))
+                && b != SqlType::Numeric =>
+        {
+            Ok((
+                left.expr,
+                coerce(right, a, CoercionContext::Implicit)
+                    .or_else(|_| Err(mismatch(Known(a), Known(b))))?,
+            ))
+        }
+        (Known(a), Known(b))
+            if is_number(a)
+                && is_number(b)
+                && matches!(left.expr, Expr::Literal(_))
+                && a != SqlType::Numeric =>
+        {
+            Ok((coerce(left, b, CoercionContext::Implicit)?, right.expr))
+        }
+        // Otherwise both sides go to the type Postgres' implicit casts meet
+        // in (`int_col < 2.5` and `int_col = numeric_col` compare as
+        // NUMERIC, `numeric_col = float_col` as double precision), columns
+        // converted per row.
         (Known(a), Known(b)) if is_number(a) && is_number(b) => {
-            if matches!(right.expr, Expr::Literal(_)) && b != SqlType::Numeric
-                || a == SqlType::Numeric
-            {
-                Ok((
-                    left.expr,
-                    coerce(right, a, CoercionContext::Implicit)
-                        .or_else(|_| Err(mismatch(Known(a), Known(b))))?,
-                ))
-            } else if matches!(left.expr, Expr::Literal(_)) {
-                Ok((coerce(left, b, CoercionContext::Implicit)?, right.expr))
+            let common = if a.is_float() || b.is_float() {
+                SqlType::Float8
             } else {
-                Err(mismatch(Known(a), Known(b)))
-            }
+                SqlType::Numeric
+            };
+            let to_common = |bound: Bound, own: SqlType| {
+                if own == common || own.is_float() && common.is_float() {
+                    Ok(bound.expr)
+                } else {
+                    coerce(bound, common, CoercionContext::Implicit)
+                }
+            };
+            Ok((to_common(left, a)?, to_common(right, b)?))
         }
         (Known(target), UnknownText) => {
             Ok((left.expr, coerce(right, target, CoercionContext::Implicit)?))
@@ -737,13 +1034,21 @@ pub(crate) fn coerce(
         return Ok(bound.expr);
     }
     let Expr::Literal(value) = &bound.expr else {
-        return Err(GatewayError::DatatypeMismatch {
-            message: format!(
-                "column is of type {} but expression is of type {}",
-                target.sql_name(),
-                source.sql_name()
-            ),
-        });
+        // A column, or an expression over one: converted per row when
+        // Postgres has such a cast in this context.
+        return match source {
+            BoundType::Known(source) if castable(source, target, context) => Ok(Expr::Cast {
+                operand: Box::new(bound.expr),
+                target,
+            }),
+            _ => Err(GatewayError::DatatypeMismatch {
+                message: format!(
+                    "column is of type {} but expression is of type {}",
+                    target.sql_name(),
+                    source.sql_name()
+                ),
+            }),
+        };
     };
     let converts = match source {
         BoundType::Null | BoundType::UnknownText => true,
@@ -751,6 +1056,7 @@ pub(crate) fn coerce(
             passes
                 || context == CoercionContext::Explicit
                 || context == CoercionContext::Implicit && is_number(source) && is_number(target)
+                || castable(source, target, context)
         }
     };
     if !converts {
@@ -765,10 +1071,41 @@ pub(crate) fn coerce(
     literal_as(value, target).map(Expr::Literal)
 }
 
+/// Whether Postgres casts `source` to `target` in `context` (pg_cast's
+/// implicit, assignment and explicit casts, among the types Arbor has and
+/// [`SqlType::convert`] computes).
+fn castable(source: SqlType, target: SqlType, context: CoercionContext) -> bool {
+    let date_time = |sql_type: SqlType| is_date_time(sql_type);
+    let widening = source.is_integer() && (target.is_float() || target == SqlType::Numeric)
+        || source == SqlType::Numeric && target.is_float()
+        || source.is_integer()
+            && target.is_integer()
+            && integer_rank(source) <= integer_rank(target)
+        || source == SqlType::Float4 && target == SqlType::Float8
+        || source == SqlType::Date && matches!(target, SqlType::Timestamp | SqlType::Timestamptz)
+        || source == SqlType::Timestamp && target == SqlType::Timestamptz;
+    source == target
+        || match context {
+            CoercionContext::Implicit => widening,
+            CoercionContext::Assignment => {
+                is_number(source) && is_number(target)
+                    || target.is_text()
+                    || date_time(source) && date_time(target)
+            }
+            CoercionContext::Explicit => {
+                is_number(source) && is_number(target)
+                    || target.is_text()
+                    || source.is_text()
+                    || date_time(source) && date_time(target)
+                    || source == SqlType::Bool && target.is_integer()
+            }
+        }
+}
+
 /// A literal value read as `target` (text input rules of Postgres).
 fn literal_as(value: &Value, target: SqlType) -> Result<Value, GatewayError> {
-    match target.convert(value) {
-        Some(converted) => Ok(converted?),
+    match crate::value::convert(value, target) {
+        Some(converted) => converted,
         None => Err(GatewayError::DatatypeMismatch {
             message: format!(
                 "cannot cast type {} to {}",
@@ -973,9 +1310,121 @@ mod tests {
         assert_eq!(state_of(&scope, "NULL + NULL"), "42883");
         assert_eq!(state_of(&scope, "-name"), "42883");
         assert_eq!(state_of(&scope, "n + 'x'"), "22P02");
-        // NUMERIC needs a decimal library the gateway does not have.
-        assert_eq!(state_of(&scope, "price + 1"), "0A000");
-        assert_eq!(state_of(&scope, "n * 1.5"), "0A000");
+    }
+
+    #[test]
+    fn numeric_arithmetic_is_exact_and_typed_numeric() {
+        let scope = numbers_scope(&[]);
+        assert_eq!(type_of(&scope, "price + 1"), SqlType::Numeric);
+        assert_eq!(type_of(&scope, "n * 1.5"), SqlType::Numeric);
+        assert_eq!(type_of(&scope, "price / price"), SqlType::Numeric);
+        assert_eq!(type_of(&scope, "price % 2"), SqlType::Numeric);
+        assert_eq!(type_of(&scope, "price * d"), SqlType::Float8);
+        let bound = scope.bind(&parse_expr("0.1 + 0.2")).expect("binds");
+        assert_eq!(bound.expr, Expr::Literal(Value::Numeric("0.3".into())));
+        let bound = scope.bind(&parse_expr("1.50 * 2")).expect("binds");
+        assert_eq!(bound.expr, Expr::Literal(Value::Numeric("3.00".into())));
+        assert_eq!(state_of(&scope, "1.5 / 0"), "22012");
+        // Comparisons across number kinds meet in the wider kind.
+        assert_eq!(type_of(&scope, "n = 1.5"), SqlType::Bool);
+        assert_eq!(type_of(&scope, "n < price"), SqlType::Bool);
+        assert_eq!(type_of(&scope, "price = d"), SqlType::Bool);
+        let predicate = scope
+            .bind_predicate(&parse_expr("n < 2.5"), "WHERE")
+            .expect("binds");
+        let row = |n: i64| vec![Value::Int(0), Value::Null, Value::Int(n)];
+        assert!(predicate.matches(&row(2)).expect("evaluates"));
+        assert!(!predicate.matches(&row(3)).expect("evaluates"));
+    }
+
+    #[test]
+    fn in_lists_unify_every_item_with_the_operand() {
+        let scope = numbers_scope(&[]);
+        assert_eq!(type_of(&scope, "k IN (1, 2, '3')"), SqlType::Bool);
+        assert_eq!(type_of(&scope, "'a' IN (name, 'b')"), SqlType::Bool);
+        assert_eq!(state_of(&scope, "name IN (1, 2)"), "42883");
+        assert_eq!(state_of(&scope, "k IN ('x')"), "22P02");
+        assert_eq!(state_of(&scope, "k IN (SELECT 1)"), "0A000");
+        let bound = scope.bind(&parse_expr("k IN (3, 1, NULL)")).expect("binds");
+        let Expr::InList { operand, list, .. } = &bound.expr else {
+            panic!("not an IN list: {:?}", bound.expr);
+        };
+        assert_eq!(operand.as_ref(), &Expr::Column(0));
+        assert_eq!(list.len(), 3);
+        // Over constants it is folded, with Postgres' NULL semantics.
+        let folded = |sql: &str| scope.bind(&parse_expr(sql)).expect("binds").expr;
+        assert_eq!(folded("1 IN (2, NULL)"), Expr::Literal(Value::Null));
+        assert_eq!(folded("1 NOT IN (2, NULL)"), Expr::Literal(Value::Null));
+        assert_eq!(folded("1 IN (1, NULL)"), Expr::Literal(Value::Bool(true)));
+        assert_eq!(folded("1 NOT IN (2, 3)"), Expr::Literal(Value::Bool(true)));
+        assert_eq!(folded("NULL IN (1)"), Expr::Literal(Value::Null));
+    }
+
+    #[test]
+    fn between_on_the_key_narrows_the_key_range_like_two_comparisons() {
+        let params = [Value::Text("10".to_owned())];
+        let scope = numbers_scope(&params);
+        let predicate = scope
+            .bind_predicate(&parse_expr("k BETWEEN 3 AND $1"), "WHERE")
+            .expect("binds");
+        assert_eq!(
+            crate::expr::key_range(Some(&predicate), 0),
+            crate::expr::KeyRange {
+                lower: std::ops::Bound::Included(Value::Int(3)),
+                upper: std::ops::Bound::Included(Value::Int(10)),
+            }
+        );
+        let negated = scope
+            .bind_predicate(&parse_expr("k NOT BETWEEN 3 AND 10"), "WHERE")
+            .expect("binds");
+        assert_eq!(
+            crate::expr::key_range(Some(&negated), 0),
+            crate::expr::KeyRange::full()
+        );
+        let empty = scope
+            .bind_predicate(&parse_expr("k BETWEEN 10 AND 3"), "WHERE")
+            .expect("binds");
+        assert!(crate::expr::key_range(Some(&empty), 0).is_empty());
+        assert_eq!(state_of(&scope, "name BETWEEN 1 AND 2"), "42883");
+    }
+
+    #[test]
+    fn like_and_concatenation_take_text_as_postgres_resolves_them() {
+        let scope = numbers_scope(&[]);
+        assert_eq!(type_of(&scope, "name LIKE 'a%'"), SqlType::Bool);
+        assert_eq!(type_of(&scope, "name NOT ILIKE $$A%$$"), SqlType::Bool);
+        assert_eq!(state_of(&scope, "n LIKE '1%'"), "42883");
+        assert_eq!(state_of(&scope, "name LIKE 'a' ESCAPE 'xy'"), "0A000");
+        assert_eq!(type_of(&scope, "name || 'x'"), SqlType::Text);
+        assert_eq!(type_of(&scope, "n || 'x'"), SqlType::Text);
+        assert_eq!(type_of(&scope, "'x' || k"), SqlType::Text);
+        assert_eq!(state_of(&scope, "n || k"), "42883");
+        let bound = scope.bind(&parse_expr("'a' || 1 || NULL")).expect("binds");
+        assert_eq!(bound.expr, Expr::Literal(Value::Null));
+        let bound = scope.bind(&parse_expr("'a' || 1.50")).expect("binds");
+        assert_eq!(bound.expr, Expr::Literal(Value::Text("a1.50".into())));
+    }
+
+    #[test]
+    fn the_statement_time_is_a_node_not_a_constant() {
+        let scope = numbers_scope(&[]);
+        for (sql, sql_type) in [
+            ("now()", SqlType::Timestamptz),
+            ("CURRENT_TIMESTAMP", SqlType::Timestamptz),
+            ("current_timestamp(3)", SqlType::Timestamptz),
+            ("LOCALTIMESTAMP", SqlType::Timestamp),
+            ("CURRENT_DATE", SqlType::Date),
+        ] {
+            let bound = scope.bind(&parse_expr(sql)).expect("binds");
+            assert_eq!(bound.bound_type, BoundType::Known(sql_type), "{sql}");
+            assert!(bound.expr.reads_statement_time(), "{sql}");
+            assert!(!bound.expr.is_constant(), "{sql}");
+        }
+        // Not folded: the value is only known when the statement runs.
+        let bound = scope.bind(&parse_expr("'at ' || now()")).expect("binds");
+        assert!(bound.expr.reads_statement_time());
+        assert_eq!(state_of(&scope, "CURRENT_TIME"), "0A000");
+        assert_eq!(state_of(&scope, "now(1)"), "42883");
     }
 
     #[test]

@@ -104,6 +104,26 @@ pub enum GatewayError {
         address: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("canceling statement due to user request")]
+    QueryCanceled,
+    #[error("password authentication failed for user \"{user}\"")]
+    PasswordAuthenticationFailed { user: String },
+    #[error("SSL connection is required: host \"{host}\", user \"{user}\", no encryption")]
+    EncryptionRequired { host: String, user: String },
+    #[error("could not load the TLS {what} from {path}: {reason}")]
+    TlsFile {
+        what: &'static str,
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("could not load users from {path}, line {line}: {reason}")]
+    UsersFile {
+        path: std::path::PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error("invalid authentication settings: {reason}")]
+    AuthConfig { reason: String },
     #[error("internal error: {message}")]
     Internal { message: String },
 }
@@ -158,6 +178,15 @@ impl GatewayError {
             GatewayError::RootUnavailable { .. } => "57P03",
             GatewayError::CatalogContention { .. } => "40001",
             GatewayError::Listen { .. } => "58000",
+            GatewayError::QueryCanceled => "57014",
+            GatewayError::PasswordAuthenticationFailed { .. } => "28P01",
+            // invalid_authorization_specification, as Postgres answers a
+            // connection no pg_hba.conf line admits.
+            GatewayError::EncryptionRequired { .. } => "28000",
+            // config_file_error: the gateway refuses to start on them.
+            GatewayError::TlsFile { .. }
+            | GatewayError::UsersFile { .. }
+            | GatewayError::AuthConfig { .. } => "F0000",
             GatewayError::Internal { .. } => "XX000",
         }
     }
@@ -203,6 +232,18 @@ impl GatewayError {
             | GatewayError::CoordinatorUnavailable { .. }
             | GatewayError::RootUnavailable { .. } => {
                 "The cluster may be electing a leader or restarting; retry shortly."
+            }
+            GatewayError::EncryptionRequired { .. } => {
+                "Connect with sslmode=require (the gateway runs with --tls-required)."
+            }
+            GatewayError::TlsFile { .. } => {
+                "--tls-cert takes a PEM certificate chain, --tls-key the PEM private key of its first certificate."
+            }
+            GatewayError::UsersFile { .. } => {
+                "Write one user:password per line; blank lines and lines starting with # are ignored."
+            }
+            GatewayError::AuthConfig { .. } => {
+                "--auth scram-sha-256 needs --users-file or --user with --password; --auth trust takes neither."
             }
             _ => return None,
         };
@@ -404,6 +445,23 @@ mod tests {
                 address: "127.0.0.1:1".parse().expect("literal address"),
                 source: std::io::Error::other("x"),
             },
+            GatewayError::QueryCanceled,
+            GatewayError::PasswordAuthenticationFailed { user: "x".into() },
+            GatewayError::EncryptionRequired {
+                host: "127.0.0.1".into(),
+                user: "x".into(),
+            },
+            GatewayError::TlsFile {
+                what: "certificate",
+                path: "cert.pem".into(),
+                reason: "x".into(),
+            },
+            GatewayError::UsersFile {
+                path: "users".into(),
+                line: 1,
+                reason: "x".into(),
+            },
+            GatewayError::AuthConfig { reason: "x".into() },
             GatewayError::Internal {
                 message: "x".into(),
             },
@@ -449,6 +507,12 @@ mod tests {
             GatewayError::RootUnavailable { .. } => "57P03",
             GatewayError::CatalogContention { .. } => "40001",
             GatewayError::Listen { .. } => "58000",
+            GatewayError::QueryCanceled => "57014",
+            GatewayError::PasswordAuthenticationFailed { .. } => "28P01",
+            GatewayError::EncryptionRequired { .. } => "28000",
+            GatewayError::TlsFile { .. }
+            | GatewayError::UsersFile { .. }
+            | GatewayError::AuthConfig { .. } => "F0000",
             GatewayError::Internal { .. } => "XX000",
         }
     }
@@ -456,7 +520,7 @@ mod tests {
     #[test]
     fn every_variant_maps_to_its_sqlstate() {
         let errors = every_variant();
-        assert_eq!(errors.len(), 39, "a variant is missing from every_variant");
+        assert_eq!(errors.len(), 45, "a variant is missing from every_variant");
         for error in &errors {
             assert_eq!(error.sqlstate(), expected_sqlstate(error), "{error:?}");
             assert_eq!(error.sqlstate().len(), 5);

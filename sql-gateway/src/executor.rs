@@ -16,11 +16,13 @@ use arbor_catalog::Catalog;
 use crate::catalog_source::CatalogSource;
 use crate::cluster_view::ClusterViewSource;
 use crate::error::GatewayError;
+use crate::expr::{system_clock, Clock, StatementTime};
 use crate::plan::{plan_statement, Plan};
 use crate::statement::QueryResult;
 use crate::store::{Autocommit, Storage};
 use crate::transaction::{
-    self, Control, Effect, Session, Transaction, TxnState, TxnStore, AUTOCOMMIT_ATTEMPTS_MAX,
+    self, Control, Effect, HeldLocks, Session, Transaction, TxnState, TxnStore,
+    AUTOCOMMIT_ATTEMPTS_MAX,
 };
 use crate::value::{Column, Value};
 
@@ -45,6 +47,8 @@ pub(crate) struct Executor {
     storage: Arc<dyn Storage>,
     views: Arc<dyn ClusterViewSource>,
     catalogs: Arc<dyn CatalogSource>,
+    /// What `now()` reads, once per statement.
+    clock: Clock,
 }
 
 impl Executor {
@@ -57,7 +61,15 @@ impl Executor {
             storage,
             views,
             catalogs,
+            clock: system_clock(),
         }
+    }
+
+    /// The same executor with `now()` read from `clock` (tests fix it).
+    #[cfg(test)]
+    pub(crate) fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The catalog a statement plans against: read fresh from root unless
@@ -117,6 +129,10 @@ impl Executor {
                     self.commit(transaction).await?;
                     Ok(QueryResult::TransactionEnd { tag: "COMMIT" })
                 }
+                Ok(Effect::Rollback(transaction, tag)) => {
+                    release(transaction).await;
+                    Ok(QueryResult::TransactionEnd { tag })
+                }
                 Err(error) => {
                     state.fail();
                     Err(error)
@@ -164,18 +180,21 @@ impl Executor {
         }
     }
 
+    /// Commits the transaction's writes — with a row lock for every row
+    /// it locked and did not change, its locks' primary first. If the
+    /// commit fails, its locks are rolled back (primary first); should that
+    /// find the commit had gone through after all, it is a success.
+    ///
+    /// The commit runs on a task of its own: a statement future dropped
+    /// part way (a CancelRequest, a vanished client) must not stop a
+    /// two-phase commit between its primary and its secondaries.
     async fn commit(&self, transaction: Transaction) -> Result<(), GatewayError> {
-        if transaction.buffer.is_empty() {
-            return Ok(());
-        }
-        let start_ts = match transaction.start_ts {
-            Some(start_ts) => start_ts,
-            None => self.storage.timestamp().await?,
-        };
-        self.storage
-            .commit(start_ts, transaction.buffer.into_writes())
+        let storage = self.storage.clone();
+        tokio::spawn(commit_transaction(storage, transaction))
             .await
-            .map(|_| ())
+            .map_err(|join_error| {
+                GatewayError::internal(format!("commit task failed: {join_error}"))
+            })?
     }
 
     /// Plans and runs a statement against `transaction`.
@@ -197,17 +216,21 @@ impl Executor {
             }
             Err(error) => return Err(error),
         };
-        let store = TxnStore::new(self.storage.as_ref(), transaction, autocommit);
+        // Postgres' now() is the transaction's start: the first statement
+        // of the block reads the clock, later ones reuse it.
+        let now_micros = *transaction.now_micros.get_or_insert_with(|| (self.clock)());
+        let now = StatementTime::from_unix_micros(now_micros);
+        let store = TxnStore::new(&self.storage, transaction, autocommit);
         match plan {
             Plan::CreateTable(plan) => plan.execute(self.catalogs.as_ref()).await,
             Plan::DropTable(plan) => {
                 let store = Autocommit(self.storage.as_ref());
                 plan.execute(self.catalogs.as_ref(), &store).await
             }
-            Plan::Insert(plan) => plan.execute(&store).await,
-            Plan::Update(plan) => plan.execute(&store).await,
-            Plan::Delete(plan) => plan.execute(&store).await,
-            Plan::Select(plan) => plan.execute(&store, self.views.as_ref()).await,
+            Plan::Insert(plan) => plan.execute(&store, now).await,
+            Plan::Update(plan) => plan.execute(&store, now).await,
+            Plan::Delete(plan) => plan.execute(&store, now).await,
+            Plan::Select(plan) => plan.execute(&store, self.views.as_ref(), now).await,
             Plan::Set => Ok(QueryResult::Command {
                 tag: "SET",
                 rows: None,
@@ -329,4 +352,65 @@ pub(crate) fn parameter_count(sql: &str) -> usize {
         })
         .max()
         .unwrap_or(0)
+}
+
+/// Gives back what an ended (rolled-back) transaction holds in storage:
+/// its row locks, if it took any.
+async fn release(mut transaction: Transaction) {
+    if let Some(locks) = transaction.locks.take() {
+        release_locks(locks).await;
+    }
+}
+
+/// Best effort: locks not given back expire one lock TTL after the last
+/// heartbeat, so a failure here only makes other writers wait longer.
+async fn release_locks(locks: HeldLocks) {
+    match locks.release().await {
+        Ok(None) => {}
+        Ok(Some(commit_ts)) => {
+            tracing::warn!(commit_ts, "a rolled-back transaction's locks had committed")
+        }
+        Err(error) => tracing::info!(%error, "row locks left to expire"),
+    }
+}
+
+async fn commit_transaction(
+    storage: Arc<dyn Storage>,
+    mut transaction: Transaction,
+) -> Result<(), GatewayError> {
+    let locks = transaction.locks.take();
+    if transaction.buffer.is_empty() {
+        if let Some(locks) = locks {
+            release_locks(locks).await;
+        }
+        return Ok(());
+    }
+    let start_ts = match transaction.start_ts {
+        Some(start_ts) => start_ts,
+        None => storage.timestamp().await?,
+    };
+    let writes = transaction.buffer.into_writes();
+    let writes = match &locks {
+        Some(locks) => locks.commit_writes(writes),
+        None => writes,
+    };
+    let committed = storage.commit(start_ts, writes).await;
+    match (committed, locks) {
+        (Ok(_), Some(locks)) => {
+            locks.settle();
+            Ok(())
+        }
+        (Ok(_), None) => Ok(()),
+        (Err(error), None) => Err(error),
+        // Rolling the locks back, primary first, settles an unknown outcome:
+        // if the primary had committed after all, so did the transaction.
+        (Err(error), Some(locks)) => match locks.release().await {
+            Ok(Some(_commit_ts)) => Ok(()),
+            Ok(None) => Err(error),
+            Err(release_error) => {
+                tracing::info!(%release_error, "locks of a failed commit left to expire");
+                Err(error)
+            }
+        },
+    }
 }

@@ -2,20 +2,43 @@
 //! row evaluator runs. Columns are resolved to indexes, literals to typed
 //! values and every operator to the types it works on before execution, so
 //! evaluation fails only where Postgres' does at run time: arithmetic that
-//! overflows its result type (22003) or divides by zero (22012). NULL in
-//! gives NULL out, never an error.
+//! overflows its result type (22003) or divides by zero (22012), a cast of a
+//! value its target cannot hold, a malformed LIKE pattern, an oversize
+//! concatenation (54000). NULL in gives NULL out, never an error.
+//!
+//! Operators: comparisons, AND/OR/NOT, IS [NOT] NULL, `[NOT] IN (list)`
+//! (three-valued: `1 IN (2, NULL)` is NULL), `[NOT] LIKE`/`ILIKE`, `||`,
+//! casts, integer/float/exact NUMERIC arithmetic, and the statement's time
+//! (`now()`, `CURRENT_DATE`...). BETWEEN is bound as two comparisons. The
+//! time is a node of its own ([`Expr::StatementTime`]) until the statement
+//! runs: the executor reads its clock once per statement and
+//! [`Expr::resolve_statement_time`] turns every such node into a literal, so
+//! every row and every `now()` of one statement sees the same instant.
 //!
 //! Also derives the primary-key range a predicate implies
-//! ([`key_range`]), which is how WHERE clauses become bounded scans. Only
-//! `column <op> literal` narrows a range; arithmetic over constants is
-//! folded to a literal when it is bound, arithmetic over columns
-//! (`k = k + 0`) never narrows one.
+//! ([`key_range`]), which is how WHERE clauses become bounded scans, and the
+//! key points a predicate pins ([`key_point`], [`key_points`] for IN lists).
+//! Only `column <op> literal`, `column IN (literals)` and `column LIKE
+//! 'prefix%'` narrow a range; arithmetic over constants is folded to a
+//! literal when it is bound, arithmetic over columns (`k = k + 0`) never
+//! narrows one.
 
 use std::cmp::Ordering;
 use std::ops::Bound;
 
 use crate::error::GatewayError;
-use crate::value::{sort_cmp, Row, SqlType, Value};
+use crate::value::{
+    concat, convert, like_matches, like_prefix, numeric_arithmetic, sort_cmp, Decimal, NumericOp,
+    Row, SqlType, Value,
+};
+
+/// Key points one statement may read one by one (`k IN (...)` over the
+/// whole key); a longer list is a range scan with the list as its filter.
+pub(crate) const KEY_POINTS_MAX: usize = 1_000;
+/// Microseconds in a day, for `CURRENT_DATE`.
+const MICROS_PER_DAY: i64 = 86_400 * 1_000_000;
+/// Fractional-second digits a timestamp keeps (microseconds).
+pub(crate) const TIMESTAMP_PRECISION_MAX: u32 = 6;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CompareOp {
@@ -87,6 +110,56 @@ impl ArithmeticOp {
     }
 }
 
+/// The instant a statement runs at, read once from the executor's clock:
+/// every `now()` of the statement (and every row) sees this one value.
+/// Sessions run in UTC (the TimeZone the gateway reports), so the local
+/// time of `LOCALTIMESTAMP` and `CURRENT_DATE` is UTC too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StatementTime {
+    /// Microseconds since 1970-01-01 00:00:00 UTC.
+    micros: i64,
+}
+
+/// Where statements get their time: microseconds since the Unix epoch.
+/// Injected into the executor so tests can fix it.
+pub(crate) type Clock = std::sync::Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The host's wall clock, for a running gateway.
+pub(crate) fn system_clock() -> Clock {
+    std::sync::Arc::new(|| {
+        match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            Ok(since) => i64::try_from(since.as_micros()).unwrap_or(i64::MAX),
+            Err(before) => i64::try_from(before.duration().as_micros()).map_or(i64::MIN, |m| -m),
+        }
+    })
+}
+
+impl StatementTime {
+    pub(crate) fn from_unix_micros(micros: i64) -> Self {
+        StatementTime { micros }
+    }
+
+    /// The time as `sql_type` (timestamptz, timestamp or date), with
+    /// `precision` fractional-second digits (rounded half away from zero,
+    /// as Postgres rounds `current_timestamp(p)`).
+    fn value(self, sql_type: SqlType, precision: u32) -> Value {
+        let unit = 10i64.pow(TIMESTAMP_PRECISION_MAX - precision.min(TIMESTAMP_PRECISION_MAX));
+        let half = unit / 2;
+        let micros = if self.micros >= 0 {
+            self.micros.saturating_add(half) / unit * unit
+        } else {
+            -(self.micros.saturating_neg().saturating_add(half) / unit * unit)
+        };
+        match sql_type {
+            SqlType::Timestamp => Value::Timestamp(micros),
+            SqlType::Date => Value::Date(
+                i32::try_from(self.micros.div_euclid(MICROS_PER_DAY)).unwrap_or(i32::MAX),
+            ),
+            _ => Value::Timestamptz(micros),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Expr {
     Column(usize),
@@ -97,10 +170,11 @@ pub(crate) enum Expr {
     Not(Box<Expr>),
     IsNull(Box<Expr>),
     IsNotNull(Box<Expr>),
-    /// `left op right` computed as `result`, an integer or float type; the
-    /// binder made both operands values of that family (integers as
-    /// `Value::Int`; a float operation also accepts integer and NUMERIC
-    /// operands and computes in `f64`).
+    /// `left op right` computed as `result`, an integer, float or NUMERIC
+    /// type; the binder made both operands values of that family (integers
+    /// as `Value::Int`; a float operation also accepts integer and NUMERIC
+    /// operands and computes in `f64`; a NUMERIC one accepts integers and
+    /// computes exactly).
     Arithmetic {
         op: ArithmeticOp,
         left: Box<Expr>,
@@ -112,11 +186,43 @@ pub(crate) enum Expr {
         operand: Box<Expr>,
         result: SqlType,
     },
+    /// `operand [NOT] IN (list)`: the binder gave every item the operand's
+    /// type. TRUE on the first equal item; else NULL if the operand or any
+    /// item was NULL; else FALSE (NOT IN negates TRUE and FALSE only).
+    InList {
+        operand: Box<Expr>,
+        list: Vec<Expr>,
+        negated: bool,
+    },
+    /// `operand [NOT] LIKE pattern` (ILIKE when `case_insensitive`), both
+    /// text; `escape` is the escape character (`None` after `ESCAPE ''`).
+    Like {
+        operand: Box<Expr>,
+        pattern: Box<Expr>,
+        escape: Option<char>,
+        case_insensitive: bool,
+        negated: bool,
+    },
+    /// `left || right` (see [`concat`]).
+    Concat(Box<Expr>, Box<Expr>),
+    /// A cast evaluated per row (`n::text`, a timestamptz stored into a
+    /// timestamp column); the binder allowed only casts that exist.
+    Cast {
+        operand: Box<Expr>,
+        target: SqlType,
+    },
+    /// `now()` and friends as `sql_type` (timestamptz, timestamp, date)
+    /// rounded to `precision` fractional digits; replaced by a literal
+    /// before the statement runs ([`Expr::resolve_statement_time`]).
+    StatementTime {
+        sql_type: SqlType,
+        precision: u32,
+    },
 }
 
 impl Expr {
-    /// The value of this expression over `row`. Fails only for arithmetic
-    /// (overflow, division by zero); see the module doc.
+    /// The value of this expression over `row`. Fails only where the module
+    /// doc says.
     pub(crate) fn eval(&self, row: &Row) -> Result<Value, GatewayError> {
         Ok(match self {
             Expr::Column(index) => row.get(*index).cloned().unwrap_or(Value::Null),
@@ -156,6 +262,43 @@ impl Expr {
                 result,
             } => arithmetic(*op, &left.eval(row)?, &right.eval(row)?, *result)?,
             Expr::Negate { operand, result } => negate(&operand.eval(row)?, *result)?,
+            Expr::InList {
+                operand,
+                list,
+                negated,
+            } => in_list(&operand.eval(row)?, list, *negated, row)?,
+            Expr::Like {
+                operand,
+                pattern,
+                escape,
+                case_insensitive,
+                negated,
+            } => match (operand.eval(row)?, pattern.eval(row)?) {
+                (Value::Null, _) | (_, Value::Null) => Value::Null,
+                (value, pattern) => Value::Bool(
+                    like_matches(
+                        &value.to_text(),
+                        &pattern.to_text(),
+                        *escape,
+                        *case_insensitive,
+                    )? != *negated,
+                ),
+            },
+            Expr::Concat(left, right) => concat(&left.eval(row)?, &right.eval(row)?)?,
+            Expr::Cast { operand, target } => match convert(&operand.eval(row)?, *target) {
+                Some(converted) => converted?,
+                None => {
+                    return Err(GatewayError::internal(format!(
+                        "a cast to {} that does not exist was bound",
+                        target.sql_name()
+                    )))
+                }
+            },
+            Expr::StatementTime { .. } => {
+                return Err(GatewayError::internal(
+                    "the statement time was not resolved before evaluation",
+                ))
+            }
         })
     }
 
@@ -164,22 +307,108 @@ impl Expr {
         Ok(self.eval(row)? == Value::Bool(true))
     }
 
-    pub(crate) fn references_columns(&self) -> bool {
+    /// The direct sub-expressions.
+    fn children(&self) -> Vec<&Expr> {
         match self {
-            Expr::Column(_) => true,
-            Expr::Literal(_) => false,
+            Expr::Column(_) | Expr::Literal(_) | Expr::StatementTime { .. } => Vec::new(),
             Expr::Compare(_, left, right)
             | Expr::And(left, right)
             | Expr::Or(left, right)
-            | Expr::Arithmetic { left, right, .. } => {
-                left.references_columns() || right.references_columns()
-            }
+            | Expr::Concat(left, right)
+            | Expr::Arithmetic { left, right, .. }
+            | Expr::Like {
+                operand: left,
+                pattern: right,
+                ..
+            } => vec![left, right],
             Expr::Not(inner)
             | Expr::IsNull(inner)
             | Expr::IsNotNull(inner)
-            | Expr::Negate { operand: inner, .. } => inner.references_columns(),
+            | Expr::Negate { operand: inner, .. }
+            | Expr::Cast { operand: inner, .. } => vec![inner],
+            Expr::InList { operand, list, .. } => {
+                std::iter::once(operand.as_ref()).chain(list).collect()
+            }
         }
     }
+
+    fn children_mut(&mut self) -> Vec<&mut Expr> {
+        match self {
+            Expr::Column(_) | Expr::Literal(_) | Expr::StatementTime { .. } => Vec::new(),
+            Expr::Compare(_, left, right)
+            | Expr::And(left, right)
+            | Expr::Or(left, right)
+            | Expr::Concat(left, right)
+            | Expr::Arithmetic { left, right, .. }
+            | Expr::Like {
+                operand: left,
+                pattern: right,
+                ..
+            } => vec![left, right],
+            Expr::Not(inner)
+            | Expr::IsNull(inner)
+            | Expr::IsNotNull(inner)
+            | Expr::Negate { operand: inner, .. }
+            | Expr::Cast { operand: inner, .. } => vec![inner],
+            Expr::InList { operand, list, .. } => {
+                std::iter::once(operand.as_mut()).chain(list).collect()
+            }
+        }
+    }
+
+    /// Whether this expression or any part of it satisfies `test`.
+    pub(crate) fn any(&self, test: &impl Fn(&Expr) -> bool) -> bool {
+        test(self) || self.children().into_iter().any(|child| child.any(test))
+    }
+
+    pub(crate) fn references_columns(&self) -> bool {
+        self.any(&|expr| matches!(expr, Expr::Column(_)))
+    }
+
+    pub(crate) fn reads_statement_time(&self) -> bool {
+        self.any(&|expr| matches!(expr, Expr::StatementTime { .. }))
+    }
+
+    /// Reads neither a column nor the statement time: its value can be
+    /// computed now, when it is bound.
+    pub(crate) fn is_constant(&self) -> bool {
+        !self.any(&|expr| matches!(expr, Expr::Column(_) | Expr::StatementTime { .. }))
+    }
+
+    /// Replaces every statement-time node by the time the statement runs at.
+    pub(crate) fn resolve_statement_time(&mut self, now: StatementTime) {
+        if let Expr::StatementTime {
+            sql_type,
+            precision,
+        } = self
+        {
+            *self = Expr::Literal(now.value(*sql_type, *precision));
+            return;
+        }
+        for child in self.children_mut() {
+            child.resolve_statement_time(now);
+        }
+    }
+}
+
+/// [`Expr::InList`] for an evaluated operand.
+fn in_list(value: &Value, list: &[Expr], negated: bool, row: &Row) -> Result<Value, GatewayError> {
+    if value.is_null() {
+        return Ok(Value::Null);
+    }
+    let mut unknown = false;
+    for item in list {
+        match value.compare(&item.eval(row)?) {
+            Some(Ordering::Equal) => return Ok(Value::Bool(!negated)),
+            Some(_) => {}
+            None => unknown = true,
+        }
+    }
+    Ok(if unknown {
+        Value::Null
+    } else {
+        Value::Bool(negated)
+    })
 }
 
 /// `left op right` in the number kind of `result`; NULL if either is NULL.
@@ -203,6 +432,20 @@ pub(crate) fn arithmetic(
             return Err(operand_mismatch(op, left, right, result));
         };
         return float_arithmetic(op, left_number, right_number, result).map(Value::Float);
+    }
+    if result == SqlType::Numeric {
+        let (Some(left_number), Some(right_number)) = (Decimal::of(left), Decimal::of(right))
+        else {
+            return Err(operand_mismatch(op, left, right, result));
+        };
+        let numeric_op = match op {
+            ArithmeticOp::Add => NumericOp::Add,
+            ArithmeticOp::Subtract => NumericOp::Subtract,
+            ArithmeticOp::Multiply => NumericOp::Multiply,
+            ArithmeticOp::Divide => NumericOp::Divide,
+            ArithmeticOp::Modulo => NumericOp::Modulo,
+        };
+        return numeric_arithmetic(numeric_op, &left_number, &right_number);
     }
     Err(operand_mismatch(op, left, right, result))
 }
@@ -476,6 +719,88 @@ fn collect_equalities(predicate: &Expr, key_columns: &[usize], values: &mut [Opt
     }
 }
 
+/// Every key the predicate can match when its top-level AND chain pins
+/// each key column with `column = literal` or `column IN (literals)`: the
+/// product of the pinned values, at most [`KEY_POINTS_MAX`] of them (else
+/// `None`, and the caller scans a range). A superset: the predicate is
+/// still applied to each row read.
+pub(crate) fn key_points(
+    predicate: Option<&Expr>,
+    key_columns: &[usize],
+) -> Option<Vec<Vec<Value>>> {
+    let mut candidates: Vec<Option<Vec<Value>>> = vec![None; key_columns.len()];
+    collect_candidates(predicate?, key_columns, &mut candidates);
+    let candidates: Vec<Vec<Value>> = candidates.into_iter().collect::<Option<_>>()?;
+    let count = candidates
+        .iter()
+        .try_fold(1usize, |count, values| count.checked_mul(values.len()))?;
+    if count > KEY_POINTS_MAX {
+        return None;
+    }
+    let mut points: Vec<Vec<Value>> = vec![Vec::with_capacity(key_columns.len())];
+    for values in candidates {
+        points = points
+            .into_iter()
+            .flat_map(|point| {
+                values.iter().map(move |value| {
+                    let mut extended = point.clone();
+                    extended.push(value.clone());
+                    extended
+                })
+            })
+            .collect();
+    }
+    Some(points)
+}
+
+fn collect_candidates(
+    predicate: &Expr,
+    key_columns: &[usize],
+    candidates: &mut [Option<Vec<Value>>],
+) {
+    let (column, values) = match predicate {
+        Expr::And(left, right) => {
+            collect_candidates(left, key_columns, candidates);
+            collect_candidates(right, key_columns, candidates);
+            return;
+        }
+        Expr::Compare(CompareOp::Eq, left, right) => match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(column), Expr::Literal(value))
+            | (Expr::Literal(value), Expr::Column(column)) => (*column, vec![value.clone()]),
+            _ => return,
+        },
+        Expr::InList {
+            operand,
+            list,
+            negated: false,
+        } => {
+            let Expr::Column(column) = operand.as_ref() else {
+                return;
+            };
+            let literals: Option<Vec<Value>> = list
+                .iter()
+                .map(|item| match item {
+                    Expr::Literal(value) => Some(value.clone()),
+                    _ => None,
+                })
+                .collect();
+            let Some(values) = literals else {
+                return;
+            };
+            (*column, values)
+        }
+        _ => return,
+    };
+    let Some(position) = key_columns.iter().position(|&key| key == column) else {
+        return;
+    };
+    // NULL equals nothing; repeated items are one key.
+    let mut values: Vec<Value> = values.into_iter().filter(|v| !v.is_null()).collect();
+    values.sort_by(sort_cmp);
+    values.dedup_by(|a, b| a.compare(b) == Some(Ordering::Equal));
+    candidates[position].get_or_insert(values);
+}
+
 /// True when `predicate` is exactly the AND of `key column = literal` for
 /// each key column, so the point read says everything the filter does.
 pub(crate) fn is_exact_point(predicate: Option<&Expr>, key_columns: &[usize]) -> bool {
@@ -521,7 +846,54 @@ fn range_of(predicate: &Expr, key_column: usize) -> KeyRange {
             empty_range()
         }
         Expr::Literal(Value::Bool(false)) | Expr::Literal(Value::Null) => empty_range(),
+        // `k IN (a, b)` is `k = a OR k = b`: the hull of its points.
+        Expr::InList {
+            operand,
+            list,
+            negated: false,
+        } if matches!(operand.as_ref(), Expr::Column(c) if *c == key_column) => {
+            list.iter().fold(empty_range(), |range, item| match item {
+                Expr::Literal(value) => range.hull(comparison_range(CompareOp::Eq, value)),
+                _ => KeyRange::full(),
+            })
+        }
+        Expr::Like {
+            operand,
+            pattern,
+            escape,
+            case_insensitive: false,
+            negated: false,
+        } if matches!(operand.as_ref(), Expr::Column(c) if *c == key_column) => {
+            match pattern.as_ref() {
+                Expr::Literal(Value::Text(pattern)) => prefix_range(pattern, *escape),
+                _ => KeyRange::full(),
+            }
+        }
         _ => KeyRange::full(),
+    }
+}
+
+/// The texts starting with the pattern's fixed prefix: `['abc', 'abd')`
+/// for `'abc%'`. Text keys order by their bytes, and UTF-8 byte order is
+/// code point order, so the successor of the prefix bounds every extension.
+fn prefix_range(pattern: &str, escape: Option<char>) -> KeyRange {
+    let Some(prefix) = like_prefix(pattern, escape).filter(|prefix| !prefix.is_empty()) else {
+        return KeyRange::full();
+    };
+    let mut successor = prefix.clone();
+    let upper = loop {
+        let Some(last) = successor.pop() else {
+            break Bound::Unbounded;
+        };
+        let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+        if let Some(next) = next {
+            successor.push(next);
+            break Bound::Excluded(Value::Text(successor));
+        }
+    };
+    KeyRange {
+        lower: Bound::Included(Value::Text(prefix)),
+        upper,
     }
 }
 
@@ -608,6 +980,105 @@ mod tests {
         );
         let negated = Expr::Not(Box::new(compare(CompareOp::Eq, column(0), text("a"))));
         assert_eq!(key_range(Some(&negated), 0), KeyRange::full());
+    }
+
+    fn in_list(operand: Box<Expr>, items: &[&str], negated: bool) -> Expr {
+        Expr::InList {
+            operand,
+            list: items.iter().map(|item| *text(item)).collect(),
+            negated,
+        }
+    }
+
+    #[test]
+    fn in_lists_on_the_key_give_points_and_their_hull() {
+        let listed = in_list(column(0), &["c", "a", "c"], false);
+        assert_eq!(
+            key_range(Some(&listed), 0),
+            KeyRange {
+                lower: Bound::Included(Value::Text("a".into())),
+                upper: Bound::Included(Value::Text("c".into()))
+            }
+        );
+        assert_eq!(
+            key_points(Some(&listed), &[0]),
+            Some(vec![
+                vec![Value::Text("a".into())],
+                vec![Value::Text("c".into())]
+            ])
+        );
+        assert_eq!(key_point(Some(&listed), &[0]), None);
+        assert!(!is_exact_point(Some(&listed), &[0]));
+        // A composite key pinned by a list and an equality: their product.
+        let both = Expr::And(
+            Box::new(in_list(column(1), &["x", "y"], false)),
+            Box::new(compare(CompareOp::Eq, column(0), text("k"))),
+        );
+        assert_eq!(
+            key_points(Some(&both), &[0, 1]).map(|points| points.len()),
+            Some(2)
+        );
+        assert_eq!(key_points(Some(&both), &[0, 2]), None);
+        // NOT IN, a non-literal item, or too many points: no points.
+        let negated = in_list(column(0), &["a"], true);
+        assert_eq!(key_points(Some(&negated), &[0]), None);
+        assert_eq!(key_range(Some(&negated), 0), KeyRange::full());
+        let mixed = Expr::InList {
+            operand: column(0),
+            list: vec![*text("a"), Expr::Column(1)],
+            negated: false,
+        };
+        assert_eq!(key_points(Some(&mixed), &[0]), None);
+        assert_eq!(key_range(Some(&mixed), 0), KeyRange::full());
+        let many: Vec<String> = (0..=KEY_POINTS_MAX).map(|n| format!("{n:05}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert_eq!(
+            key_points(Some(&in_list(column(0), &many, false)), &[0]),
+            None
+        );
+        // NULL items match nothing.
+        let with_null = Expr::InList {
+            operand: column(0),
+            list: vec![Expr::Literal(Value::Null)],
+            negated: false,
+        };
+        assert_eq!(key_points(Some(&with_null), &[0]), Some(Vec::new()));
+        assert!(key_range(Some(&with_null), 0).is_empty());
+    }
+
+    #[test]
+    fn statement_time_is_resolved_once_into_literals() {
+        let mut expr = Expr::Compare(
+            CompareOp::Lt,
+            column(0),
+            Box::new(Expr::StatementTime {
+                sql_type: SqlType::Timestamptz,
+                precision: TIMESTAMP_PRECISION_MAX,
+            }),
+        );
+        assert!(
+            expr.eval(&vec![Value::Null]).is_err(),
+            "unresolved is a bug"
+        );
+        assert!(expr.reads_statement_time() && !expr.is_constant());
+        expr.resolve_statement_time(StatementTime::from_unix_micros(-1_500_000));
+        assert_eq!(
+            expr,
+            Expr::Compare(
+                CompareOp::Lt,
+                column(0),
+                Box::new(Expr::Literal(Value::Timestamptz(-1_500_000)))
+            )
+        );
+        let rounded = |precision: u32, sql_type: SqlType| {
+            StatementTime::from_unix_micros(-1_500_000).value(sql_type, precision)
+        };
+        assert_eq!(rounded(0, SqlType::Timestamp), Value::Timestamp(-2_000_000));
+        assert_eq!(
+            rounded(1, SqlType::Timestamptz),
+            Value::Timestamptz(-1_500_000)
+        );
+        assert_eq!(rounded(0, SqlType::Date), Value::Date(-1));
     }
 
     #[test]

@@ -1,18 +1,22 @@
 //! The pgwire seams: simple query, extended query (Parse/Bind/Describe/
-//! Execute), the query parser, and trust startup. The only module that
-//! turns executor results into wire messages.
+//! Execute), the query parser, cancel requests, and the registry that hands
+//! pgwire the startup seam (`startup`). The only module that turns executor
+//! results into wire messages.
 //!
-//! Invariant: no error path here closes the connection; every statement
-//! error becomes an ErrorResponse and the session goes on.
+//! Invariants: no error path here closes the connection; every statement
+//! error becomes an ErrorResponse and the session goes on. A statement
+//! cancelled by a CancelRequest is dropped where it waits and answers 57014;
+//! inside a transaction block the block is failed, as in Postgres.
 
 use std::fmt::Debug;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
 use futures::{stream, Sink, SinkExt};
-use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::auth::StartupHandler;
+use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{
     send_execution_response, send_query_response, send_ready_for_query, ExtendedQueryHandler,
@@ -22,7 +26,8 @@ use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
-    ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type, DEFAULT_NAME,
+    ClientInfo, ClientPortalStore, ConnectionHandle, ConnectionManager, ErrorHandler,
+    PgWireConnectionState, PgWireServerHandlers, Type, DEFAULT_NAME,
 };
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
@@ -34,6 +39,7 @@ use sqlparser::ast::Statement;
 
 use crate::error::GatewayError;
 use crate::executor::{describe, parameter_count, parse_sql, Executor};
+use crate::startup::{rewrite_authentication_error, ArborStartup, Security};
 use crate::statement::QueryResult;
 use crate::transaction::Session;
 use crate::value::{Column, Row, Value};
@@ -145,14 +151,38 @@ impl SqlHandler {
     }
 }
 
-/// Trust authentication: every user is accepted (SCRAM comes later).
-impl NoopStartupHandler for SqlHandler {}
-
 /// The connection's transaction state, created on first use.
 fn session_of<C: ClientInfo + ?Sized>(client: &C) -> Arc<Session> {
     client
         .session_extensions()
         .get_or_insert_with(Session::default)
+}
+
+/// Runs `work` unless a CancelRequest for this session arrives first; then
+/// `work` is dropped at the point where it waits (a row lock, a region
+/// call) and the caller answers 57014. pgwire registered the session's
+/// cancel handle at startup (`startup`). Only for the simple protocol: our
+/// `on_query` replaces pgwire's, while pgwire's own Execute already races
+/// `ExtendedQueryHandler::do_query` against the same handle.
+async fn cancellable<C, T>(client: &C, work: impl Future<Output = T>) -> Result<T, GatewayError>
+where
+    C: ClientInfo + ?Sized,
+{
+    let Some(handle) = client.session_extensions().get::<Arc<ConnectionHandle>>() else {
+        return Ok(work.await);
+    };
+    // Replaces the previous statement's receiver, so a cancel that arrived
+    // between statements cancels nothing.
+    let cancelled = handle.start_query().await;
+    tokio::select! {
+        biased;
+        output = work => Ok(output),
+        // `Err` means the handle was replaced or dropped: no cancel then.
+        Ok(()) = cancelled => {
+            tracing::debug!(peer = %client.socket_addr(), "statement cancelled by the client");
+            Err(GatewayError::QueryCanceled)
+        }
+    }
 }
 
 #[async_trait]
@@ -218,7 +248,15 @@ impl SimpleQueryHandler for SqlHandler {
     {
         let session = session_of(client);
         let started = Instant::now();
-        let results = self.executor.execute_sql(&session, query).await;
+        let results = match cancellable(client, self.executor.execute_sql(&session, query)).await {
+            Ok(results) => results,
+            Err(cancelled) => {
+                // The statement stopped part way: nothing of it is kept
+                // outside a block; inside one, the block fails.
+                session.fail().await;
+                vec![Err(cancelled)]
+            }
+        };
         crate::dashboard::record_simple_query(query, &results, started.elapsed());
         Ok(results
             .into_iter()
@@ -264,6 +302,8 @@ impl ExtendedQueryHandler for SqlHandler {
         };
         let statement = &portal.statement.statement.statement;
         let started = Instant::now();
+        // pgwire's Execute races this against the session's CancelRequest
+        // and drops it on cancel; `GatewayErrors` then fails the block.
         let result = self.executor.execute(&session, statement, &params).await;
         crate::dashboard::record_statement(statement, &result, started.elapsed());
         let result = result?;
@@ -292,15 +332,45 @@ impl ExtendedQueryHandler for SqlHandler {
     }
 }
 
+/// pgwire's error seam, called before any error is sent.
+pub(crate) struct GatewayErrors;
+
+impl ErrorHandler for GatewayErrors {
+    fn on_error<C>(&self, client: &C, error: &mut PgWireError)
+    where
+        C: ClientInfo,
+    {
+        rewrite_authentication_error(client, error);
+        if matches!(error, PgWireError::QueryCanceled) {
+            // pgwire dropped a cancelled Execute part way: fail the block as
+            // Postgres does. The dropped statement released the session
+            // lock, and this session runs nothing else meanwhile.
+            match session_of(client).state.try_lock() {
+                Ok(mut state) => state.fail(),
+                Err(_) => tracing::warn!("a cancelled statement's session was busy"),
+            }
+            *error = GatewayError::QueryCanceled.into();
+        }
+    }
+}
+
 /// The registry pgwire asks for each seam.
 pub(crate) struct GatewayHandlers {
     handler: Arc<SqlHandler>,
+    startup: Arc<ArborStartup>,
+    /// Finds a session by the (pid, secret key) of a CancelRequest.
+    cancel: Arc<DefaultCancelHandler>,
+    errors: Arc<GatewayErrors>,
 }
 
 impl GatewayHandlers {
-    pub(crate) fn new(executor: Executor) -> Self {
+    pub(crate) fn new(executor: Executor, security: &Security) -> Self {
+        let connections = Arc::new(ConnectionManager::new());
         GatewayHandlers {
             handler: Arc::new(SqlHandler::new(executor)),
+            startup: Arc::new(ArborStartup::new(security, connections.clone())),
+            cancel: Arc::new(DefaultCancelHandler::new(connections)),
+            errors: Arc::new(GatewayErrors),
         }
     }
 }
@@ -315,7 +385,15 @@ impl PgWireServerHandlers for GatewayHandlers {
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        self.handler.clone()
+        self.startup.clone()
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.cancel.clone()
+    }
+
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        self.errors.clone()
     }
 }
 

@@ -1,8 +1,9 @@
 //! `arbor-sql-gateway`: the PostgreSQL front door.
 //!
 //! Owns: the Postgres wire server (pgwire; simple and extended query
-//! protocol, trust authentication for now), SQL parsing (sqlparser, Postgres
-//! dialect), DDL (CREATE/DROP TABLE committed to root as `CatalogChanged`
+//! protocol, TLS with rustls, trust or SCRAM-SHA-256 authentication,
+//! CancelRequest, the startup ParameterStatus set), SQL parsing (sqlparser,
+//! Postgres dialect), DDL (CREATE/DROP TABLE committed to root as `CatalogChanged`
 //! with a version precondition), planning and execution of statements
 //! against the region client, the text and binary wire formats of every
 //! column type, the read-only `system.*` tables served from the
@@ -30,12 +31,18 @@
 //!   `SCAN_ROWS_MAX` rows examined with 54000 rather than exhausting memory;
 //!   every value, key, statement and batch has a named size limit.
 //! - SET is accepted and ignored.
-//! - After any statement error the session stays usable.
+//! - After any statement error the session stays usable; so after a
+//!   cancelled statement (57014), which also fails an open block.
+//! - Passwords are turned into SCRAM verifiers at startup and never kept or
+//!   logged; a gateway with an unusable certificate, key or users file
+//!   refuses to start, naming the file.
 //! - Catalog queries are pure functions of (catalog snapshot, query,
 //!   parameters); OIDs are stable (Postgres' for built-ins, derived from the
 //!   never-reused table id for user tables).
 //!
-//! Code map: `server` (listener) -> `handler` (pgwire seams) + `wire_format`
+//! Code map: `server` (listener; TLS from `tls`) -> `startup` (encryption
+//! check, authentication from `auth`, ParameterStatus, cancel keys) ->
+//! `handler` (pgwire seams, cancellation) + `wire_format`
 //! (values on the wire) -> `executor` (SQL text -> results; reads the
 //! catalog via `catalog_source`) -> `plan` + `bind` + `expr` (pure planning)
 //! -> `statement/*` (one module per statement kind, `ddl` for CREATE/DROP)
@@ -47,6 +54,7 @@
 //! page, `/api/cluster` rendered by the same `system_tables` code,
 //! `/api/timeseries`, and the gateway's `/metrics` and `/health`).
 
+mod auth;
 mod bind;
 mod catalog_source;
 mod cluster_view;
@@ -59,9 +67,11 @@ mod parameter_types;
 mod pg_catalog;
 mod plan;
 mod server;
+mod startup;
 mod statement;
 mod store;
 mod system_tables;
+mod tls;
 mod transaction;
 mod value;
 mod wire_format;
@@ -76,7 +86,9 @@ use std::sync::Arc;
 use arbor_raftstore::RegionClient;
 use tokio::net::TcpListener;
 
+pub use auth::{AuthConfig, AuthMethod};
 pub use error::GatewayError;
+pub use tls::TlsConfig;
 
 use cluster_view::CoordinatorViews;
 use executor::Executor;
@@ -97,10 +109,16 @@ pub struct GatewayConfig {
     /// `arbor dev`'s control API (`http://127.0.0.1:PORT`): when set, the
     /// dashboard offers stop/start buttons that forward to it.
     pub dev_control: Option<String>,
+    /// The certificate and key TLS is served with; `None` answers
+    /// SSLRequest with 'N' (plain connections only).
+    pub tls: Option<TlsConfig>,
+    /// How Postgres clients authenticate (trust by default).
+    pub auth: AuthConfig,
 }
 
-/// Binds the Postgres listener, then serves sessions until `shutdown`
-/// completes. Returns an error only if the listener cannot be bound.
+/// Loads the TLS files and users, binds the Postgres listener, then serves
+/// sessions until `shutdown` completes. Returns an error only if the
+/// security settings are unusable or the listener cannot be bound.
 pub async fn run_gateway(
     config: GatewayConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -113,6 +131,8 @@ pub async fn run_gateway(
             reason: "no root addresses given (--root)".into(),
         });
     }
+    // Before binding: a misconfigured gateway must not look healthy.
+    let security = startup::Security::load(config.tls.as_ref(), &config.auth)?;
     let listener = TcpListener::bind(config.pg_listen)
         .await
         .map_err(|source| GatewayError::Listen {
@@ -125,14 +145,20 @@ pub async fn run_gateway(
             address: config.pg_listen,
             source,
         })?;
-    tracing::info!(%address, "gateway listening on {address}");
+    tracing::info!(
+        %address,
+        tls = security.tls_acceptor.is_some(),
+        auth = ?config.auth.method,
+        "gateway listening on {address}"
+    );
     let store = Arc::new(RegionClient::new(config.coordinator_addresses.clone()));
     let views: Arc<dyn cluster_view::ClusterViewSource> =
         Arc::new(CoordinatorViews::new(config.coordinator_addresses));
     let dashboard = start_dashboard(&config.http_listen, config.dev_control, views.clone()).await?;
     let catalogs: Arc<dyn catalog_source::CatalogSource> =
         Arc::new(catalog_source::RootCatalog::new(config.root_addresses));
-    let served = server::serve(listener, Executor::new(store, views, catalogs), shutdown).await;
+    let executor = Executor::new(store, views, catalogs);
+    let served = server::serve_with(listener, executor, security, shutdown).await;
     if let Some(dashboard) = dashboard {
         dashboard.abort();
     }

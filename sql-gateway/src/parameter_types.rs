@@ -1,9 +1,11 @@
 //! Parameter type inference for Parse/Describe: `$n` takes the type of the
-//! column it is compared with, inserted into or assigned to, as Postgres
+//! column it is compared with (`=`, `IN (...)`, `BETWEEN`, `LIKE`), inserted
+//! into or assigned to (also in `ON CONFLICT DO UPDATE SET`), as Postgres
 //! infers it; an operand of arithmetic takes the other operand's type
 //! (`balance + $1`: balance's; `$1 * 2`: integer; `n + 1 > $1`: the type
-//! of `n + 1`); LIMIT/OFFSET take bigint; anything else stays text
-//! (Postgres' `unknown`, which drivers send as strings).
+//! of `n + 1`); an operand of `||` is text; LIMIT/OFFSET take bigint;
+//! anything else stays text (Postgres' `unknown`, which drivers send as
+//! strings).
 //!
 //! Pure: (statement, catalog) -> types. Drivers such as asyncpg and pgjdbc
 //! encode each parameter by the type Describe reports, so a wrong type here
@@ -168,14 +170,15 @@ impl Inference<'_> {
                 self.query(source);
             }
         }
+        let target_name = insert
+            .table_alias
+            .as_ref()
+            .map(|alias| normalize_ident(&alias.alias))
+            .or_else(|| name_parts(name).and_then(|parts| parts.last().cloned()))
+            .unwrap_or_default();
         let relations = vec![
             ("excluded".to_owned(), columns.clone()),
-            (
-                name_parts(name)
-                    .and_then(|parts| parts.last().cloned())
-                    .unwrap_or_default(),
-                columns,
-            ),
+            (target_name, columns),
         ];
         if let Some(OnInsert::OnConflict(on_conflict)) = &insert.on {
             if let OnConflictAction::DoUpdate(update) = &on_conflict.action {
@@ -188,6 +191,7 @@ impl Inference<'_> {
                             self.set(number, sql_type);
                         }
                     }
+                    self.expr(&assignment.value, &relations);
                 }
                 if let Some(selection) = &update.selection {
                     self.expr(selection, &relations);
@@ -250,6 +254,20 @@ impl Inference<'_> {
     /// ($n, ...)`, `column BETWEEN $n AND $m`, and `$n::type`.
     fn expr(&mut self, expr: &Expr, relations: &Relations) {
         match expr {
+            Expr::BinaryOp {
+                left,
+                op: ast::BinaryOperator::StringConcat,
+                right,
+            } => {
+                // `anynonarray || text`: an untyped operand is text,
+                // whatever the other side is (`n || $1`).
+                for side in [left, right] {
+                    match placeholder(side) {
+                        Some(number) => self.set(number, SqlType::Text),
+                        None => self.expr(side, relations),
+                    }
+                }
+            }
             Expr::BinaryOp { left, op, right } => {
                 // Only arithmetic gives a parameter the type of a number
                 // literal (`$1 * 2`); a comparison with one keeps it text,
@@ -263,16 +281,30 @@ impl Inference<'_> {
             Expr::InList { expr, list, .. } => {
                 for item in list {
                     self.pair(expr, item, relations, false);
+                    self.pair(item, expr, relations, false);
+                    self.expr(item, relations);
                 }
+                self.expr(expr, relations);
             }
             Expr::Between {
                 expr, low, high, ..
             } => {
-                self.pair(expr, low, relations, false);
-                self.pair(expr, high, relations, false);
+                for bound in [low, high] {
+                    self.pair(expr, bound, relations, false);
+                    self.pair(bound, expr, relations, false);
+                    self.expr(bound, relations);
+                }
+                self.expr(expr, relations);
             }
             Expr::Like { expr, pattern, .. } | Expr::ILike { expr, pattern, .. } => {
-                self.pair(expr, pattern, relations, false)
+                // Both sides of LIKE are text.
+                for side in [expr, pattern] {
+                    match placeholder(side) {
+                        Some(number) => self.set(number, SqlType::Text),
+                        None => self.expr(side, relations),
+                    }
+                }
+                self.pair(expr, pattern, relations, false);
             }
             Expr::Nested(inner) | Expr::UnaryOp { expr: inner, .. } => self.expr(inner, relations),
             Expr::Cast {
@@ -429,6 +461,52 @@ mod tests {
         assert_eq!(
             types("DELETE FROM orders WHERE id IN ($1, $2)"),
             vec![Some(SqlType::Int8), Some(SqlType::Int8)]
+        );
+    }
+
+    #[test]
+    fn in_between_like_and_concatenation_type_their_parameters() {
+        assert_eq!(
+            types("SELECT * FROM orders WHERE id IN ($1, $2) AND qty BETWEEN $3 AND $4"),
+            vec![
+                Some(SqlType::Int8),
+                Some(SqlType::Int8),
+                Some(SqlType::Int2),
+                Some(SqlType::Int2)
+            ]
+        );
+        assert_eq!(
+            types("SELECT * FROM orders WHERE $1 BETWEEN qty AND id"),
+            vec![Some(SqlType::Int2)]
+        );
+        assert_eq!(
+            types("SELECT customer || $1, qty || $2 FROM orders WHERE customer LIKE $3"),
+            vec![
+                Some(SqlType::Text),
+                Some(SqlType::Text),
+                Some(SqlType::Text)
+            ]
+        );
+        assert_eq!(
+            types("SELECT * FROM orders WHERE qty + $1 IN (3, 4)"),
+            vec![Some(SqlType::Int2)]
+        );
+    }
+
+    #[test]
+    fn upsert_parameters_take_types_from_the_stored_and_excluded_rows() {
+        assert_eq!(
+            types(
+                "INSERT INTO orders AS o (id, qty) VALUES ($1, $2) ON CONFLICT (id) \
+                 DO UPDATE SET qty = o.qty + $3, customer = o.customer || $4 WHERE o.id < $5"
+            ),
+            vec![
+                Some(SqlType::Int8),
+                Some(SqlType::Int2),
+                Some(SqlType::Int2),
+                Some(SqlType::Text),
+                Some(SqlType::Int8)
+            ]
         );
     }
 

@@ -1,8 +1,10 @@
-//! The listener loop: accept Postgres connections and hand each to pgwire.
+//! The listener loop: accept Postgres connections and hand each to pgwire,
+//! which answers SSLRequest with 'S' and serves TLS when the gateway has a
+//! certificate, else with 'N'.
 //!
-//! Invariant: at most [`CONNECTIONS_MAX`] sessions run at once; when the
-//! shutdown future completes the gateway stops accepting and ends every
-//! session it started.
+//! Invariant: at most [`CONNECTIONS_MAX`] sessions run at once (a
+//! CancelRequest's short connection counts too); when the shutdown future
+//! completes the gateway stops accepting and ends every session it started.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use tokio::task::JoinSet;
 use crate::error::GatewayError;
 use crate::executor::Executor;
 use crate::handler::GatewayHandlers;
+use crate::startup::Security;
 
 /// Concurrent Postgres sessions; more are refused by closing the socket.
 pub(crate) const CONNECTIONS_MAX: usize = 1_024;
@@ -22,12 +25,24 @@ pub(crate) const CONNECTIONS_MAX: usize = 1_024;
 /// does not spin.
 const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
 
+/// Serves without TLS, with trust authentication.
+#[cfg(test)]
 pub(crate) async fn serve(
     listener: TcpListener,
     executor: Executor,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
-    let handlers = Arc::new(GatewayHandlers::new(executor));
+    serve_with(listener, executor, Security::trust(), shutdown).await
+}
+
+pub(crate) async fn serve_with(
+    listener: TcpListener,
+    executor: Executor,
+    security: Security,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
+    let handlers = Arc::new(GatewayHandlers::new(executor, &security));
+    let tls_acceptor = security.tls_acceptor;
     let mut sessions = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -51,11 +66,12 @@ pub(crate) async fn serve(
                     tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
                 }
                 let handlers = handlers.clone();
+                let tls_acceptor = tls_acceptor.clone();
                 let connection = crate::dashboard::gateway_metrics().connection_opened();
                 sessions.spawn(async move {
                     // Dropped with the session, however it ends (aborts too).
                     let _connection = connection;
-                    if let Err(error) = process_socket(socket, None, handlers).await {
+                    if let Err(error) = process_socket(socket, tls_acceptor, handlers).await {
                         tracing::debug!(%peer, %error, "session ended with an error");
                     }
                 });

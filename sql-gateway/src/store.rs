@@ -12,7 +12,9 @@
 
 use arbor_catalog::{decode_row, key_successor, TableDescriptor};
 use arbor_proto::Mutation;
-use arbor_raftstore::{RaftstoreError, RegionClient, TxnMutation, TxnMutationKind, WriteOutcome};
+use arbor_raftstore::{
+    RaftstoreError, RegionClient, TxnKeepAlive, TxnMutation, TxnMutationKind, WriteOutcome,
+};
 use async_trait::async_trait;
 
 use crate::error::GatewayError;
@@ -65,6 +67,41 @@ pub(crate) trait Storage: Send + Sync {
     /// A transaction of its own: conditions checked against the newest
     /// committed data, applied all or nothing.
     async fn write(&self, mutations: Vec<Mutation>) -> Result<WriteOutcome, GatewayError>;
+    /// `SELECT ... FOR UPDATE`: locks `keys` now for the transaction at
+    /// `start_ts` whose first lock is on `primary`. Other writers wait for
+    /// the locks; a key written by a transaction that committed after
+    /// `start_ts` fails with 40001. On an error some keys may be locked:
+    /// the caller rolls back every key it asked for.
+    async fn lock_keys(
+        &self,
+        start_ts: u64,
+        primary: &[u8],
+        keys: Vec<Vec<u8>>,
+    ) -> Result<(), GatewayError>;
+    /// Keeps the transaction's locks alive while the returned handle lives
+    /// (heartbeats to `primary`); without it they expire one lock TTL after
+    /// the last heartbeat.
+    fn keep_alive(&self, start_ts: u64, primary: Vec<u8>) -> KeepAlive;
+    /// Drops the transaction's locks on `keys`, `primary` first (after
+    /// which it can never commit). `Some(commit_ts)` when it had committed
+    /// after all (then nothing is rolled back).
+    async fn rollback(
+        &self,
+        start_ts: u64,
+        primary: &[u8],
+        keys: Vec<Vec<u8>>,
+    ) -> Result<Option<u64>, GatewayError>;
+}
+
+/// Heartbeats of one transaction's locks; they stop when this is dropped.
+pub(crate) struct KeepAlive(#[allow(dead_code)] Option<TxnKeepAlive>);
+
+impl KeepAlive {
+    /// For a store whose locks never expire (the unit tests' map).
+    #[cfg(test)]
+    pub(crate) fn none() -> Self {
+        KeepAlive(None)
+    }
 }
 
 /// The statement-facing seam: reads and conditional writes. Inside a
@@ -169,6 +206,32 @@ impl Storage for RegionClient {
 
     async fn write(&self, mutations: Vec<Mutation>) -> Result<WriteOutcome, GatewayError> {
         RegionClient::write(self, mutations)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn lock_keys(
+        &self,
+        start_ts: u64,
+        primary: &[u8],
+        keys: Vec<Vec<u8>>,
+    ) -> Result<(), GatewayError> {
+        RegionClient::lock_keys(self, start_ts, primary, keys)
+            .await
+            .map_err(unavailable)
+    }
+
+    fn keep_alive(&self, start_ts: u64, primary: Vec<u8>) -> KeepAlive {
+        KeepAlive(Some(RegionClient::keep_alive(self, start_ts, primary)))
+    }
+
+    async fn rollback(
+        &self,
+        start_ts: u64,
+        primary: &[u8],
+        keys: Vec<Vec<u8>>,
+    ) -> Result<Option<u64>, GatewayError> {
+        RegionClient::rollback(self, start_ts, primary, keys)
             .await
             .map_err(unavailable)
     }

@@ -6,10 +6,15 @@
 //! binary's command line (or `ARBOR_*` environment) and the PostgreSQL
 //! protocol, like a user.
 //!
+//! It also holds [`linearizability`], a pure WGL checker of register
+//! histories that the fault tests use.
+//!
 //! Invariants: every child is started with a parent-death signal and is
 //! stopped (SIGTERM, then SIGKILL) when the [`Cluster`] or its own [`Node`]
 //! handle is dropped; nodes are addressed by their own handles, never by
 //! process name.
+
+pub mod linearizability;
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -409,6 +414,22 @@ impl Cluster {
         );
     }
 
+    /// Transaction locks still held anywhere in the cluster (at most
+    /// [`LOCKS_LISTED_MAX`]), read through the region client: a fault test
+    /// ends with none.
+    pub async fn locks_left(&mut self) -> Vec<arbor_proto::LockInfo> {
+        let coordinators: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|node| node.name.starts_with("coordinator-"))
+            .filter_map(|node| node.listen_address().map(str::to_owned))
+            .collect();
+        arbor_raftstore::RegionClient::new(coordinators)
+            .scan_locks(b"", b"", LOCKS_LISTED_MAX)
+            .await
+            .unwrap_or_else(|error| panic!("scanning for locks: {error}\n{}", self.logs_tail()))
+    }
+
     pub async fn try_connect(&self) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
         let (client, connection) =
             tokio_postgres::connect(&self.connection_string(), tokio_postgres::NoTls).await?;
@@ -486,6 +507,31 @@ pub async fn http_status(address: &str, path: &str) -> Option<u16> {
         line.split_whitespace().nth(1)?.parse().ok()
     };
     tokio::time::timeout(Duration::from_millis(HTTP_PROBE_TIMEOUT_MS), probe)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Leftover locks [`Cluster::locks_left`] lists at most.
+pub const LOCKS_LISTED_MAX: usize = 100;
+
+/// The value of one sample line of `address`'s `/metrics` (the series name
+/// with its labels exactly as exposed), or None when it is missing or
+/// nothing answers in [`HTTP_PROBE_TIMEOUT_MS`].
+pub async fn metric_value(address: &str, series: &str) -> Option<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let scrape = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+        let request = format!("GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.ok()?;
+        answer.lines().find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok()).flatten()
+        })
+    };
+    tokio::time::timeout(Duration::from_millis(HTTP_PROBE_TIMEOUT_MS), scrape)
         .await
         .ok()
         .flatten()

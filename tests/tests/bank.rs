@@ -424,14 +424,7 @@ async fn transfers_keep_the_total_through_store_coordinator_and_gateway_failures
     }
     // The final reads resolved every lock they met; nothing may be left
     // (an abandoned transaction's locks are resolved by its readers).
-    let coordinators: Vec<String> = ["coordinator-1", "coordinator-2"]
-        .iter()
-        .filter_map(|name| cluster.node(name).listen_address().map(str::to_owned))
-        .collect();
-    let locks = arbor_raftstore::RegionClient::new(coordinators)
-        .scan_locks(b"", b"", 100)
-        .await
-        .expect("scan locks");
+    let locks = cluster.locks_left().await;
     assert!(locks.is_empty(), "locks left behind: {locks:?}");
     assert_eq!(balances.len() as i64, ACCOUNTS);
     assert_eq!(

@@ -30,10 +30,10 @@ use arbor_proto::region_error::Kind as RegionErrorKind;
 use arbor_proto::store_client::StoreClient;
 use arbor_proto::{
     CheckTxnStatusRequest, CheckTxnStatusResponse, CommitRequest, CommitResponse, GetRequest,
-    GetResponse, LocateRegionRequest, Mutation, PrewriteRequest, PrewriteResponse, RegionContext,
-    RegionDescriptor, RegionError, RegionRoute, ResolveLockRequest, ResolveLockResponse,
-    RollbackRequest, RollbackResponse, ScanLocksRequest, ScanLocksResponse, ScanRequest,
-    ScanResponse,
+    GetResponse, LocateRegionRequest, Mutation, PessimisticLockRequest, PessimisticLockResponse,
+    PrewriteRequest, PrewriteResponse, RegionContext, RegionDescriptor, RegionError, RegionRoute,
+    ResolveLockRequest, ResolveLockResponse, RollbackRequest, RollbackResponse, ScanLocksRequest,
+    ScanLocksResponse, ScanRequest, ScanResponse, TxnHeartbeatRequest, TxnHeartbeatResponse,
 };
 use tokio::time::Instant;
 use tonic::Code;
@@ -47,16 +47,21 @@ use crate::peer::epoch_is_newer;
 use crate::tso::TsoClient;
 use crate::types::{RegionId, StoreId};
 
+pub mod pessimistic;
 pub mod resolve;
 pub mod txn;
 
+pub use pessimistic::TxnKeepAlive;
 pub use txn::{TxnMutation, TxnMutationKind};
 
 /// A request gives up retrying region errors after this long.
 pub const REQUEST_RETRY_DEADLINE_MS: u64 = 10_000;
-/// First and largest pause between retries (doubling in between).
+/// First and largest pause between retries (doubling in between). The
+/// largest is short against a failover (store liveness elects a new leader
+/// about `liveness::STORE_DEAD_AFTER_MS` after a store dies), so a request
+/// waiting it out notices the new leader soon after it is elected.
 pub const RETRY_BACKOFF_MIN_MS: u64 = 20;
-pub const RETRY_BACKOFF_MAX_MS: u64 = 500;
+pub const RETRY_BACKOFF_MAX_MS: u64 = 200;
 /// `NotLeader` answers with a fresh hint followed without pausing, in a row.
 pub const LEADER_REDIRECTS_IMMEDIATE_MAX: u32 = 3;
 /// One `LocateRegion` call gives up after this long.
@@ -202,6 +207,8 @@ pub(crate) enum Call {
     Rollback(RollbackRequest),
     CheckTxnStatus(CheckTxnStatusRequest),
     ResolveLock(ResolveLockRequest),
+    PessimisticLock(PessimisticLockRequest),
+    TxnHeartbeat(TxnHeartbeatRequest),
 }
 
 pub(crate) enum Reply {
@@ -213,6 +220,8 @@ pub(crate) enum Reply {
     Rollback(RollbackResponse),
     CheckTxnStatus(CheckTxnStatusResponse),
     ResolveLock(ResolveLockResponse),
+    PessimisticLock(PessimisticLockResponse),
+    TxnHeartbeat(TxnHeartbeatResponse),
 }
 
 impl Reply {
@@ -226,6 +235,8 @@ impl Reply {
             Reply::Rollback(reply) => reply.region_error.as_ref(),
             Reply::CheckTxnStatus(reply) => reply.region_error.as_ref(),
             Reply::ResolveLock(reply) => reply.region_error.as_ref(),
+            Reply::PessimisticLock(reply) => reply.region_error.as_ref(),
+            Reply::TxnHeartbeat(reply) => reply.region_error.as_ref(),
         }
     }
 }
@@ -508,6 +519,9 @@ impl RegionClient {
     /// `start_ts`, all or nothing, and returns its commit timestamp. A key
     /// another transaction committed after `start_ts` fails it with
     /// `WriteConflict`. No mutations: `Ok(start_ts)`, no request sent.
+    /// The first mutation's key is the primary: a transaction that took
+    /// pessimistic locks ([`Self::lock_keys`]) lists their primary first,
+    /// and every key it locked (as `Lock` when unchanged).
     pub async fn commit(
         &self,
         start_ts: u64,
@@ -727,6 +741,14 @@ impl RegionClient {
                 .resolve_lock(timed(request, STORE_CALL_TIMEOUT_MS))
                 .await
                 .map(|reply| Reply::ResolveLock(reply.into_inner())),
+            Call::PessimisticLock(request) => client
+                .pessimistic_lock(timed(request, STORE_CALL_TIMEOUT_MS))
+                .await
+                .map(|reply| Reply::PessimisticLock(reply.into_inner())),
+            Call::TxnHeartbeat(request) => client
+                .txn_heartbeat(timed(request, STORE_CALL_TIMEOUT_MS))
+                .await
+                .map(|reply| Reply::TxnHeartbeat(reply.into_inner())),
         }
     }
 

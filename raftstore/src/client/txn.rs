@@ -20,10 +20,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use arbor_proto::txn_error::Kind as TxnErrorKind;
-use arbor_proto::{
-    CommitRequest, Mutation, MutationCondition, MutationOp, PrewriteRequest, RollbackRequest,
-};
+use arbor_proto::{CommitRequest, Mutation, MutationCondition, MutationOp, PrewriteRequest};
 
+use super::pessimistic::{lock_ttl_at, roll_back_keys};
 use super::resolve::LockWait;
 use super::{check_key, unexpected_reply, Call, RegionClient, Reply, Route, WriteOutcome};
 use crate::command::mutation_from_proto;
@@ -32,7 +31,6 @@ use crate::config::{
     WRITE_BATCH_BYTES_MAX, WRITE_MUTATIONS_MAX,
 };
 use crate::error::RaftstoreError;
-use crate::txn::physical_ms;
 
 /// Attempts of one implicit transaction ([`RegionClient::write`]) that lost
 /// a write conflict or was aborted, each at a new timestamp.
@@ -346,8 +344,13 @@ async fn lock_ttl_ms(
     } else {
         client.timestamp().await?
     };
-    let elapsed_ms = physical_ms(now_ts).saturating_sub(physical_ms(start_ts));
-    Ok(LOCK_TTL_MS.saturating_add(elapsed_ms).min(LOCK_TTL_MAX_MS))
+    lock_ttl_at(start_ts, now_ts).ok_or_else(|| RaftstoreError::TxnAborted {
+        start_ts,
+        reason: format!(
+            "the transaction is older than the {LOCK_TTL_MAX_MS} ms a transaction holding \
+             locks may live"
+        ),
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -430,6 +433,10 @@ impl<'a> Txn<'a> {
             fill(&mut existed, &outcomes);
             return Ok(Committed { commit_ts, existed });
         }
+        // The primary is locked: keep it alive however long the other
+        // regions' prewrites and the commit take.
+        let _keep_alive =
+            (!failed).then(|| self.client.keep_alive(self.start_ts, self.primary.clone()));
         if !failed {
             outcomes.extend(self.prewrite_rest(&all).await);
         }
@@ -651,35 +658,13 @@ impl<'a> Txn<'a> {
     /// Best effort rollback of `keys`; the commit timestamp if the store
     /// says this transaction committed after all.
     async fn roll_back(&self, keys: Vec<Vec<u8>>) -> Option<u64> {
-        let mut batches = KeyBatches::new(keys);
-        while let Some(first) = batches.first_key() {
-            let executed = self
-                .client
-                .execute(&first, |route| {
-                    Call::Rollback(RollbackRequest {
-                        context: Some(route.context()),
-                        start_ts: self.start_ts,
-                        keys: batches.keys_in(route),
-                    })
-                })
-                .await;
-            let executed = match executed {
-                Ok(executed) => executed,
-                Err(error) => {
-                    tracing::info!(start_ts = self.start_ts, %error, "rollback left for readers");
-                    return None;
-                }
-            };
-            if let Reply::Rollback(reply) = &executed.reply {
-                if let Some(TxnErrorKind::Committed(committed)) =
-                    reply.error.as_ref().and_then(|e| e.kind.clone())
-                {
-                    return Some(committed.commit_ts);
-                }
+        match roll_back_keys(self.client, self.start_ts, keys).await {
+            Ok(committed) => committed,
+            Err(error) => {
+                tracing::info!(start_ts = self.start_ts, %error, "rollback left for readers");
+                None
             }
-            batches.done(&executed.route);
         }
-        None
     }
 }
 

@@ -337,6 +337,172 @@ async fn a_retried_one_phase_commit_is_idempotent(client: &RegionClient) {
     assert_eq!(versions.len(), 2);
 }
 
+fn locks_of(locks: Vec<arbor_proto::LockInfo>, start_ts: u64) -> Vec<(Vec<u8>, i32)> {
+    locks
+        .into_iter()
+        .filter(|lock| lock.start_ts == start_ts)
+        .map(|lock| (lock.key, lock.kind))
+        .collect()
+}
+
+/// `SELECT ... FOR UPDATE` in both regions: a writer of a locked key waits
+/// — past one lock TTL, because heartbeats keep the holder alive — until
+/// the holder commits, then wins on its own retry; readers never wait.
+async fn select_for_update_holds_off_writers_until_the_holder_commits(client: &RegionClient) {
+    let start_ts = client.timestamp().await.expect("ts");
+    let keys = vec![b"ginkgo".to_vec(), b"yaupon".to_vec()];
+    client
+        .lock_keys(start_ts, b"ginkgo", keys.clone())
+        .await
+        .expect("locks taken");
+    let _alive = client.keep_alive(start_ts, b"ginkgo".to_vec());
+    let held = client.scan_locks(b"", b"", 100).await.expect("scan locks");
+    let pessimistic = MutationOp::PessimisticLock as i32;
+    assert_eq!(
+        locks_of(held, start_ts),
+        vec![
+            (b"ginkgo".to_vec(), pessimistic),
+            (b"yaupon".to_vec(), pessimistic)
+        ]
+    );
+    let started = Instant::now();
+    assert_eq!(
+        client.get(b"yaupon").await.expect("readers do not wait"),
+        None
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    let writer = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let outcome = client
+                .write(vec![put("yaupon", "writer", MutationCondition::None)])
+                .await;
+            (outcome, Instant::now())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(crate::config::LOCK_TTL_MS + 500)).await;
+    assert!(
+        !writer.is_finished(),
+        "the writer still waits one TTL later: heartbeats keep the lock alive"
+    );
+    let committed_at = Instant::now();
+    client
+        .commit(
+            start_ts,
+            vec![
+                set("ginkgo", "holder"),
+                TxnMutation {
+                    kind: TxnMutationKind::Lock,
+                    key: b"yaupon".to_vec(),
+                },
+            ],
+        )
+        .await
+        .expect("the holder commits");
+    let (outcome, finished_at) = writer.await.expect("writer task");
+    outcome.expect("the writer succeeds after the holder");
+    assert!(
+        finished_at >= committed_at,
+        "not before the holder's commit"
+    );
+    assert_eq!(
+        client.get(b"yaupon").await.expect("get"),
+        Some(b"writer".to_vec())
+    );
+    assert_eq!(
+        client.get(b"ginkgo").await.expect("get"),
+        Some(b"holder".to_vec())
+    );
+    let left = client.scan_locks(b"", b"", 100).await.expect("scan locks");
+    assert!(locks_of(left, start_ts).is_empty());
+}
+
+/// A lock on a row changed since the snapshot is a write conflict at once;
+/// a rollback releases locks (a waiting writer goes on at once) and the
+/// transaction cannot lock again.
+async fn stale_locks_conflict_and_rollback_releases_them(client: &RegionClient) {
+    let stale_ts = client.timestamp().await.expect("ts");
+    client
+        .write(vec![put("hazel", "newer", MutationCondition::None)])
+        .await
+        .expect("a newer write");
+    let conflict = client
+        .lock_keys(stale_ts, b"hazel", vec![b"hazel".to_vec()])
+        .await
+        .expect_err("the row changed after the snapshot");
+    assert!(
+        matches!(conflict, RaftstoreError::WriteConflict { .. }),
+        "{conflict}"
+    );
+
+    let start_ts = client.timestamp().await.expect("ts");
+    let keys = vec![b"holly".to_vec(), b"yarrow".to_vec()];
+    client
+        .lock_keys(start_ts, b"holly", keys.clone())
+        .await
+        .expect("locks taken");
+    let writer = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            client
+                .write(vec![put("yarrow", "writer", MutationCondition::None)])
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!writer.is_finished(), "blocked by the lock");
+    let released_at = Instant::now();
+    assert_eq!(
+        client
+            .rollback(start_ts, b"holly", keys.clone())
+            .await
+            .expect("rollback"),
+        None
+    );
+    writer
+        .await
+        .expect("writer task")
+        .expect("the writer goes on");
+    assert!(
+        released_at.elapsed() < Duration::from_millis(crate::config::LOCK_TTL_MS),
+        "released by the rollback, not by the TTL"
+    );
+    let again = client
+        .lock_keys(start_ts, b"holly", keys)
+        .await
+        .expect_err("a rolled-back transaction cannot lock again");
+    assert!(
+        matches!(again, RaftstoreError::TxnAborted { .. }),
+        "{again}"
+    );
+}
+
+/// A client that locked and died (no heartbeats): a writer waits about one
+/// TTL, rolls it back and goes on.
+async fn a_dead_lockers_locks_expire_after_one_ttl(client: &RegionClient) {
+    let start_ts = client.timestamp().await.expect("ts");
+    client
+        .lock_keys(start_ts, b"juniper", vec![b"juniper".to_vec()])
+        .await
+        .expect("locks taken");
+    let started = Instant::now();
+    client
+        .write(vec![put("juniper", "writer", MutationCondition::None)])
+        .await
+        .expect("the writer goes on after the TTL");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(crate::config::LOCK_TTL_MS / 2),
+        "waited for the TTL ({waited:?})"
+    );
+    let primary = client
+        .rollback(start_ts, b"juniper", Vec::new())
+        .await
+        .expect("rollback answered");
+    assert_eq!(primary, None, "it was rolled back, never committed");
+}
+
 async fn transactions(dir: &Path) {
     let cluster = Cluster::start(dir).await;
     let region_one = cluster.bootstrapped_region().await;
@@ -350,6 +516,9 @@ async fn transactions(dir: &Path) {
     a_dead_clients_locks_are_rolled_back_after_their_ttl(&client).await;
     a_committed_primary_resolves_its_secondaries(&client).await;
     a_retried_one_phase_commit_is_idempotent(&client).await;
+    select_for_update_holds_off_writers_until_the_holder_commits(&client).await;
+    stale_locks_conflict_and_rollback_releases_them(&client).await;
+    a_dead_lockers_locks_expire_after_one_ttl(&client).await;
     cluster.stop().await;
 }
 

@@ -38,6 +38,8 @@ pub(crate) fn admit(
             },
         ))));
     };
+    // A client request wakes a hibernating region (see `hibernate`).
+    peer.touch();
     Ok(peer
         .check_epoch(context.epoch.as_ref())
         .map(|descriptor| (peer, descriptor))

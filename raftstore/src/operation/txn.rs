@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use arbor_proto::{
     CheckTxnStatusRequest, CheckTxnStatusResponse, CommitRequest, CommitResponse, Mutation,
-    PrewriteRequest, PrewriteResponse, RegionContext, RegionDescriptor, RegionError,
-    ResolveLockRequest, ResolveLockResponse, RollbackRequest, RollbackResponse,
+    PessimisticLockRequest, PessimisticLockResponse, PrewriteRequest, PrewriteResponse,
+    RegionContext, RegionDescriptor, RegionError, ResolveLockRequest, ResolveLockResponse,
+    RollbackRequest, RollbackResponse, TxnHeartbeatRequest, TxnHeartbeatResponse,
 };
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::raft::ClientWriteResponse;
@@ -29,6 +30,8 @@ use crate::peer::{range_of, server_busy, Peer};
 use crate::store::StoreNode;
 use crate::txn::check_txn_status::CheckTxnStatus;
 use crate::txn::commit::Commit;
+use crate::txn::heartbeat::Heartbeat;
+use crate::txn::pessimistic_lock::PessimisticLock;
 use crate::txn::prewrite::Prewrite;
 use crate::txn::resolve_lock::ResolveLock;
 use crate::txn::rollback::Rollback;
@@ -258,18 +261,23 @@ fn unexpected(descriptor: &RegionDescriptor, outcome: &TxnOutcome) -> RaftstoreE
     }
 }
 
+fn check_lock_ttl(lock_ttl_ms: u64) -> Result<(), RaftstoreError> {
+    if lock_ttl_ms > LOCK_TTL_MAX_MS {
+        return Err(invalid(format!(
+            "lock TTL of {lock_ttl_ms} ms exceeds the {LOCK_TTL_MAX_MS} ms limit \
+             (a transaction holding locks lives at most that long)"
+        )));
+    }
+    Ok(())
+}
+
 pub async fn prewrite(
     node: &StoreNode,
     request: PrewriteRequest,
 ) -> Result<PrewriteResponse, RaftstoreError> {
     check_start_ts(request.start_ts)?;
     check_key_size(&request.primary_key)?;
-    if request.lock_ttl_ms > LOCK_TTL_MAX_MS {
-        return Err(invalid(format!(
-            "lock TTL of {} ms exceeds the {LOCK_TTL_MAX_MS} ms limit",
-            request.lock_ttl_ms
-        )));
-    }
+    check_lock_ttl(request.lock_ttl_ms)?;
     let mutations = validate_batch(&request.mutations)?;
     let refused = |region_error| PrewriteResponse {
         region_error: Some(region_error),
@@ -532,6 +540,76 @@ pub async fn resolve_lock(
             region_error: None,
             error: failure(&outcome),
         }),
+        Err(region_error) => Ok(refused(region_error)),
+    }
+}
+
+pub async fn pessimistic_lock(
+    node: &StoreNode,
+    request: PessimisticLockRequest,
+) -> Result<PessimisticLockResponse, RaftstoreError> {
+    check_start_ts(request.start_ts)?;
+    check_key_size(&request.primary_key)?;
+    check_lock_ttl(request.lock_ttl_ms)?;
+    validate_keys(&request.keys)?;
+    let refused = |region_error| PessimisticLockResponse {
+        region_error: Some(region_error),
+        error: None,
+    };
+    let keys = request.keys.iter().map(Vec::as_slice);
+    let (peer, descriptor) = match admit_keys(node, request.context.as_ref(), keys)? {
+        Ok(admitted) => admitted,
+        Err(region_error) => return Ok(refused(region_error)),
+    };
+    if request.keys.is_empty() {
+        return Ok(PessimisticLockResponse::default());
+    }
+    let command = TxnCommand::PessimisticLock(PessimisticLock {
+        start_ts: request.start_ts,
+        primary: request.primary_key,
+        lock_ttl_ms: request.lock_ttl_ms,
+        keys: request.keys,
+    });
+    match run(node, &peer, &descriptor, command).await? {
+        Ok(outcome) => Ok(PessimisticLockResponse {
+            region_error: None,
+            error: failure(&outcome),
+        }),
+        Err(region_error) => Ok(refused(region_error)),
+    }
+}
+
+pub async fn txn_heartbeat(
+    node: &StoreNode,
+    request: TxnHeartbeatRequest,
+) -> Result<TxnHeartbeatResponse, RaftstoreError> {
+    check_start_ts(request.start_ts)?;
+    check_key_size(&request.primary_key)?;
+    check_lock_ttl(request.lock_ttl_ms)?;
+    let refused = |region_error| TxnHeartbeatResponse {
+        region_error: Some(region_error),
+        ..Default::default()
+    };
+    let key = [request.primary_key.as_slice()];
+    let (peer, descriptor) = match admit_keys(node, request.context.as_ref(), key)? {
+        Ok(admitted) => admitted,
+        Err(region_error) => return Ok(refused(region_error)),
+    };
+    let command = TxnCommand::Heartbeat(Heartbeat {
+        start_ts: request.start_ts,
+        primary: request.primary_key,
+        lock_ttl_ms: request.lock_ttl_ms,
+    });
+    match run(node, &peer, &descriptor, command).await? {
+        Ok(TxnOutcome::LockTtl { ttl_ms }) => Ok(TxnHeartbeatResponse {
+            lock_ttl_ms: ttl_ms,
+            ..Default::default()
+        }),
+        Ok(TxnOutcome::Failed(error)) => Ok(TxnHeartbeatResponse {
+            error: Some(txn_error_proto(&error)),
+            ..Default::default()
+        }),
+        Ok(other) => Err(unexpected(&descriptor, &other)),
         Err(region_error) => Ok(refused(region_error)),
     }
 }

@@ -21,6 +21,13 @@
 //! - [`resolve_lock`]: commit or roll back the leftover locks of a
 //!   transaction whose fate the primary decided.
 //! - [`read`]: the newest version at or below a read timestamp.
+//! - [`pessimistic_lock`]: `SELECT ... FOR UPDATE` — lock keys at read
+//!   time, before the transaction's writes are known. The lock holds off
+//!   other writers (they wait or resolve it like any lock) but not readers;
+//!   the transaction's own prewrite later turns it into a prewrite lock.
+//! - [`heartbeat`]: a live client extends the TTL of its primary lock, so a
+//!   long transaction is not rolled back by the readers it blocks while a
+//!   crashed one still is, one TTL after its last heartbeat.
 //!
 //! **Invariants** (checked over generated interleavings in `tests`): two
 //! committed writes of one key never overlap in `[start_ts, commit_ts]`; a
@@ -30,6 +37,8 @@
 
 pub mod check_txn_status;
 pub mod commit;
+pub mod heartbeat;
+pub mod pessimistic_lock;
 pub mod prewrite;
 pub mod read;
 pub mod record;
@@ -59,6 +68,17 @@ pub enum MutationKind {
     /// No change; the key takes part in conflict detection (`SELECT ... FOR
     /// UPDATE`). Readers ignore such locks and records.
     Lock,
+    /// Only the kind of a lock, never of a prewrite mutation: a lock taken
+    /// at read time by [`pessimistic_lock`]. Readers ignore it; other
+    /// writers wait for it; the holder's prewrite replaces it.
+    PessimisticLock,
+}
+
+impl MutationKind {
+    /// Put or Delete: the kind of a lock whose commit makes a new version.
+    pub fn changes_data(self) -> bool {
+        matches!(self, MutationKind::Put | MutationKind::Delete)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,7 +126,7 @@ impl Lock {
     /// commit below `read_ts` and it changes the value (a `Lock`-kind lock
     /// never does).
     pub fn blocks_read(&self, read_ts: u64) -> bool {
-        self.start_ts <= read_ts && self.kind != MutationKind::Lock
+        self.start_ts <= read_ts && self.kind.changes_data()
     }
 
     pub fn info(&self, key: &[u8]) -> LockInfo {
@@ -156,7 +176,7 @@ impl WriteRecord {
         let kind = match lock.kind {
             MutationKind::Put => WriteKind::Put,
             MutationKind::Delete => WriteKind::Delete,
-            MutationKind::Lock => WriteKind::Lock,
+            MutationKind::Lock | MutationKind::PessimisticLock => WriteKind::Lock,
         };
         let value = match kind {
             WriteKind::Put => lock.value.clone(),
@@ -379,8 +399,12 @@ pub enum TxnOutcome {
         existed: Vec<bool>,
         one_pc_commit_ts: Option<u64>,
     },
-    /// Commit, rollback or resolve succeeded.
+    /// Commit, rollback, resolve or a pessimistic lock succeeded.
     Done,
+    /// A heartbeat set the primary lock's TTL to this.
+    LockTtl {
+        ttl_ms: u64,
+    },
     Status(TxnStatus),
     Failed(TxnError),
 }
@@ -412,6 +436,8 @@ pub enum TxnCommand {
     Rollback(rollback::Rollback),
     CheckTxnStatus(check_txn_status::CheckTxnStatus),
     ResolveLock(resolve_lock::ResolveLock),
+    PessimisticLock(pessimistic_lock::PessimisticLock),
+    Heartbeat(heartbeat::Heartbeat),
 }
 
 impl TxnCommand {
@@ -423,6 +449,8 @@ impl TxnCommand {
             TxnCommand::Rollback(command) => command.start_ts,
             TxnCommand::CheckTxnStatus(command) => command.start_ts,
             TxnCommand::ResolveLock(command) => command.start_ts,
+            TxnCommand::PessimisticLock(command) => command.start_ts,
+            TxnCommand::Heartbeat(command) => command.start_ts,
         }
     }
 
@@ -438,6 +466,10 @@ impl TxnCommand {
             TxnCommand::Rollback(command) => command.keys.iter().map(Vec::as_slice).collect(),
             TxnCommand::CheckTxnStatus(command) => vec![command.primary_key.as_slice()],
             TxnCommand::ResolveLock(command) => command.keys.iter().map(Vec::as_slice).collect(),
+            TxnCommand::PessimisticLock(command) => {
+                command.keys.iter().map(Vec::as_slice).collect()
+            }
+            TxnCommand::Heartbeat(command) => vec![command.primary.as_slice()],
         }
     }
 }
@@ -451,6 +483,8 @@ pub fn decide(command: &TxnCommand, states: &BTreeMap<Vec<u8>, KeyState>) -> Dec
         TxnCommand::Rollback(command) => rollback::decide(command, states),
         TxnCommand::CheckTxnStatus(command) => check_txn_status::decide(command, states),
         TxnCommand::ResolveLock(command) => resolve_lock::decide(command, states),
+        TxnCommand::PessimisticLock(command) => pessimistic_lock::decide(command, states),
+        TxnCommand::Heartbeat(command) => heartbeat::decide(command, states),
     }
 }
 

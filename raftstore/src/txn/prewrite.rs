@@ -8,8 +8,10 @@
 //! mutation's condition is checked, in order, against the newest committed
 //! version as changed by the mutations before it in the batch
 //! (`ConditionFailed`). A key the transaction already holds the lock of is
-//! simply locked again; a key it already committed is left alone (a retry
-//! of a prewrite or one-phase commit that applied).
+//! simply locked again — which is also how the pessimistic lock of a
+//! `SELECT ... FOR UPDATE` becomes this prewrite's lock; a key it already
+//! committed is left alone (a retry of a prewrite or one-phase commit that
+//! applied).
 
 use std::collections::BTreeMap;
 
@@ -47,11 +49,13 @@ fn fold(mutations: &[CommandMutation]) -> BTreeMap<&[u8], Final> {
             kind: mutation.kind,
             value: match mutation.kind {
                 MutationKind::Put => mutation.value.clone(),
-                MutationKind::Delete | MutationKind::Lock => Vec::new(),
+                MutationKind::Delete | MutationKind::Lock | MutationKind::PessimisticLock => {
+                    Vec::new()
+                }
             },
         };
         match finals.get_mut(mutation.key.as_slice()) {
-            Some(_) if mutation.kind == MutationKind::Lock => {}
+            Some(_) if !mutation.kind.changes_data() => {}
             Some(existing) => *existing = next,
             None => {
                 finals.insert(mutation.key.as_slice(), next);
@@ -128,7 +132,7 @@ fn check_conditions(
         match mutation.kind {
             MutationKind::Put => present.insert(key, true),
             MutationKind::Delete => present.insert(key, false),
-            MutationKind::Lock => None,
+            MutationKind::Lock | MutationKind::PessimisticLock => None,
         };
     }
     Ok(existed)

@@ -17,6 +17,8 @@ const WRITE_PUT: u8 = b'P';
 const WRITE_DELETE: u8 = b'D';
 const WRITE_ROLLBACK: u8 = b'R';
 const WRITE_LOCK: u8 = b'L';
+/// Only in the lock column family: a lock taken at read time.
+const LOCK_PESSIMISTIC: u8 = b'S';
 
 /// Why stored record bytes did not decode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +37,7 @@ fn mutation_byte(kind: MutationKind) -> u8 {
         MutationKind::Put => WRITE_PUT,
         MutationKind::Delete => WRITE_DELETE,
         MutationKind::Lock => WRITE_LOCK,
+        MutationKind::PessimisticLock => LOCK_PESSIMISTIC,
     }
 }
 
@@ -146,6 +149,7 @@ pub fn decode_lock(bytes: &[u8]) -> Result<Lock, RecordDecodeError> {
         WRITE_PUT => MutationKind::Put,
         WRITE_DELETE => MutationKind::Delete,
         WRITE_LOCK => MutationKind::Lock,
+        LOCK_PESSIMISTIC => MutationKind::PessimisticLock,
         other => return Err(RecordDecodeError(format!("unknown lock kind {other}"))),
     };
     let start_ts = reader.u64()?;
@@ -187,7 +191,12 @@ mod tests {
 
     #[test]
     fn locks_round_trip_for_every_kind() {
-        for kind in [MutationKind::Put, MutationKind::Delete, MutationKind::Lock] {
+        for kind in [
+            MutationKind::Put,
+            MutationKind::Delete,
+            MutationKind::Lock,
+            MutationKind::PessimisticLock,
+        ] {
             let lock = Lock {
                 primary: b"primary\x00".to_vec(),
                 start_ts: u64::MAX - 1,

@@ -1,6 +1,7 @@
 //! The Percolator decisions over an in-memory model of the two column
 //! families: single-operation behaviour, then generated interleavings of
-//! two or three transactions (clients that prewrite, commit and roll back,
+//! two or three transactions (clients that lock for update, prewrite,
+//! heartbeat, commit and roll back,
 //! readers that check status and resolve, duplicated deliveries) with the
 //! protocol's invariants checked after every step.
 
@@ -10,6 +11,8 @@ use std::convert::Infallible;
 
 use super::check_txn_status::CheckTxnStatus;
 use super::commit::Commit;
+use super::heartbeat::Heartbeat;
+use super::pessimistic_lock::PessimisticLock;
 use super::prewrite::Prewrite;
 use super::resolve_lock::ResolveLock;
 use super::rollback::Rollback;
@@ -458,6 +461,180 @@ fn lock_mutations_conflict_but_never_block_or_change_reads() {
     assert_eq!(model.key_count, 1);
 }
 
+fn lock_for_update(start_ts: u64, primary: &str, on: &[&str]) -> TxnCommand {
+    TxnCommand::PessimisticLock(PessimisticLock {
+        start_ts,
+        primary: primary.as_bytes().to_vec(),
+        lock_ttl_ms: 3,
+        keys: keys(on),
+    })
+}
+
+fn heartbeat(start_ts: u64, primary: &str, lock_ttl_ms: u64) -> TxnCommand {
+    TxnCommand::Heartbeat(Heartbeat {
+        start_ts,
+        primary: primary.as_bytes().to_vec(),
+        lock_ttl_ms,
+    })
+}
+
+fn lock_kind(model: &Model, key: &str) -> Option<(u64, MutationKind)> {
+    model
+        .locks
+        .get(key.as_bytes())
+        .map(|lock| (lock.start_ts, lock.kind))
+}
+
+#[test]
+fn a_pessimistic_lock_holds_off_writers_but_not_readers_and_its_prewrite_replaces_it() {
+    let mut model = Model::default();
+    model.run(&one_pc(ts(1), ts(2), vec![put("a", "1", Condition::None)]));
+    assert_eq!(
+        model.run(&lock_for_update(ts(3), "a", &["a", "b"])),
+        TxnOutcome::Done
+    );
+    assert_eq!(
+        lock_kind(&model, "b"),
+        Some((ts(3), MutationKind::PessimisticLock)),
+        "a key that does not exist is locked too (no phantom insert)"
+    );
+    assert_eq!(
+        model.read(b"a", ts(9)),
+        Ok(Some(b"1".to_vec())),
+        "readers ignore it"
+    );
+    let blocked = model.run(&prewrite(ts(4), "a", vec![put("a", "x", Condition::None)]));
+    assert!(
+        matches!(blocked, TxnOutcome::Failed(TxnError::KeyLocked(ref info)) if info.start_ts == ts(3) && info.kind == MutationKind::PessimisticLock),
+        "{blocked:?}"
+    );
+    let second_locker = model.run(&lock_for_update(ts(5), "b", &["b"]));
+    assert!(matches!(
+        second_locker,
+        TxnOutcome::Failed(TxnError::KeyLocked(_))
+    ));
+    assert_eq!(
+        model.run(&lock_for_update(ts(3), "a", &["a"])),
+        TxnOutcome::Done,
+        "locking again is a no-op"
+    );
+    let upgrade = vec![
+        put("a", "2", Condition::None),
+        CommandMutation {
+            kind: MutationKind::Lock,
+            key: b"b".to_vec(),
+            value: Vec::new(),
+            condition: Condition::None,
+        },
+    ];
+    assert_eq!(
+        model.run(&prewrite(ts(3), "a", upgrade)),
+        prewritten(vec![true, false])
+    );
+    assert_eq!(lock_kind(&model, "a"), Some((ts(3), MutationKind::Put)));
+    assert_eq!(lock_kind(&model, "b"), Some((ts(3), MutationKind::Lock)));
+    assert_eq!(
+        model.run(&commit(ts(3), ts(6), &["a", "b"])),
+        TxnOutcome::Done
+    );
+    assert_eq!(model.read(b"a", ts(7)), Ok(Some(b"2".to_vec())));
+    assert!(model.locks.is_empty());
+}
+
+#[test]
+fn a_pessimistic_lock_on_a_row_changed_since_the_snapshot_is_a_write_conflict() {
+    let mut model = Model::default();
+    model.run(&one_pc(ts(5), ts(6), vec![put("a", "1", Condition::None)]));
+    let stale = model.run(&lock_for_update(ts(4), "a", &["a"]));
+    assert!(
+        matches!(stale, TxnOutcome::Failed(TxnError::WriteConflict { conflict_commit_ts, .. }) if conflict_commit_ts == ts(6)),
+        "{stale:?}"
+    );
+    assert!(model.locks.is_empty(), "refused whole, nothing locked");
+    let mixed = model.run(&lock_for_update(ts(4), "z", &["z", "a"]));
+    assert!(matches!(
+        mixed,
+        TxnOutcome::Failed(TxnError::WriteConflict { .. })
+    ));
+    assert!(model.locks.is_empty(), "the good key was not locked either");
+    assert_eq!(
+        model.run(&lock_for_update(ts(7), "a", &["a"])),
+        TxnOutcome::Done
+    );
+}
+
+#[test]
+fn a_rolled_back_pessimistic_transaction_can_neither_lock_nor_prewrite_again() {
+    let mut model = Model::default();
+    model.run(&lock_for_update(ts(1), "a", &["a", "b"]));
+    assert_eq!(model.run(&rollback(ts(1), &["a", "b"])), TxnOutcome::Done);
+    assert!(model.locks.is_empty());
+    let relock = model.run(&lock_for_update(ts(1), "a", &["a"]));
+    assert!(matches!(
+        relock,
+        TxnOutcome::Failed(TxnError::Aborted {
+            reason: AbortReason::RolledBack,
+            ..
+        })
+    ));
+    let late = model.run(&prewrite(ts(1), "a", vec![put("a", "1", Condition::None)]));
+    assert!(matches!(late, TxnOutcome::Failed(TxnError::Aborted { .. })));
+}
+
+#[test]
+fn an_expired_pessimistic_primary_is_rolled_back_unless_heartbeats_extend_it() {
+    let mut model = Model::default();
+    model.run(&lock_for_update(ts(10), "p", &["p", "s"]));
+    // TTL 3 ms from ts(10): alive at 12, expired at 13.
+    assert_eq!(
+        model.run(&check("p", ts(10), ts(12))),
+        TxnOutcome::Status(TxnStatus::Locked {
+            ttl_remaining_ms: 1
+        })
+    );
+    assert_eq!(
+        model.run(&heartbeat(ts(10), "p", 20)),
+        TxnOutcome::LockTtl { ttl_ms: 20 }
+    );
+    assert_eq!(
+        model.run(&heartbeat(ts(10), "p", 5)),
+        TxnOutcome::LockTtl { ttl_ms: 20 },
+        "a TTL never shrinks"
+    );
+    assert_eq!(
+        model.run(&check("p", ts(10), ts(25))),
+        TxnOutcome::Status(TxnStatus::Locked {
+            ttl_remaining_ms: 5
+        }),
+        "alive past its first TTL"
+    );
+    assert_eq!(
+        model.run(&check("p", ts(10), ts(30))),
+        TxnOutcome::Status(TxnStatus::RolledBack)
+    );
+    let after = model.run(&heartbeat(ts(10), "p", 40));
+    assert!(matches!(
+        after,
+        TxnOutcome::Failed(TxnError::Aborted {
+            reason: AbortReason::LockNotFound,
+            ..
+        })
+    ));
+    assert!(
+        model.locks.get(b"p".as_slice()).is_none(),
+        "a heartbeat never brings a lock back"
+    );
+    let foreign = model.run(&heartbeat(ts(11), "s", 40));
+    assert!(
+        matches!(foreign, TxnOutcome::Failed(_)),
+        "only the holder's heartbeat counts"
+    );
+    assert_eq!(
+        lock_kind(&model, "s"),
+        Some((ts(10), MutationKind::PessimisticLock))
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Generated interleavings
 // ---------------------------------------------------------------------------
@@ -484,6 +661,8 @@ const TTL_MS: u64 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    /// `SELECT ... FOR UPDATE` of every key first (a pessimistic client).
+    LockForUpdate,
     /// Prewriting batch `n` next.
     Prewrite(usize),
     CommitPrimary,
@@ -503,6 +682,17 @@ struct Client {
     phase: Phase,
     /// Every command sent, for duplicated deliveries.
     sent: Vec<TxnCommand>,
+}
+
+impl Client {
+    /// Every key the client may lock, in its order.
+    fn keys(&self) -> Vec<Vec<u8>> {
+        self.batches
+            .iter()
+            .flatten()
+            .map(|mutation| mutation.key.clone())
+            .collect()
+    }
 }
 
 /// What the protocol has told anyone about a transaction so far.
@@ -532,12 +722,16 @@ struct Coverage {
     aborted: u32,
     rolled_back_by_status: u32,
     committed_by_status: u32,
+    pessimistic_locks: u32,
+    heartbeats_extended: u32,
 }
 
 impl Coverage {
     fn count(&mut self, command: &TxnCommand, outcome: &TxnOutcome) {
         match (command, outcome) {
             (TxnCommand::Commit(_), TxnOutcome::Done) => self.two_phase_commits += 1,
+            (TxnCommand::PessimisticLock(_), TxnOutcome::Done) => self.pessimistic_locks += 1,
+            (_, TxnOutcome::LockTtl { .. }) => self.heartbeats_extended += 1,
             (
                 _,
                 TxnOutcome::Prewritten {
@@ -562,6 +756,8 @@ impl Coverage {
         self.aborted += other.aborted;
         self.rolled_back_by_status += other.rolled_back_by_status;
         self.committed_by_status += other.committed_by_status;
+        self.pessimistic_locks += other.pessimistic_locks;
+        self.heartbeats_extended += other.heartbeats_extended;
     }
 }
 
@@ -695,6 +891,21 @@ impl World {
     fn step_client(&mut self, index: usize) {
         let client = self.clients[index].clone();
         match client.phase {
+            Phase::LockForUpdate => {
+                let command = TxnCommand::PessimisticLock(PessimisticLock {
+                    start_ts: client.start_ts,
+                    primary: client.primary.clone(),
+                    lock_ttl_ms: TTL_MS,
+                    keys: client.keys(),
+                });
+                self.clients[index].sent.push(command.clone());
+                match self.run(command) {
+                    TxnOutcome::Done => self.clients[index].phase = Phase::Prewrite(0),
+                    // Waits, and tries again at its next step.
+                    TxnOutcome::Failed(TxnError::KeyLocked(_)) => {}
+                    _ => self.abort(index),
+                }
+            }
             Phase::Prewrite(batch) => {
                 let one_pc_commit_ts = client.one_pc.then(|| self.now());
                 let command = TxnCommand::Prewrite(Prewrite {
@@ -758,18 +969,28 @@ impl World {
         }
     }
 
-    /// The client gives up: rolls back every key it may have prewritten.
+    /// A live client raises its primary lock's TTL to one TTL from now.
+    fn heartbeat(&mut self, index: usize) {
+        let client = self.clients[index].clone();
+        if client.phase == Phase::Finished {
+            return;
+        }
+        let elapsed_ms = physical_ms(self.now()) - physical_ms(client.start_ts);
+        let command = TxnCommand::Heartbeat(Heartbeat {
+            start_ts: client.start_ts,
+            primary: client.primary.clone(),
+            lock_ttl_ms: elapsed_ms + TTL_MS,
+        });
+        self.clients[index].sent.push(command.clone());
+        self.run(command);
+    }
+
+    /// The client gives up: rolls back every key it may have locked.
     fn abort(&mut self, index: usize) {
         let client = self.clients[index].clone();
-        let keys: Vec<Vec<u8>> = client
-            .batches
-            .iter()
-            .flatten()
-            .map(|mutation| mutation.key.clone())
-            .collect();
         let command = TxnCommand::Rollback(Rollback {
             start_ts: client.start_ts,
-            keys,
+            keys: client.keys(),
         });
         self.clients[index].sent.push(command.clone());
         let outcome = self.run(command);
@@ -814,8 +1035,12 @@ impl World {
     /// Resolves every lock left (waiting out TTLs), then checks that
     /// committed transactions are whole and atomically visible.
     fn finish(&mut self) {
-        for _ in 0..8 {
+        // Heartbeats may have stretched TTLs: enough rounds to outwait them.
+        for _ in 0..64 {
             let locked: Vec<Vec<u8>> = self.model.locks.keys().cloned().collect();
+            if locked.is_empty() {
+                break;
+            }
             for key in locked {
                 self.step_reader(&key, true);
             }
@@ -889,6 +1114,7 @@ fn generate_client(rng: &mut Rng, start_ts: u64, writer: usize) -> Client {
         .map(|key| put(key, &value, Condition::None))
         .collect();
     let primary = mutations[0].key.clone();
+    let pessimistic = rng.below(3) == 0;
     let (batches, one_pc) = match (mutations.len(), rng.below(3)) {
         (2, 0) => (mutations.into_iter().map(|m| vec![m]).collect(), false),
         (_, 1) => (vec![mutations], true),
@@ -900,7 +1126,11 @@ fn generate_client(rng: &mut Rng, start_ts: u64, writer: usize) -> Client {
         batches,
         one_pc,
         commit_ts: None,
-        phase: Phase::Prewrite(0),
+        phase: if pessimistic {
+            Phase::LockForUpdate
+        } else {
+            Phase::Prewrite(0)
+        },
         sent: Vec::new(),
     }
 }
@@ -932,7 +1162,11 @@ fn run_interleaving(seed: u64) -> Coverage {
                 let wait = rng.below(2) == 0;
                 world.step_reader(&key, wait);
             }
-            8 => world.clock += 1,
+            8 if rng.below(2) == 0 => world.clock += 1,
+            8 => {
+                let index = rng.below(writers as u64) as usize;
+                world.heartbeat(index);
+            }
             _ => {
                 // A duplicate of any command sent before, delivered late.
                 let index = rng.below(writers as u64) as usize;
@@ -962,6 +1196,8 @@ fn generated_interleavings_keep_the_percolator_invariants() {
         seen.aborted,
         seen.rolled_back_by_status,
         seen.committed_by_status,
+        seen.pessimistic_locks,
+        seen.heartbeats_extended,
     ];
     println!("{seen:?}");
     assert!(

@@ -10,7 +10,7 @@
 //! leaves only unreachable keys.
 
 use arbor_catalog::{
-    table_key_range, Catalog, ColumnDefault, ColumnDescriptor, TableDescriptor, TableId,
+    table_key_range, Catalog, ColumnDefault, ColumnDescriptor, ColumnType, TableDescriptor, TableId,
 };
 use sqlparser::ast::{self, ColumnOption, ObjectName, ObjectType, TableConstraint};
 
@@ -185,10 +185,26 @@ fn plan_default(
         }
         other => other,
     })?;
-    let Expr::Literal(value) = bound.expr else {
-        return Err(GatewayError::unsupported("non-constant DEFAULT"));
-    };
-    Ok(ColumnDefault::Constant(assign(value, column.column_type)?))
+    let time_column = matches!(
+        column.column_type,
+        ColumnType::Timestamp | ColumnType::Timestamptz | ColumnType::Date
+    );
+    match bound.expr {
+        Expr::Literal(value) => Ok(ColumnDefault::Constant(assign(value, column.column_type)?)),
+        // `DEFAULT now()` / `CURRENT_TIMESTAMP`: the insert's statement time,
+        // as the column's type.
+        Expr::StatementTime { .. } if time_column => Ok(ColumnDefault::CurrentTimestamp),
+        Expr::StatementTime { .. } => Err(GatewayError::DatatypeMismatch {
+            message: format!(
+                "column \"{}\" is of type {} but default expression is of type timestamp with time zone",
+                column.name,
+                column.column_type.sql_name()
+            ),
+        }),
+        _ => Err(GatewayError::unsupported(
+            "non-constant DEFAULT (constants and now() / CURRENT_TIMESTAMP only)",
+        )),
+    }
 }
 
 impl DropTablePlan {

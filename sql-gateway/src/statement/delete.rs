@@ -9,12 +9,12 @@ use arbor_raftstore::WriteOutcome;
 use sqlparser::ast::{self, FromTable};
 
 use super::{
-    check_batch, check_write_rows, delete_key, read_rows, table_access, QueryResult, Returning,
-    TableAccess, WRITE_ROWS_MAX,
+    check_batch, check_write_rows, delete_key, read_rows, resolve_filter, table_access,
+    QueryResult, Returning, TableAccess, WRITE_ROWS_MAX,
 };
 use crate::bind::Scope;
 use crate::error::GatewayError;
-use crate::expr::Expr;
+use crate::expr::{Expr, StatementTime};
 use crate::plan::{resolve_from, resolve_writable_table, table_columns};
 use crate::store::KvStore;
 use crate::value::Value;
@@ -72,7 +72,15 @@ impl DeletePlan {
             .unwrap_or_default()
     }
 
-    pub(crate) async fn execute(&self, store: &dyn KvStore) -> Result<QueryResult, GatewayError> {
+    pub(crate) async fn execute(
+        mut self,
+        store: &dyn KvStore,
+        now: StatementTime,
+    ) -> Result<QueryResult, GatewayError> {
+        resolve_filter(&self.table, &mut self.filter, &mut self.access, now);
+        if let Some(returning) = &mut self.returning {
+            returning.resolve_statement_time(now);
+        }
         let blind_point = match (&self.access.point, self.access.exact_point) {
             (Some(point), true) if self.returning.is_none() => Some(point),
             _ => None,

@@ -3,21 +3,31 @@
 //! Plain INSERT writes every row in one batch with MUST_NOT_EXIST on each
 //! key: any duplicate (stored, or twice in the statement) fails the whole
 //! statement with 23505 and writes nothing. ON CONFLICT DO NOTHING drops the
-//! rows whose keys exist and retries; DO UPDATE puts the updated row.
+//! rows whose keys exist and retries. DO UPDATE whose SET gives every
+//! non-key column a value that does not read the stored row (`SET v =
+//! EXCLUDED.v`) writes without reading; any other DO UPDATE (`SET n = t.n +
+//! EXCLUDED.n`, a column left as stored, a WHERE) reads each stored row in
+//! the statement's transaction and writes the new rows conditioned on what
+//! it read, so a concurrent change of those keys fails the commit (40001,
+//! and an implicit transaction runs again) instead of being overwritten.
+//!
+//! VALUES rows are bound when planning and evaluated when the statement
+//! runs, so `now()` and `DEFAULT now()` columns take the statement's time.
 
 use std::collections::HashSet;
 
-use arbor_catalog::{Catalog, Datum, TableDescriptor};
-use arbor_proto::MutationCondition;
+use arbor_catalog::{decode_row, Catalog, Datum, TableDescriptor};
+use arbor_proto::{Mutation, MutationCondition};
 use arbor_raftstore::WriteOutcome;
 use sqlparser::ast::{self, ConflictTarget, OnConflictAction, OnInsert, SetExpr, TableObject};
 
 use super::{
-    check_batch, check_write_rows, key_text, put_row, storable_row, QueryResult, Returning,
+    check_batch, check_write_rows, default_expr, get_all, key_text, put_row, storable_row,
+    QueryResult, Returning,
 };
 use crate::bind::{coerce, normalize_ident, CoercionContext, Scope, ScopeRelation};
 use crate::error::GatewayError;
-use crate::expr::Expr;
+use crate::expr::{Expr, StatementTime};
 use crate::plan::{resolve_writable_table, table_columns};
 use crate::store::KvStore;
 use crate::value::{Row, Value};
@@ -25,7 +35,9 @@ use crate::value::{Row, Value};
 #[derive(Debug)]
 pub(crate) struct InsertPlan {
     table: TableDescriptor,
-    rows: Vec<Vec<Datum>>,
+    /// Each VALUES row as one expression per table column (defaults for
+    /// the columns it leaves out), already of the column's type.
+    rows: Vec<Vec<Expr>>,
     on_conflict: ConflictAction,
     returning: Option<Returning>,
 }
@@ -34,11 +46,11 @@ pub(crate) struct InsertPlan {
 enum ConflictAction {
     Fail,
     DoNothing,
-    /// `(column, expression)` over the row `[target columns.., excluded columns..]`;
-    /// the target half is always NULL because expressions may only read
-    /// `excluded` (reading the stored row is refused when planning).
+    /// `(column, expression)` and the WHERE filter, over the row `[stored
+    /// columns.., excluded columns..]`.
     DoUpdate {
         assignments: Vec<(usize, Expr)>,
+        filter: Option<Expr>,
     },
 }
 
@@ -90,16 +102,66 @@ impl InsertPlan {
             .unwrap_or_default()
     }
 
-    pub(crate) async fn execute(&self, store: &dyn KvStore) -> Result<QueryResult, GatewayError> {
+    /// Every `now()` of the plan becomes `now`.
+    fn resolve_statement_time(&mut self, now: StatementTime) {
+        let conflict_exprs: Vec<&mut Expr> = match &mut self.on_conflict {
+            ConflictAction::DoUpdate {
+                assignments,
+                filter,
+            } => assignments
+                .iter_mut()
+                .map(|(_, expr)| expr)
+                .chain(filter.as_mut())
+                .collect(),
+            ConflictAction::Fail | ConflictAction::DoNothing => Vec::new(),
+        };
+        for expr in self.rows.iter_mut().flatten().chain(conflict_exprs) {
+            expr.resolve_statement_time(now);
+        }
+        if let Some(returning) = &mut self.returning {
+            returning.resolve_statement_time(now);
+        }
+    }
+
+    pub(crate) async fn execute(
+        mut self,
+        store: &dyn KvStore,
+        now: StatementTime,
+    ) -> Result<QueryResult, GatewayError> {
+        self.resolve_statement_time(now);
+        let empty = Vec::new();
+        let rows = self
+            .rows
+            .iter()
+            .map(|exprs| {
+                let values = exprs
+                    .iter()
+                    .map(|expr| expr.eval(&empty))
+                    .collect::<Result<Row, _>>()?;
+                storable_row(&self.table, values)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         if let Some(returning) = &self.returning {
             // The first write of an implicit transaction may reach storage
             // at once, so RETURNING must not fail after it.
-            returning.check(&self.rows)?;
+            returning.check(&rows)?;
         }
         let written = match &self.on_conflict {
-            ConflictAction::Fail => self.insert_all(store).await?,
-            ConflictAction::DoNothing => self.insert_new(store).await?,
-            ConflictAction::DoUpdate { assignments } => self.upsert(store, assignments).await?,
+            ConflictAction::Fail => self.insert_all(store, rows).await?,
+            ConflictAction::DoNothing => self.insert_new(store, rows).await?,
+            ConflictAction::DoUpdate {
+                assignments,
+                filter,
+            } if filter.is_none() && self.writes_blind(assignments) => {
+                self.upsert(store, rows, assignments).await?
+            }
+            ConflictAction::DoUpdate {
+                assignments,
+                filter,
+            } => {
+                self.upsert_reading(store, rows, assignments, filter.as_ref())
+                    .await?
+            }
         };
         // Postgres' INSERT tag carries an OID (always 0 now) before the count.
         Ok(match &self.returning {
@@ -116,10 +178,14 @@ impl InsertPlan {
         }
     }
 
-    async fn insert_all(&self, store: &dyn KvStore) -> Result<Vec<Vec<Datum>>, GatewayError> {
+    async fn insert_all(
+        &self,
+        store: &dyn KvStore,
+        rows: Vec<Vec<Datum>>,
+    ) -> Result<Vec<Vec<Datum>>, GatewayError> {
         let mut seen = HashSet::new();
-        let mut mutations = Vec::with_capacity(self.rows.len());
-        for row in &self.rows {
+        let mut mutations = Vec::with_capacity(rows.len());
+        for row in &rows {
             let mutation = put_row(&self.table, row, MutationCondition::MustNotExist)?;
             if !seen.insert(mutation.key.clone()) {
                 return Err(self.duplicate(row));
@@ -128,9 +194,9 @@ impl InsertPlan {
         }
         check_batch(&mutations)?;
         match store.write(mutations).await? {
-            WriteOutcome::Applied { .. } => Ok(self.rows.clone()),
+            WriteOutcome::Applied { .. } => Ok(rows),
             WriteOutcome::ConditionFailed { mutation_index } => {
-                let row = self.rows.get(mutation_index).ok_or_else(|| {
+                let row = rows.get(mutation_index).ok_or_else(|| {
                     GatewayError::internal("condition failed on a mutation that was not sent")
                 })?;
                 Err(self.duplicate(row))
@@ -141,15 +207,19 @@ impl InsertPlan {
     /// ON CONFLICT DO NOTHING: keep the first of repeated keys, then drop
     /// each row whose key turns out to exist and retry; every retry drops a
     /// row, so this ends after at most `rows + 1` writes.
-    async fn insert_new(&self, store: &dyn KvStore) -> Result<Vec<Vec<Datum>>, GatewayError> {
+    async fn insert_new(
+        &self,
+        store: &dyn KvStore,
+        rows: Vec<Vec<Datum>>,
+    ) -> Result<Vec<Vec<Datum>>, GatewayError> {
         let mut seen = HashSet::new();
         let mut pending = Vec::new();
         let mut pending_rows = Vec::new();
-        for row in &self.rows {
-            let mutation = put_row(&self.table, row, MutationCondition::MustNotExist)?;
+        for row in rows {
+            let mutation = put_row(&self.table, &row, MutationCondition::MustNotExist)?;
             if seen.insert(mutation.key.clone()) {
                 pending.push(mutation);
-                pending_rows.push(row.clone());
+                pending_rows.push(row);
             }
         }
         check_batch(&pending)?;
@@ -170,26 +240,42 @@ impl InsertPlan {
         Ok(Vec::new())
     }
 
-    /// ON CONFLICT DO UPDATE. When the updated row equals the proposed one
-    /// (`SET v = EXCLUDED.v`), one unconditional put is exact. Otherwise each
-    /// row is written as "insert if absent" or "update if present", and a
-    /// failed condition flips that row's guess and retries.
+    /// Whether DO UPDATE can write without reading: SET gives every non-key
+    /// column a value and none of them reads the stored row, so the updated
+    /// row does not depend on it.
+    fn writes_blind(&self, assignments: &[(usize, Expr)]) -> bool {
+        let width = self.table.columns.len();
+        self.table
+            .value_columns()
+            .iter()
+            .all(|column| assignments.iter().any(|(target, _)| target == column))
+            && !assignments
+                .iter()
+                .any(|(_, expr)| reads_target_row(expr, width))
+    }
+
+    /// ON CONFLICT DO UPDATE without reading (see [`Self::writes_blind`]).
+    /// When the updated row equals the proposed one (`SET v = EXCLUDED.v`),
+    /// one unconditional put is exact. Otherwise each row is written as
+    /// "insert if absent" or "update if present", and a failed condition
+    /// flips that row's guess and retries.
     async fn upsert(
         &self,
         store: &dyn KvStore,
+        rows: Vec<Vec<Datum>>,
         assignments: &[(usize, Expr)],
     ) -> Result<Vec<Vec<Datum>>, GatewayError> {
         let mut seen = HashSet::new();
-        let mut candidates = Vec::with_capacity(self.rows.len());
-        let mut updated_rows = Vec::with_capacity(self.rows.len());
-        for row in &self.rows {
+        let mut candidates = Vec::with_capacity(rows.len());
+        let mut updated_rows = Vec::with_capacity(rows.len());
+        for row in &rows {
             let proposed = put_row(&self.table, row, MutationCondition::None)?;
             if !seen.insert(proposed.key.clone()) {
                 return Err(GatewayError::CardinalityViolation {
                     value: key_text(&self.table, row),
                 });
             }
-            let updated = self.updated_row(row, assignments)?;
+            let updated = self.updated_row(row, None, assignments)?;
             candidates.push((
                 proposed,
                 put_row(&self.table, &updated, MutationCondition::None)?,
@@ -218,27 +304,96 @@ impl InsertPlan {
                 .map(|(proposed, _)| proposed)
                 .collect();
             return match store.write(mutations).await? {
-                WriteOutcome::Applied { .. } => Ok(self.rows.clone()),
+                WriteOutcome::Applied { .. } => Ok(rows),
                 WriteOutcome::ConditionFailed { .. } => Err(GatewayError::internal(
                     "an unconditional write reported a failed condition",
                 )),
             };
         }
         let exists = self.upsert_guessing(store, candidates).await?;
-        Ok(self
-            .rows
-            .iter()
+        Ok(rows
+            .into_iter()
             .zip(updated_rows)
             .zip(exists)
-            .map(|((proposed, updated), exists)| if exists { updated } else { proposed.clone() })
+            .map(|((proposed, updated), exists)| if exists { updated } else { proposed })
             .collect())
+    }
+
+    /// ON CONFLICT DO UPDATE that reads the stored rows: each key is read
+    /// in the statement's transaction; a row found is updated (when the
+    /// WHERE holds over it) and written with MUST_EXIST, a row not found is
+    /// inserted with MUST_NOT_EXIST. The transaction read those keys, so a
+    /// change committed to them after its snapshot fails the commit (40001)
+    /// rather than being lost; a condition failing here means the store
+    /// answered the write differently from the read, also 40001.
+    async fn upsert_reading(
+        &self,
+        store: &dyn KvStore,
+        rows: Vec<Vec<Datum>>,
+        assignments: &[(usize, Expr)],
+        filter: Option<&Expr>,
+    ) -> Result<Vec<Vec<Datum>>, GatewayError> {
+        let mut seen = HashSet::new();
+        let mut proposed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mutation = put_row(&self.table, row, MutationCondition::MustNotExist)?;
+            if !seen.insert(mutation.key.clone()) {
+                return Err(GatewayError::CardinalityViolation {
+                    value: key_text(&self.table, row),
+                });
+            }
+            proposed.push(mutation);
+        }
+        let keys = proposed
+            .iter()
+            .map(|mutation| mutation.key.clone())
+            .collect();
+        let stored = get_all(store, keys).await?;
+        let mut mutations = Vec::with_capacity(rows.len());
+        let mut written = Vec::with_capacity(rows.len());
+        for ((row, insert), (_, stored)) in rows.into_iter().zip(proposed).zip(stored) {
+            let Some(stored) = stored else {
+                mutations.push(insert);
+                written.push(row);
+                continue;
+            };
+            let stored: Row =
+                decode_row(&self.table, &insert.key, &stored).map_err(GatewayError::Corrupt)?;
+            if let Some(filter) = filter {
+                if !filter.matches(&self.conflict_scope_row(&row, Some(&stored)))? {
+                    continue;
+                }
+            }
+            let updated = self.updated_row(&row, Some(stored), assignments)?;
+            mutations.push(put_row(
+                &self.table,
+                &updated,
+                MutationCondition::MustExist,
+            )?);
+            written.push(updated);
+        }
+        if let Some(returning) = &self.returning {
+            returning.check(&written)?;
+        }
+        if mutations.is_empty() {
+            return Ok(written);
+        }
+        check_batch(&mutations)?;
+        match store.write(mutations).await? {
+            WriteOutcome::Applied { .. } => Ok(written),
+            WriteOutcome::ConditionFailed { .. } => Err(GatewayError::SerializationFailure {
+                reason: "a row changed between INSERT ... ON CONFLICT DO UPDATE reading it and \
+                         writing it"
+                    .to_owned(),
+            }),
+        }
     }
 
     /// Which rows existed (and were updated rather than inserted).
     async fn upsert_guessing(
         &self,
         store: &dyn KvStore,
-        candidates: Vec<(arbor_proto::Mutation, arbor_proto::Mutation)>,
+        candidates: Vec<(Mutation, Mutation)>,
     ) -> Result<Vec<bool>, GatewayError> {
         let mut exists = vec![false; candidates.len()];
         // Each row can flip at most twice unless others keep racing it.
@@ -272,15 +427,27 @@ impl InsertPlan {
         })
     }
 
+    /// The DO UPDATE scope's row: the stored row (NULLs when the update
+    /// does not read it), then `excluded`, the proposed row.
+    fn conflict_scope_row(&self, proposed: &[Datum], stored: Option<&Row>) -> Row {
+        let mut scope_row: Row = match stored {
+            Some(stored) => stored.clone(),
+            None => vec![Value::Null; self.table.columns.len()],
+        };
+        scope_row.extend(proposed.iter().cloned());
+        scope_row
+    }
+
+    /// The stored row with SET applied (the proposed row stands in for it
+    /// when the assignments cover every column without reading it).
     fn updated_row(
         &self,
         proposed: &[Datum],
+        stored: Option<Row>,
         assignments: &[(usize, Expr)],
     ) -> Result<Vec<Datum>, GatewayError> {
-        let width = self.table.columns.len();
-        let mut scope_row: Row = vec![Value::Null; width];
-        scope_row.extend(proposed.iter().cloned().map(Value::from));
-        let mut updated: Row = proposed.iter().cloned().map(Value::from).collect();
+        let scope_row = self.conflict_scope_row(proposed, stored.as_ref());
+        let mut updated: Row = stored.unwrap_or_else(|| proposed.to_vec());
         for (column, expr) in assignments {
             updated[*column] = expr.eval(&scope_row)?;
         }
@@ -333,7 +500,7 @@ fn bind_row(
     targets: &[usize],
     row: &ast::Parens<Vec<ast::Expr>>,
     params: &[Value],
-) -> Result<Vec<Datum>, GatewayError> {
+) -> Result<Vec<Expr>, GatewayError> {
     let exprs = &row.content;
     if exprs.len() > targets.len() {
         return Err(GatewayError::Syntax {
@@ -358,36 +525,32 @@ fn bind_row(
         });
     }
     let scope = Scope::constant(params);
-    let mut values: Row = table.columns.iter().map(default_value).collect();
+    let mut given: Vec<Option<Expr>> = vec![None; table.columns.len()];
     for (expr, &column) in exprs.iter().zip(targets) {
         if is_default_keyword(expr) {
             continue;
         }
         let bound = scope.bind(expr)?;
-        let expr = coerce(
+        given[column] = Some(coerce(
             bound,
             table.columns[column].column_type,
             CoercionContext::Assignment,
-        )?;
-        values[column] = expr.eval(&Vec::new())?;
+        )?);
     }
-    storable_row(table, values)
+    given
+        .into_iter()
+        .zip(&table.columns)
+        .map(|(expr, column)| match expr {
+            Some(expr) => Ok(expr),
+            None => default_expr(column),
+        })
+        .collect()
 }
 
 /// `DEFAULT` in a VALUES list (sqlparser reads it as an identifier).
 fn is_default_keyword(expr: &ast::Expr) -> bool {
     matches!(expr, ast::Expr::Identifier(ident)
         if ident.quote_style.is_none() && ident.value.eq_ignore_ascii_case("default"))
-}
-
-/// What a column holds when an INSERT does not give it a value.
-fn default_value(column: &arbor_catalog::ColumnDescriptor) -> Value {
-    match &column.default {
-        Some(arbor_catalog::ColumnDefault::Constant(value)) => value.clone(),
-        // Defaults that need a clock or randomness are refused at CREATE
-        // TABLE, so they cannot be found here.
-        _ => Value::Null,
-    }
 }
 
 fn plan_conflict(
@@ -432,24 +595,28 @@ fn plan_conflict(
                             .to_owned(),
                 });
             }
-            if update.selection.is_some() {
-                return Err(GatewayError::unsupported("ON CONFLICT DO UPDATE ... WHERE"));
-            }
-            let assignments = plan_conflict_assignments(table, alias, &update.assignments, params)?;
-            Ok(ConflictAction::DoUpdate { assignments })
+            let scope = conflict_scope(table, alias, params);
+            let assignments = super::update::plan_assignments(table, &scope, &update.assignments)?;
+            let filter = update
+                .selection
+                .as_ref()
+                .map(|selection| scope.bind_predicate(selection, "WHERE"))
+                .transpose()?;
+            Ok(ConflictAction::DoUpdate {
+                assignments,
+                filter,
+            })
         }
     }
 }
 
-fn plan_conflict_assignments(
-    table: &TableDescriptor,
-    alias: &str,
-    assignments: &[ast::Assignment],
-    params: &[Value],
-) -> Result<Vec<(usize, Expr)>, GatewayError> {
+/// What DO UPDATE's SET and WHERE see: the stored row under the table's
+/// name (or alias), unqualified names included, and the proposed row as
+/// `excluded`.
+fn conflict_scope<'a>(table: &TableDescriptor, alias: &str, params: &'a [Value]) -> Scope<'a> {
     let columns = table_columns(table);
     let width = columns.len();
-    let scope = Scope {
+    Scope {
         relations: vec![
             ScopeRelation {
                 name: alias.to_owned(),
@@ -463,33 +630,11 @@ fn plan_conflict_assignments(
             },
         ],
         params,
-    };
-    let planned = super::update::plan_assignments(table, &scope, assignments)?;
-    for (_, expr) in &planned {
-        if reads_target_row(expr, width) {
-            return Err(GatewayError::unsupported(
-                "ON CONFLICT DO UPDATE reading the existing row (use EXCLUDED.column)",
-            ));
-        }
     }
-    Ok(planned)
 }
 
 /// Whether `expr` reads a column of the stored row (the first `width`
 /// columns of the DO UPDATE scope) rather than only `excluded`.
 fn reads_target_row(expr: &Expr, width: usize) -> bool {
-    match expr {
-        Expr::Column(index) => *index < width,
-        Expr::Literal(_) => false,
-        Expr::Compare(_, left, right)
-        | Expr::And(left, right)
-        | Expr::Or(left, right)
-        | Expr::Arithmetic { left, right, .. } => {
-            reads_target_row(left, width) || reads_target_row(right, width)
-        }
-        Expr::Not(inner)
-        | Expr::IsNull(inner)
-        | Expr::IsNotNull(inner)
-        | Expr::Negate { operand: inner, .. } => reads_target_row(inner, width),
-    }
+    expr.any(&|expr| matches!(expr, Expr::Column(index) if *index < width))
 }

@@ -1,6 +1,7 @@
 //! One module per statement kind: each plans its statement (pure) and runs
-//! the plan against a [`KvStore`]. Shared here: size limits, key ranges,
-//! reading rows by point or bounded scan, and mutation builders.
+//! the plan against a [`KvStore`] at the statement's time (`now()`).
+//! Shared here: size limits, key ranges, reading rows by point, by a list
+//! of points (`k IN (...)`) or by bounded scan, and mutation builders.
 //!
 //! Invariant: one statement's changes go to the store in ONE write, so a
 //! failed statement (duplicate key, failed condition) leaves nothing behind.
@@ -20,8 +21,13 @@ use arbor_catalog::{
 };
 use arbor_proto::{Mutation, MutationCondition, MutationOp};
 
+use futures::{StreamExt, TryStreamExt};
+
 use crate::error::GatewayError;
-use crate::expr::{is_exact_point, key_point, key_range, Expr, KeyRange};
+use crate::expr::{
+    is_exact_point, key_point, key_points, key_range, Expr, KeyRange, StatementTime,
+    TIMESTAMP_PRECISION_MAX,
+};
 use crate::store::{scan_rows, KvStore, ScanRequest};
 use crate::value::{Row, SqlType, Value};
 
@@ -42,6 +48,9 @@ pub(crate) const VALUE_BYTES_MAX: usize = STORE_VALUE_BYTES_MAX - ROW_ENCODING_O
 pub(crate) const KEY_BYTES_MAX: usize = (STORE_KEY_BYTES_MAX - 16) / 2;
 /// Rows one INSERT, UPDATE or DELETE may change (one write batch).
 pub(crate) const WRITE_ROWS_MAX: usize = STORE_WRITE_MUTATIONS_MAX;
+/// Point reads in flight at once for one statement (`k IN (...)`, the
+/// stored rows an upsert reads).
+pub(crate) const POINT_READS_IN_FLIGHT_MAX: usize = 16;
 const _: () = assert!(VALUE_BYTES_MAX >= 1_000_000);
 const _: () = assert!(KEY_BYTES_MAX >= 4_000);
 const _: () = assert!(WRITE_ROWS_MAX <= crate::store::SCAN_ROWS_MAX);
@@ -148,8 +157,8 @@ pub(crate) fn assign(value: Value, column_type: SqlType) -> Result<Datum, Gatewa
             other => Ok(other),
         };
     }
-    match column_type.convert(&value) {
-        Some(converted) => Ok(converted?),
+    match crate::value::convert(&value, column_type) {
+        Some(converted) => converted,
         None => Err(GatewayError::DatatypeMismatch {
             message: format!(
                 "column is of type {} but expression is of type {}",
@@ -162,14 +171,35 @@ pub(crate) fn assign(value: Value, column_type: SqlType) -> Result<Datum, Gatewa
     }
 }
 
+/// What a column holds when a statement does not give it a value (INSERT
+/// leaving it out, `DEFAULT` in VALUES or SET).
+pub(crate) fn default_expr(column: &arbor_catalog::ColumnDescriptor) -> Result<Expr, GatewayError> {
+    use arbor_catalog::ColumnDefault;
+    match &column.default {
+        None => Ok(Expr::Literal(Value::Null)),
+        Some(ColumnDefault::Constant(value)) => Ok(Expr::Literal(value.clone())),
+        // now() is a timestamptz; storing converts it to the column's type.
+        Some(ColumnDefault::CurrentTimestamp) => Ok(Expr::StatementTime {
+            sql_type: SqlType::Timestamptz,
+            precision: TIMESTAMP_PRECISION_MAX,
+        }),
+        Some(ColumnDefault::RandomUuid) => Err(GatewayError::unsupported(format!(
+            "DEFAULT gen_random_uuid() (column \"{}\")",
+            column.name
+        ))),
+    }
+}
+
 /// How a statement reaches the rows its WHERE clause can match: a point
-/// read when every key column is pinned, else a range of the first key
-/// column.
+/// read when every key column is pinned, a few point reads when they are
+/// pinned to lists (`k IN (...)`), else a range of the first key column.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct TableAccess {
     pub(crate) range: KeyRange,
     /// Values of every key column, in key order.
     pub(crate) point: Option<Vec<Value>>,
+    /// Several such points, when `point` is None (see [`key_points`]).
+    pub(crate) points: Option<Vec<Vec<Value>>>,
     /// The filter is exactly the point equality (nothing else to check).
     pub(crate) exact_point: bool,
 }
@@ -181,10 +211,30 @@ pub(crate) fn first_key_column(table: &TableDescriptor) -> usize {
 
 /// How to reach the rows `filter` can match in `table`.
 pub(crate) fn table_access(table: &TableDescriptor, filter: Option<&Expr>) -> TableAccess {
+    let point = key_point(filter, &table.primary_key);
     TableAccess {
         range: key_range(filter, first_key_column(table)),
-        point: key_point(filter, &table.primary_key),
+        points: match point {
+            Some(_) => None,
+            None => key_points(filter, &table.primary_key),
+        },
+        point,
         exact_point: is_exact_point(filter, &table.primary_key),
+    }
+}
+
+/// Resolves `now()` in a plan's filter and returns the access path for the
+/// resolved filter (a time bound on the key narrows the scan only once the
+/// time is known).
+pub(crate) fn resolve_filter(
+    table: &TableDescriptor,
+    filter: &mut Option<Expr>,
+    access: &mut TableAccess,
+    now: StatementTime,
+) {
+    if let Some(expr) = filter.as_mut().filter(|expr| expr.reads_statement_time()) {
+        expr.resolve_statement_time(now);
+        *access = table_access(table, filter.as_ref());
     }
 }
 
@@ -236,6 +286,9 @@ pub(crate) async fn read_rows(
         } && matches_max != Some(0);
         return Ok(if keep { vec![(key, row)] } else { Vec::new() });
     }
+    if let Some(points) = &access.points {
+        return read_points(store, table, filter, points, matches_max).await;
+    }
     let (start, end) = byte_range(table, &access.range)?;
     scan_rows(
         store,
@@ -248,6 +301,55 @@ pub(crate) async fn read_rows(
         },
     )
     .await
+}
+
+/// The rows at `points` that match `filter`, in key order (as a scan would
+/// return them), each key read once.
+async fn read_points(
+    store: &dyn KvStore,
+    table: &TableDescriptor,
+    filter: Option<&Expr>,
+    points: &[Vec<Value>],
+    matches_max: Option<usize>,
+) -> Result<Vec<(Vec<u8>, Row)>, GatewayError> {
+    let mut keys = Vec::with_capacity(points.len());
+    for point in points {
+        let key = encode_primary_key(table, point)?;
+        check_key_bytes(&key)?;
+        keys.push(key);
+    }
+    keys.sort();
+    keys.dedup();
+    let mut rows = Vec::new();
+    for (key, value) in get_all(store, keys).await? {
+        let Some(value) = value else {
+            continue;
+        };
+        if matches_max.is_some_and(|max| rows.len() >= max) {
+            break;
+        }
+        let row: Row = decode_row(table, &key, &value).map_err(GatewayError::Corrupt)?;
+        if filter.map_or(Ok(true), |filter| filter.matches(&row))? {
+            rows.push((key, row));
+        }
+    }
+    Ok(rows)
+}
+
+/// The value of each key (in the order given), at most
+/// [`POINT_READS_IN_FLIGHT_MAX`] reads in flight.
+pub(crate) async fn get_all(
+    store: &dyn KvStore,
+    keys: Vec<Vec<u8>>,
+) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>, GatewayError> {
+    futures::stream::iter(keys)
+        .map(|key| async move {
+            let value = store.get(&key).await?;
+            Ok::<_, GatewayError>((key, value))
+        })
+        .buffered(POINT_READS_IN_FLIGHT_MAX)
+        .try_collect()
+        .await
 }
 
 /// Refuses a key the store would reject, with 54000 instead of an internal
@@ -393,6 +495,12 @@ impl Returning {
                 .map(|row| self.project(row))
                 .collect::<Result<_, _>>()?,
         })
+    }
+
+    pub(crate) fn resolve_statement_time(&mut self, now: StatementTime) {
+        for expr in &mut self.exprs {
+            expr.resolve_statement_time(now);
+        }
     }
 
     /// Evaluates the list over rows about to be written, so an error (say

@@ -1,9 +1,11 @@
 //! SELECT over kv, a system table, or no table.
 //!
 //! The pipeline is: source rows (filtered as they are read) -> aggregate, or
-//! sort -> OFFSET/LIMIT -> projection. For kv, the WHERE clause's key range
-//! becomes a point get or a bounded scan, and when rows come out in key
-//! order anyway (no ORDER BY, or ORDER BY k ASC) the LIMIT stops the scan.
+//! sort -> OFFSET/LIMIT -> projection. For tables, the WHERE clause's key
+//! range becomes a point get, point gets in key order (`k IN (...)`), or a
+//! bounded scan, and when rows come out in key order anyway (no ORDER BY,
+//! or ORDER BY k ASC) the LIMIT stops the reading. `now()` anywhere in the
+//! statement is the one instant the executor passes to `execute`.
 
 use std::cmp::Ordering;
 
@@ -12,11 +14,11 @@ use sqlparser::ast::{
     self, LimitClause, OrderByKind, SelectItem, SelectItemQualifiedWildcardKind, SetExpr,
 };
 
-use super::{first_key_column, read_rows, table_access, QueryResult, TableAccess};
+use super::{first_key_column, read_rows, resolve_filter, table_access, QueryResult, TableAccess};
 use crate::bind::{coerce, count_argument, function_name, normalize_ident, CoercionContext, Scope};
 use crate::cluster_view::ClusterViewSource;
 use crate::error::GatewayError;
-use crate::expr::Expr;
+use crate::expr::{Expr, StatementTime};
 use crate::plan::{resolve_from, resolve_relation, Relation};
 use crate::store::KvStore;
 use crate::system_tables::SystemTable;
@@ -148,11 +150,44 @@ impl SelectPlan {
         &self.columns
     }
 
+    /// Every `now()` of the plan becomes `now`; a filter bounding the key by
+    /// it narrows the scan from then on.
+    fn resolve_statement_time(&mut self, now: StatementTime) {
+        match &mut self.source {
+            Source::Table { table, access } => {
+                resolve_filter(table, &mut self.filter, access, now);
+            }
+            Source::Constant | Source::System(_) => {
+                if let Some(filter) = &mut self.filter {
+                    filter.resolve_statement_time(now);
+                }
+            }
+        }
+        let exprs: Vec<&mut Expr> = match &mut self.projection {
+            Projection::Rows(exprs) => exprs.iter_mut().collect(),
+            Projection::Aggregate(aggregates) => aggregates
+                .iter_mut()
+                .filter_map(|aggregate| match aggregate {
+                    Aggregate::CountRows => None,
+                    Aggregate::CountNonNull(expr) | Aggregate::Constant(expr) => Some(expr),
+                })
+                .collect(),
+        };
+        for expr in exprs
+            .into_iter()
+            .chain(self.order_by.iter_mut().map(|key| &mut key.expr))
+        {
+            expr.resolve_statement_time(now);
+        }
+    }
+
     pub(crate) async fn execute(
-        &self,
+        mut self,
         store: &dyn KvStore,
         views: &dyn ClusterViewSource,
+        now: StatementTime,
     ) -> Result<QueryResult, GatewayError> {
+        self.resolve_statement_time(now);
         let rows = match &self.source {
             Source::Constant => {
                 let row = Vec::new();

@@ -7,7 +7,8 @@
 //! batch retried. The read and the write belong to the statement's
 //! transaction, so a concurrent update of a row read here fails the commit
 //! with 40001 (an implicit transaction is run again) instead of being
-//! overwritten: `SET n = n + 1` loses no increment.
+//! overwritten: `SET n = n + 1` loses no increment. `now()` in SET or WHERE
+//! is the statement's time, the same for every row.
 
 use arbor_catalog::{Catalog, Datum, TableDescriptor};
 use arbor_proto::MutationCondition;
@@ -15,12 +16,12 @@ use arbor_raftstore::WriteOutcome;
 use sqlparser::ast::{self, AssignmentTarget};
 
 use super::{
-    check_batch, check_write_rows, put_row, read_rows, storable_row, table_access, QueryResult,
-    Returning, TableAccess, WRITE_ROWS_MAX,
+    check_batch, check_write_rows, default_expr, put_row, read_rows, resolve_filter, storable_row,
+    table_access, QueryResult, Returning, TableAccess, WRITE_ROWS_MAX,
 };
 use crate::bind::{coerce, normalize_ident, CoercionContext, Scope};
 use crate::error::GatewayError;
-use crate::expr::Expr;
+use crate::expr::{Expr, StatementTime};
 use crate::plan::{resolve_from, resolve_writable_table, table_columns};
 use crate::store::KvStore;
 use crate::value::{Row, Value};
@@ -71,7 +72,18 @@ impl UpdatePlan {
             .unwrap_or_default()
     }
 
-    pub(crate) async fn execute(&self, store: &dyn KvStore) -> Result<QueryResult, GatewayError> {
+    pub(crate) async fn execute(
+        mut self,
+        store: &dyn KvStore,
+        now: StatementTime,
+    ) -> Result<QueryResult, GatewayError> {
+        resolve_filter(&self.table, &mut self.filter, &mut self.access, now);
+        for (_, expr) in &mut self.assignments {
+            expr.resolve_statement_time(now);
+        }
+        if let Some(returning) = &mut self.returning {
+            returning.resolve_statement_time(now);
+        }
         let updated = self.write(store).await?;
         Ok(match &self.returning {
             Some(returning) => returning.result("UPDATE", updated)?,
@@ -198,15 +210,11 @@ pub(crate) fn plan_assignments(
         if planned.iter().any(|(existing, _)| *existing == column) {
             return Err(GatewayError::DuplicateColumn { name });
         }
-        let bound = scope.bind(&assignment.value)?;
         let expr = if is_default_keyword(&assignment.value) {
-            Expr::Literal(match &table.columns[column].default {
-                Some(arbor_catalog::ColumnDefault::Constant(value)) => value.clone(),
-                _ => Value::Null,
-            })
+            default_expr(&table.columns[column])?
         } else {
             coerce(
-                bound,
+                scope.bind(&assignment.value)?,
                 table.columns[column].column_type,
                 CoercionContext::Assignment,
             )?

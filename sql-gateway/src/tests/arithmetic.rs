@@ -309,14 +309,23 @@ async fn mixed_integer_and_float_arithmetic_is_double_precision() {
         error_state(&executor, "SELECT k + 'x'::text FROM m").await,
         "42883"
     );
-    // NUMERIC arithmetic would need a decimal library: refused, not rounded.
-    assert_eq!(error_state(&executor, "SELECT p + 1 FROM m").await, "0A000");
+    // NUMERIC arithmetic is exact (integers meeting it become NUMERIC), and
+    // a NUMERIC stored into an integer column rounds half away from zero.
+    let (_, got) = query(&executor, "SELECT p + 1, p * i, p / 3 FROM m").await;
     assert_eq!(
-        error_state(&executor, "UPDATE m SET i = i * 1.5").await,
-        "0A000"
+        got,
+        rows(&[&[Some("3.25"), Some("15.75"), Some("0.75000000000000000000")]])
     );
-    let (_, got) = query(&executor, "SELECT -p FROM m").await;
-    assert_eq!(got, rows(&[&[Some("-2.25")]]));
+    assert_eq!(
+        column_types(&executor, "SELECT p + 1, i * 1.5 FROM m").await,
+        vec![SqlType::Numeric, SqlType::Numeric]
+    );
+    assert_eq!(
+        ok_tag(&executor, "UPDATE m SET i = i * 1.5").await,
+        "UPDATE 1"
+    );
+    let (_, got) = query(&executor, "SELECT i, -p FROM m").await;
+    assert_eq!(got, rows(&[&[Some("11"), Some("-2.25")]]));
 }
 
 #[tokio::test]
@@ -334,16 +343,18 @@ async fn upsert_sets_arithmetic_over_excluded_values() {
         got,
         rows(&[&[Some("1"), Some("11")], &[Some("9"), Some("1")]])
     );
-    // Reading the stored row in DO UPDATE is not supported yet (the insert
-    // planner refuses it before any arithmetic is bound).
+    // DO UPDATE may read the stored row (under the alias).
     let reads_stored = "INSERT INTO t AS x VALUES (1, 5) \
         ON CONFLICT (k) DO UPDATE SET n = x.n + EXCLUDED.n";
-    assert_eq!(error_state(&executor, reads_stored).await, "0A000");
+    assert_eq!(ok_tag(&executor, reads_stored).await, "INSERT 0 1");
     let overflow = "INSERT INTO t VALUES (1, 2147483647) \
         ON CONFLICT (k) DO UPDATE SET n = EXCLUDED.n + 1";
     assert_eq!(error_state(&executor, overflow).await, "22003");
+    let overflow_stored = "INSERT INTO t VALUES (1, 2147483647) \
+        ON CONFLICT (k) DO UPDATE SET n = t.n + EXCLUDED.n";
+    assert_eq!(error_state(&executor, overflow_stored).await, "22003");
     let (_, got) = query(&executor, "SELECT n FROM t WHERE k = 1").await;
-    assert_eq!(got, rows(&[&[Some("11")]]));
+    assert_eq!(got, rows(&[&[Some("16")]]));
 }
 
 #[tokio::test]

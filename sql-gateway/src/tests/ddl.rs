@@ -192,3 +192,41 @@ async fn a_ddl_change_is_seen_by_every_executor_sharing_the_catalog() {
     ok_tag(&second, "DROP TABLE shared").await;
     assert_eq!(error_state(&first, "SELECT * FROM shared").await, "42P01");
 }
+
+#[tokio::test]
+async fn a_default_of_now_fills_the_insert_time_and_needs_a_time_column() {
+    const MICROS: i64 = 1_700_000_000_000_000;
+    let (executor, _) = executor();
+    let executor = executor.with_clock(Arc::new(|| MICROS));
+    ok_tag(
+        &executor,
+        "CREATE TABLE events (id INT PRIMARY KEY, at TIMESTAMPTZ DEFAULT now(), day DATE DEFAULT CURRENT_DATE, note TEXT DEFAULT 'none')",
+    )
+    .await;
+    ok_tag(&executor, "INSERT INTO events (id) VALUES (1)").await;
+    let (_, got) = query(&executor, "SELECT at, day, note FROM events").await;
+    assert_eq!(
+        got,
+        rows(&[&[
+            Some("2023-11-14 22:13:20+00"),
+            Some("2023-11-14"),
+            Some("none")
+        ]])
+    );
+    assert_eq!(
+        error_state(
+            &executor,
+            "CREATE TABLE wrong (id INT PRIMARY KEY, n BIGINT DEFAULT now())"
+        )
+        .await,
+        "42804"
+    );
+    assert_eq!(
+        error_state(
+            &executor,
+            "CREATE TABLE other (id INT PRIMARY KEY, n BIGINT DEFAULT random())"
+        )
+        .await,
+        "0A000"
+    );
+}

@@ -13,7 +13,7 @@ use crate::cluster_view::ClusterViewSource;
 use crate::error::GatewayError;
 use crate::executor::Executor;
 use crate::statement::QueryResult;
-use crate::store::{Storage, WriteIntent};
+use crate::store::{KeepAlive, Storage, WriteIntent};
 use crate::transaction::Session;
 use crate::value::Value;
 
@@ -25,7 +25,9 @@ type Versions = Vec<(u64, Option<Vec<u8>>)>;
 /// timestamps from a counter, reads at a timestamp, commits that fail with
 /// 40001 when a written key has a version newer than the start timestamp,
 /// and `write` as a transaction of its own with conditions checked against
-/// the newest versions.
+/// the newest versions. Row locks (`lock_keys`) refuse other transactions'
+/// locks and writes at once with 40001 — where the cluster would make them
+/// wait first — and never expire.
 #[derive(Default)]
 pub(crate) struct MemoryStore {
     data: Mutex<BTreeMap<Vec<u8>, Versions>>,
@@ -40,6 +42,10 @@ pub(crate) struct MemoryStore {
     /// This many next commits fail with 40001, as if another transaction
     /// had written first.
     pub(crate) conflicting_commits: AtomicUsize,
+    /// Row locks: key -> the start_ts of the transaction holding it.
+    pub(crate) row_locks: Mutex<BTreeMap<Vec<u8>, u64>>,
+    /// Every `rollback`, in order: `(start_ts, primary, keys)`.
+    pub(crate) rollbacks: Mutex<Vec<(u64, Vec<u8>, Vec<Vec<u8>>)>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -80,6 +86,23 @@ impl MemoryStore {
             .values()
             .filter(|versions| visible(versions, u64::MAX).is_some())
             .count()
+    }
+
+    /// 40001 when another transaction than `start_ts` locks one of `keys`.
+    fn check_unlocked<'k>(
+        &self,
+        start_ts: Option<u64>,
+        keys: impl IntoIterator<Item = &'k Vec<u8>>,
+    ) -> Result<(), GatewayError> {
+        let locks = lock(&self.row_locks);
+        for key in keys {
+            if let Some(holder) = locks.get(key).filter(|holder| Some(**holder) != start_ts) {
+                return Err(GatewayError::SerializationFailure {
+                    reason: format!("key {key:?} is locked by transaction {holder}"),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn check_available(&self) -> Result<(), GatewayError> {
@@ -142,6 +165,7 @@ impl Storage for MemoryStore {
                 reason: "injected conflict".to_owned(),
             });
         }
+        self.check_unlocked(Some(start_ts), writes.iter().map(|(key, _)| key))?;
         let mut data = lock(&self.data);
         for (key, _) in &writes {
             let newest = data
@@ -173,12 +197,14 @@ impl Storage for MemoryStore {
             };
             data.entry(key).or_default().push((commit_ts, value));
         }
+        lock(&self.row_locks).retain(|_, holder| *holder != start_ts);
         Ok(commit_ts)
     }
 
     async fn write(&self, mutations: Vec<Mutation>) -> Result<WriteOutcome, GatewayError> {
         self.check_available()?;
         lock(&self.writes).push(mutations.clone());
+        self.check_unlocked(None, mutations.iter().map(|m| &m.key))?;
         let mut data = lock(&self.data);
         let mut present: BTreeMap<Vec<u8>, bool> = BTreeMap::new();
         let mut existed = Vec::with_capacity(mutations.len());
@@ -212,6 +238,49 @@ impl Storage for MemoryStore {
                 .push((commit_ts, value));
         }
         Ok(WriteOutcome::Applied { existed })
+    }
+
+    async fn lock_keys(
+        &self,
+        start_ts: u64,
+        _primary: &[u8],
+        keys: Vec<Vec<u8>>,
+    ) -> Result<(), GatewayError> {
+        self.check_available()?;
+        self.check_unlocked(Some(start_ts), &keys)?;
+        let data = lock(&self.data);
+        for key in &keys {
+            let newest = data
+                .get(key)
+                .and_then(|versions| versions.last())
+                .map(|(commit_ts, _)| *commit_ts);
+            if newest.is_some_and(|newest| newest > start_ts) {
+                return Err(GatewayError::SerializationFailure {
+                    reason: format!("key {key:?} was written after the transaction started"),
+                });
+            }
+        }
+        let mut locks = lock(&self.row_locks);
+        for key in keys {
+            locks.insert(key, start_ts);
+        }
+        Ok(())
+    }
+
+    fn keep_alive(&self, _start_ts: u64, _primary: Vec<u8>) -> KeepAlive {
+        KeepAlive::none()
+    }
+
+    async fn rollback(
+        &self,
+        start_ts: u64,
+        primary: &[u8],
+        keys: Vec<Vec<u8>>,
+    ) -> Result<Option<u64>, GatewayError> {
+        self.check_available()?;
+        lock(&self.rollbacks).push((start_ts, primary.to_vec(), keys));
+        lock(&self.row_locks).retain(|_, holder| *holder != start_ts);
+        Ok(None)
     }
 }
 

@@ -3,7 +3,8 @@
 
 mod arithmetic;
 mod ddl;
-mod memory;
+mod expressions;
+pub(crate) mod memory;
 mod statements;
 mod system;
 mod transactions;

@@ -1,7 +1,8 @@
 //! Transaction blocks, snapshot isolation and the session states, over the
 //! in-memory versioned store.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 
 use pgwire::messages::response::TransactionStatus;
 
@@ -183,24 +184,64 @@ async fn the_second_writer_of_a_key_fails_at_commit_and_no_update_is_lost() {
     assert_eq!(kv(&executor, &second).await, vec![row("n", "1")]);
 }
 
+/// The kv table's storage key of `k`.
+fn kv_key(k: &str) -> Vec<u8> {
+    let row = [
+        arbor_catalog::Datum::Text(k.to_owned()),
+        arbor_catalog::Datum::Null,
+    ];
+    arbor_catalog::encode_row(&arbor_catalog::TableDescriptor::kv(), &row)
+        .expect("test row encodes")
+        .0
+}
+
 #[tokio::test]
-async fn select_for_update_makes_a_read_conflict_with_a_later_write() {
+async fn select_for_update_locks_rows_until_the_block_commits() {
     let (executor, store) = executor();
     store.put_kv("n", Some("0"));
+    store.put_kv("m", Some("0"));
     let (locker, writer) = (Session::default(), Session::default());
     ok_in(&executor, &locker, "BEGIN").await;
     let (_, locked) = query_in(
         &executor,
         &locker,
-        "SELECT v FROM kv WHERE k = 'n' FOR UPDATE",
+        "SELECT v FROM kv WHERE k = 'n' OR k = 'm' FOR UPDATE",
     )
     .await;
-    assert_eq!(locked, rows(&[&[Some("0")]]));
+    assert_eq!(locked, rows(&[&[Some("0")], &[Some("0")]]));
+    assert_eq!(
+        store.row_locks.lock().expect("locks").len(),
+        2,
+        "locked in storage at read time"
+    );
+    assert_eq!(
+        error_in(&executor, &writer, "UPDATE kv SET v = '5' WHERE k = 'n'").await,
+        "40001",
+        "another writer cannot get past the lock"
+    );
+    assert_eq!(
+        kv(&executor, &writer).await,
+        vec![row("m", "0"), row("n", "0")],
+        "readers are not held off"
+    );
+    ok_in(&executor, &locker, "UPDATE kv SET v = '1' WHERE k = 'n'").await;
+    ok_in(&executor, &locker, "COMMIT").await;
+    let committed = store.commits.lock().expect("commits").last().cloned();
+    let keys: Vec<Vec<u8>> = committed
+        .expect("a commit")
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    assert_eq!(
+        keys,
+        vec![kv_key("m"), kv_key("n")],
+        "every locked row is in the commit, the locks' primary (the first row locked) first"
+    );
+    assert!(store.row_locks.lock().expect("locks").is_empty());
     ok_in(&executor, &writer, "UPDATE kv SET v = '5' WHERE k = 'n'").await;
     assert_eq!(
-        error_in(&executor, &locker, "COMMIT").await,
-        "40001",
-        "the locked row changed after the read"
+        kv(&executor, &writer).await,
+        vec![row("m", "0"), row("n", "5")]
     );
     assert_eq!(
         error_in(
@@ -211,6 +252,90 @@ async fn select_for_update_makes_a_read_conflict_with_a_later_write() {
         .await,
         "0A000"
     );
+}
+
+#[tokio::test]
+async fn select_for_update_of_a_row_changed_since_the_snapshot_fails_the_block() {
+    let (executor, store) = executor();
+    store.put_kv("n", Some("0"));
+    let (locker, writer) = (Session::default(), Session::default());
+    ok_in(&executor, &locker, "BEGIN").await;
+    assert_eq!(kv(&executor, &locker).await, vec![row("n", "0")]);
+    ok_in(&executor, &writer, "UPDATE kv SET v = '5' WHERE k = 'n'").await;
+    assert_eq!(
+        error_in(
+            &executor,
+            &locker,
+            "SELECT v FROM kv WHERE k = 'n' FOR UPDATE"
+        )
+        .await,
+        "40001",
+        "Postgres: could not serialize access due to concurrent update"
+    );
+    assert_eq!(locker.status().await, TransactionStatus::Error);
+    assert_eq!(ok_in(&executor, &locker, "ROLLBACK").await, "ROLLBACK");
+    assert!(store.row_locks.lock().expect("locks").is_empty());
+}
+
+#[tokio::test]
+async fn rollback_gives_row_locks_back_and_so_does_a_vanished_session() {
+    let (executor, store) = executor();
+    store.put_kv("n", Some("0"));
+    let writer = Session::default();
+    let locker = Session::default();
+    ok_in(&executor, &locker, "BEGIN").await;
+    query_in(
+        &executor,
+        &locker,
+        "SELECT v FROM kv WHERE k = 'n' FOR UPDATE",
+    )
+    .await;
+    assert_eq!(ok_in(&executor, &locker, "ROLLBACK").await, "ROLLBACK");
+    let rollbacks = store.rollbacks.lock().expect("rollbacks").clone();
+    assert_eq!(rollbacks.len(), 1);
+    assert_eq!(rollbacks[0].1, kv_key("n"), "the primary");
+    ok_in(&executor, &writer, "UPDATE kv SET v = '1' WHERE k = 'n'").await;
+
+    let vanished = Session::default();
+    ok_in(&executor, &vanished, "BEGIN").await;
+    query_in(
+        &executor,
+        &vanished,
+        "SELECT v FROM kv WHERE k = 'n' FOR UPDATE",
+    )
+    .await;
+    assert_eq!(store.row_locks.lock().expect("locks").len(), 1);
+    drop(vanished);
+    for _ in 0..100 {
+        if store.row_locks.lock().expect("locks").is_empty() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        store.row_locks.lock().expect("locks").is_empty(),
+        "the connection's end rolled its locks back"
+    );
+    ok_in(&executor, &writer, "UPDATE kv SET v = '2' WHERE k = 'n'").await;
+}
+
+#[tokio::test]
+async fn a_failed_commit_gives_its_row_locks_back() {
+    let (executor, store) = executor();
+    store.put_kv("n", Some("0"));
+    let locker = Session::default();
+    ok_in(&executor, &locker, "BEGIN").await;
+    query_in(
+        &executor,
+        &locker,
+        "SELECT v FROM kv WHERE k = 'n' FOR UPDATE",
+    )
+    .await;
+    ok_in(&executor, &locker, "UPDATE kv SET v = '1' WHERE k = 'n'").await;
+    store.conflicting_commits.store(1, Ordering::SeqCst);
+    assert_eq!(error_in(&executor, &locker, "COMMIT").await, "40001");
+    assert!(store.row_locks.lock().expect("locks").is_empty());
+    assert_eq!(store.rollbacks.lock().expect("rollbacks").len(), 1);
 }
 
 #[tokio::test]
@@ -303,4 +428,26 @@ async fn a_transaction_past_its_byte_limit_fails_with_54000_and_writes_nothing()
     assert_eq!(failed, Some("54000"));
     assert_eq!(ok_in(&executor, &session, "COMMIT").await, "ROLLBACK");
     assert_eq!(store.len(), 0);
+}
+
+#[tokio::test]
+async fn now_is_the_transactions_start_inside_a_block_and_per_statement_outside() {
+    let ticks = Arc::new(AtomicI64::new(1_700_000_000_000_000));
+    let (executor, _) = executor();
+    let executor = executor.with_clock(Arc::new(move || {
+        ticks.fetch_add(1_000_000, Ordering::SeqCst)
+    }));
+    let session = Session::default();
+    ok_in(&executor, &session, "BEGIN").await;
+    let (_, first) = query_in(&executor, &session, "SELECT now()").await;
+    let (_, second) = query_in(&executor, &session, "SELECT now()").await;
+    assert_eq!(first, second, "one transaction, one now()");
+    ok_in(&executor, &session, "COMMIT").await;
+    let (_, third) = query_in(&executor, &session, "SELECT now()").await;
+    let (_, fourth) = query_in(&executor, &session, "SELECT now()").await;
+    assert_ne!(first, third);
+    assert_ne!(
+        third, fourth,
+        "outside a block each statement is its own transaction"
+    );
 }

@@ -8,10 +8,16 @@
 //! by another transaction that committed after our start timestamp fails the
 //! commit with 40001 (first committer wins), so lost updates cannot happen.
 //!
+//! `SELECT ... FOR UPDATE` inside a block locks its rows in storage at
+//! once ([`locks`]): a row changed since the snapshot fails it with 40001
+//! then, and other writers of those rows wait until this transaction ends.
+//!
 //! **Invariants:**
-//! - Nothing of an explicit transaction reaches storage before COMMIT, so a
-//!   client that disappears mid-transaction, a ROLLBACK, or an error leaves
-//!   no trace.
+//! - No write of an explicit transaction reaches storage before COMMIT, so
+//!   a client that disappears mid-transaction, a ROLLBACK, or an error
+//!   leaves no data behind; row locks it took are rolled back when it ends
+//!   any way but COMMIT (and expire one lock TTL after its last heartbeat
+//!   if even that fails).
 //! - After an error inside a transaction block, every statement but
 //!   COMMIT / ROLLBACK / ROLLBACK TO SAVEPOINT fails with 25P02; COMMIT then
 //!   rolls back.
@@ -26,6 +32,7 @@
 //! inside a transaction block.
 
 mod buffer;
+mod locks;
 mod store;
 
 use pgwire::messages::response::TransactionStatus;
@@ -37,6 +44,7 @@ use crate::statement::QueryResult;
 pub(crate) use buffer::WriteBuffer;
 #[cfg(test)]
 pub(crate) use buffer::TXN_BYTES_MAX;
+pub(crate) use locks::HeldLocks;
 pub(crate) use store::TxnStore;
 
 /// Times an implicit transaction is attempted when COMMIT meets a conflict.
@@ -53,6 +61,11 @@ pub(crate) struct Transaction {
     pub(crate) buffer: WriteBuffer,
     /// `(name, buffer when the savepoint was taken)`, oldest first.
     savepoints: Vec<(String, WriteBuffer)>,
+    /// Rows locked by `SELECT ... FOR UPDATE`, once there is one.
+    pub(crate) locks: Option<HeldLocks>,
+    /// What `now()` answers in this transaction (microseconds since the
+    /// Unix epoch), read from the clock by its first statement.
+    pub(crate) now_micros: Option<i64>,
 }
 
 impl Transaction {
@@ -201,6 +214,9 @@ pub(crate) enum Effect {
     /// Commit this transaction (the state is already `Idle`), then answer
     /// `COMMIT`, or the commit's error.
     Commit(Transaction),
+    /// Give back what this transaction holds in storage (the state is
+    /// already `Idle`), then answer `tag` (ROLLBACK).
+    Rollback(Transaction, &'static str),
 }
 
 fn command(tag: &'static str) -> Effect {
@@ -227,9 +243,12 @@ pub(crate) fn step(state: &mut TxnState, control: Control) -> Result<Effect, Gat
         (TxnState::Active(transaction), Control::Commit) => {
             (TxnState::Idle, Ok(Effect::Commit(transaction)))
         }
-        (TxnState::Failed(_), Control::Commit) | (_, Control::Rollback) => {
-            (TxnState::Idle, Ok(end("ROLLBACK")))
-        }
+        (TxnState::Active(transaction) | TxnState::Failed(transaction), Control::Rollback)
+        | (TxnState::Failed(transaction), Control::Commit) => (
+            TxnState::Idle,
+            Ok(Effect::Rollback(transaction, "ROLLBACK")),
+        ),
+        (TxnState::Idle, Control::Rollback) => (TxnState::Idle, Ok(end("ROLLBACK"))),
         (TxnState::Idle, Control::Savepoint(_)) => (
             TxnState::Idle,
             Err(GatewayError::NoActiveTransaction {
@@ -317,7 +336,7 @@ mod tests {
         state.fail();
         assert_eq!(state.status(), TransactionStatus::Error);
         match step(&mut state, Control::Commit).expect("commit") {
-            Effect::Reply(QueryResult::TransactionEnd { tag }) => assert_eq!(tag, "ROLLBACK"),
+            Effect::Rollback(_, tag) => assert_eq!(tag, "ROLLBACK"),
             other => panic!("expected ROLLBACK, got {other:?}"),
         }
         assert_eq!(state.status(), TransactionStatus::Idle);

@@ -3,7 +3,7 @@
 //! transaction's own buffered writes laid over it.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use arbor_catalog::key_successor;
 use arbor_proto::{Mutation, MutationCondition, MutationOp};
@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 
 use super::buffer::Buffered;
-use super::Transaction;
+use super::{HeldLocks, Transaction};
 use crate::error::GatewayError;
 use crate::store::{KvStore, Storage, WriteIntent};
 
@@ -20,7 +20,7 @@ use crate::store::{KvStore, Storage, WriteIntent};
 const CONDITION_READS_IN_FLIGHT_MAX: usize = 32;
 
 pub(crate) struct TxnStore<'a> {
-    storage: &'a dyn Storage,
+    storage: &'a Arc<dyn Storage>,
     transaction: Mutex<&'a mut Transaction>,
     /// An implicit transaction: a statement whose first storage call is a
     /// write (a plain INSERT, a blind point UPDATE) sends it straight to
@@ -31,7 +31,7 @@ pub(crate) struct TxnStore<'a> {
 
 impl<'a> TxnStore<'a> {
     pub(crate) fn new(
-        storage: &'a dyn Storage,
+        storage: &'a Arc<dyn Storage>,
         transaction: &'a mut Transaction,
         autocommit: bool,
     ) -> Self {
@@ -176,7 +176,7 @@ impl KvStore for TxnStore<'_> {
                 Ok(MutationOp::Put) => WriteIntent::Put(mutation.value),
                 Ok(MutationOp::Delete) => WriteIntent::Delete,
                 Ok(MutationOp::Lock) => WriteIntent::Lock,
-                Err(_) => {
+                Ok(MutationOp::PessimisticLock) | Err(_) => {
                     return Err(GatewayError::internal(format!(
                         "mutation op {} is unknown",
                         mutation.op
@@ -194,16 +194,26 @@ impl KvStore for TxnStore<'_> {
         Ok(WriteOutcome::Applied { existed })
     }
 
-    /// Outside a transaction block the lock would end with the statement,
-    /// so only a block records it.
+    /// Locks the rows in storage now, as this transaction (its first
+    /// locked key becomes the primary of all its locks). Outside a block
+    /// the lock would end with the statement, so only a block takes it.
     async fn lock_keys(&self, keys: Vec<Vec<u8>>) -> Result<(), GatewayError> {
         if self.autocommit || keys.is_empty() {
             return Ok(());
         }
-        let locks = keys
-            .into_iter()
-            .map(|key| (key, WriteIntent::Lock))
-            .collect();
-        self.transaction().buffer.write_all(locks)
+        let start_ts = self.read_ts().await?;
+        let primary = {
+            let mut transaction = self.transaction();
+            let locks = transaction.locks.get_or_insert_with(|| {
+                HeldLocks::new(start_ts, keys[0].clone(), self.storage.clone())
+            });
+            locks.record(&keys)?;
+            locks.primary().to_vec()
+        };
+        self.storage.lock_keys(start_ts, &primary, keys).await?;
+        if let Some(locks) = self.transaction().locks.as_mut() {
+            locks.keep_alive();
+        }
+        Ok(())
     }
 }
