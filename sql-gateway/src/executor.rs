@@ -126,6 +126,7 @@ impl Executor {
             return match effect {
                 Ok(Effect::Reply(result)) => Ok(result),
                 Ok(Effect::Commit(transaction)) => {
+                    let _committing = session.start_commit();
                     self.commit(transaction).await?;
                     Ok(QueryResult::TransactionEnd { tag: "COMMIT" })
                 }
@@ -148,7 +149,7 @@ impl Executor {
                 }
                 result
             }
-            TxnState::Idle => self.autocommit(statement, params).await,
+            TxnState::Idle => self.autocommit(session, statement, params).await,
         }
     }
 
@@ -156,6 +157,7 @@ impl Executor {
     /// meets a write conflict (nothing of a failed attempt was sent).
     async fn autocommit(
         &self,
+        session: &Session,
         statement: &Statement,
         params: &[Value],
     ) -> Result<QueryResult, GatewayError> {
@@ -163,7 +165,10 @@ impl Executor {
         loop {
             let mut transaction = Transaction::default();
             let outcome = match self.run(statement, params, &mut transaction, true).await {
-                Ok(result) => self.commit(transaction).await.map(|()| result),
+                Ok(result) => {
+                    let _committing = session.start_commit();
+                    self.commit(transaction).await.map(|()| result)
+                }
                 Err(error) => Err(error),
             };
             match outcome {

@@ -16,7 +16,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use futures::{stream, Sink, SinkExt};
 use pgwire::api::auth::StartupHandler;
-use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
+use pgwire::api::cancel::CancelHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{
     send_execution_response, send_query_response, send_ready_for_query, ExtendedQueryHandler,
@@ -37,6 +37,7 @@ use pgwire::messages::simplequery::Query;
 use pgwire::messages::PgWireBackendMessage;
 use sqlparser::ast::Statement;
 
+use crate::cancel::{GatewayCancel, SessionRegistry};
 use crate::error::GatewayError;
 use crate::executor::{describe, parameter_count, parse_sql, Executor};
 use crate::startup::{rewrite_authentication_error, ArborStartup, Security};
@@ -152,7 +153,7 @@ impl SqlHandler {
 }
 
 /// The connection's transaction state, created on first use.
-fn session_of<C: ClientInfo + ?Sized>(client: &C) -> Arc<Session> {
+pub(crate) fn session_of<C: ClientInfo + ?Sized>(client: &C) -> Arc<Session> {
     client
         .session_extensions()
         .get_or_insert_with(Session::default)
@@ -174,15 +175,21 @@ where
     // Replaces the previous statement's receiver, so a cancel that arrived
     // between statements cancels nothing.
     let cancelled = handle.start_query().await;
+    tokio::pin!(work);
     tokio::select! {
         biased;
-        output = work => Ok(output),
+        output = &mut work => return Ok(output),
         // `Err` means the handle was replaced or dropped: no cancel then.
-        Ok(()) = cancelled => {
-            tracing::debug!(peer = %client.socket_addr(), "statement cancelled by the client");
-            Err(GatewayError::QueryCanceled)
-        }
+        Ok(()) = cancelled => {}
     }
+    // A cancel that raced the start of a COMMIT is ignored like one that
+    // arrived during it (see `cancel`): the commit finishes and answers.
+    if session_of(client).committing() {
+        tracing::info!(peer = %client.socket_addr(), "cancel ignored: the session is committing");
+        return Ok(work.await);
+    }
+    tracing::debug!(peer = %client.socket_addr(), "statement cancelled by the client");
+    Err(GatewayError::QueryCanceled)
 }
 
 #[async_trait]
@@ -359,17 +366,22 @@ pub(crate) struct GatewayHandlers {
     handler: Arc<SqlHandler>,
     startup: Arc<ArborStartup>,
     /// Finds a session by the (pid, secret key) of a CancelRequest.
-    cancel: Arc<DefaultCancelHandler>,
+    cancel: Arc<GatewayCancel>,
     errors: Arc<GatewayErrors>,
 }
 
 impl GatewayHandlers {
     pub(crate) fn new(executor: Executor, security: &Security) -> Self {
         let connections = Arc::new(ConnectionManager::new());
+        let sessions = Arc::new(SessionRegistry::default());
         GatewayHandlers {
             handler: Arc::new(SqlHandler::new(executor)),
-            startup: Arc::new(ArborStartup::new(security, connections.clone())),
-            cancel: Arc::new(DefaultCancelHandler::new(connections)),
+            startup: Arc::new(ArborStartup::new(
+                security,
+                connections.clone(),
+                sessions.clone(),
+            )),
+            cancel: Arc::new(GatewayCancel::new(connections, sessions)),
             errors: Arc::new(GatewayErrors),
         }
     }

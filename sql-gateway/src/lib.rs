@@ -56,6 +56,7 @@
 
 mod auth;
 mod bind;
+mod cancel;
 mod catalog_source;
 mod cluster_view;
 mod dashboard;

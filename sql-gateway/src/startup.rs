@@ -32,7 +32,9 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::tokio::TlsAcceptor;
 
 use crate::auth::{AuthConfig, Users};
+use crate::cancel::SessionRegistry;
 use crate::error::GatewayError;
+use crate::handler::session_of;
 use crate::tls::TlsConfig;
 
 /// TLS and authentication as loaded at startup.
@@ -94,14 +96,20 @@ pub(crate) struct ArborStartup {
     driver: AuthDriver<Arc<ArborParameters>>,
     scram: Option<ScramAuth>,
     tls_required: bool,
+    sessions: Arc<SessionRegistry>,
 }
 
 impl ArborStartup {
-    pub(crate) fn new(security: &Security, connections: Arc<ConnectionManager>) -> ArborStartup {
+    pub(crate) fn new(
+        security: &Security,
+        connections: Arc<ConnectionManager>,
+        sessions: Arc<SessionRegistry>,
+    ) -> ArborStartup {
         ArborStartup {
             driver: AuthDriver::new(Arc::new(ArborParameters)).with_connection_manager(connections),
             scram: security.scram.clone(),
             tls_required: security.tls_required,
+            sessions,
         }
     }
 
@@ -123,7 +131,12 @@ impl ArborStartup {
             AuthOutcome::Authenticated { final_message, .. } => {
                 self.driver
                     .complete_authentication(client, final_message)
-                    .await
+                    .await?;
+                // Known by its cancel key from now on (see `cancel`).
+                let (pid, secret_key) = client.pid_and_secret_key();
+                self.sessions
+                    .register((pid, secret_key.to_bytes()), &session_of(client));
+                Ok(())
             }
         }
     }

@@ -3,6 +3,8 @@
 //! user request" at once (not after the lock wait's deadline), its session
 //! stays usable — inside a transaction block the block fails, as in
 //! Postgres — the holder commits undisturbed, and no lock is left behind.
+//! A COMMIT, though, is never cancelled: one waiting on a row lock when the
+//! cancel arrives still commits.
 
 use std::time::{Duration, Instant};
 
@@ -144,6 +146,40 @@ async fn cancel(cluster: &mut Cluster) {
             started.elapsed()
         );
         assert_eq!(value(&admin, "a").await.as_deref(), Some(after));
+    }
+
+    // 3. A COMMIT is not cancelled (as in Postgres): this one waits on the
+    //    holder's row lock while the cancel arrives, and still commits once
+    //    the holder lets go.
+    for protocol in [Protocol::Simple, Protocol::Extended] {
+        writer.batch_execute("BEGIN").await.expect("writer begins");
+        writer
+            .execute("UPDATE kv SET v = 'committed' WHERE k = 'a'", &[])
+            .await
+            .expect("buffered update");
+        holder.batch_execute("BEGIN").await.expect("begin");
+        holder
+            .query("SELECT v FROM kv WHERE k = 'a' FOR UPDATE", &[])
+            .await
+            .expect("lock");
+        let token = writer.cancel_token();
+        let committing = spawn_statement(writer, protocol, "COMMIT");
+        tokio::time::sleep(WAITING_AFTER).await;
+        assert!(!committing.is_finished(), "the COMMIT waits on the lock");
+        token
+            .cancel_query(NoTls)
+            .await
+            .expect("cancel request sent");
+        tokio::time::sleep(WAITING_AFTER).await;
+        holder.batch_execute("ROLLBACK").await.expect("holder ends");
+        let (client, outcome, _) = committing.await.expect("commit task");
+        outcome.expect("the COMMIT ignored the cancel and committed");
+        writer = client;
+        assert_eq!(value(&admin, "a").await.as_deref(), Some("committed"));
+        writer
+            .execute("UPDATE kv SET v = 'next' WHERE k = 'a'", &[])
+            .await
+            .expect("the session goes on");
     }
 
     let locks = cluster.locks_left().await;

@@ -142,9 +142,33 @@ impl TxnState {
 #[derive(Debug, Default)]
 pub(crate) struct Session {
     pub(crate) state: tokio::sync::Mutex<TxnState>,
+    /// A COMMIT is in flight: a CancelRequest now is ignored, as Postgres
+    /// ignores it, rather than answered 57014 for a commit that may land.
+    committing: std::sync::atomic::AtomicBool,
+}
+
+/// Marks a session committing until dropped.
+pub(crate) struct Committing<'a>(&'a Session);
+
+impl Drop for Committing<'_> {
+    fn drop(&mut self) {
+        self.0
+            .committing
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Session {
+    pub(crate) fn committing(&self) -> bool {
+        self.committing.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub(crate) fn start_commit(&self) -> Committing<'_> {
+        self.committing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        Committing(self)
+    }
+
     pub(crate) async fn status(&self) -> TransactionStatus {
         self.state.lock().await.status()
     }
