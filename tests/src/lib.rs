@@ -456,19 +456,33 @@ impl Cluster {
     }
 }
 
+/// A test that fails with a cluster up prints every node's log tail first:
+/// the data directory (and the logs in it) usually goes with the test.
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("the test failed; node logs:\n{}", self.logs_tail());
+        }
         self.stop();
     }
 }
 
+/// How long [`rows`] waits for one statement's answer before it fails the
+/// test (far above any statement's own retry deadline: a hang, not a slow
+/// answer, trips it).
+pub const QUERY_TIMEOUT_MS: u64 = 60_000;
+
 /// Rows of a simple query as text cells (NULL as None); panics with the SQL
-/// and the error if the query fails.
+/// and the error if the query fails or gets no answer in
+/// [`QUERY_TIMEOUT_MS`].
 pub async fn rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<String>>> {
-    let messages = client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let answer = tokio::time::timeout(
+        Duration::from_millis(QUERY_TIMEOUT_MS),
+        client.simple_query(sql),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{sql}: no answer in {QUERY_TIMEOUT_MS} ms"));
+    let messages = answer.unwrap_or_else(|e| panic!("{sql}: {e}"));
     messages
         .into_iter()
         .filter_map(|m| match m {

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arbor_tests::{rows, Cluster};
+use arbor_tests::{rows, Cluster, QUERY_TIMEOUT_MS};
 use tokio_postgres::Client;
 
 /// Writes must resume within this long after the kill (a liveness bound,
@@ -18,6 +18,9 @@ const FAILOVER_BOUND_MS: u64 = 10_000;
 /// How long the writer runs before the kill, and at least after resuming.
 const WRITES_BEFORE_KILL_MS: u64 = 1_500;
 const WRITES_AFTER_RESUME_MS: u64 = 1_000;
+/// The writer's pause after a failed statement (a failover answers errors
+/// quickly; retrying at full speed would only pile them up).
+const WRITE_ERROR_PAUSE_MS: u64 = 10;
 /// The test gives up waiting for writes to resume after this long.
 const RESUME_WAIT_MAX_MS: u64 = 30_000;
 
@@ -50,6 +53,11 @@ struct WriterLog {
     acknowledged: BTreeSet<String>,
     ack_times: Vec<Instant>,
     errors: Vec<String>,
+    /// Statements that got no answer at all in [`QUERY_TIMEOUT_MS`]: every
+    /// statement has a retry deadline far below it, so any is a bug.
+    hung: Vec<String>,
+    /// The gateway closed the writer's session (it never should).
+    connection_lost: bool,
 }
 
 async fn write_until(client: Client, log: Arc<Mutex<WriterLog>>, stop: Arc<Mutex<bool>>) {
@@ -57,17 +65,40 @@ async fn write_until(client: Client, log: Arc<Mutex<WriterLog>>, stop: Arc<Mutex
     while !*stop.lock().expect("stop flag") {
         let key = format!("failover-{index:07}");
         let sql = format!("INSERT INTO kv VALUES ('{key}', 'v{index}')");
-        let outcome = client.simple_query(&sql).await;
-        let mut log = log.lock().expect("writer log");
-        match outcome {
-            Ok(_) => {
-                log.acknowledged.insert(key);
-                log.ack_times.push(Instant::now());
-            }
-            Err(error) => log.errors.push(format!("{key}: {error}")),
-        }
-        drop(log);
         index += 1;
+        let outcome = tokio::time::timeout(
+            Duration::from_millis(QUERY_TIMEOUT_MS),
+            client.simple_query(&sql),
+        )
+        .await;
+        let failed = {
+            let mut log = log.lock().expect("writer log");
+            match outcome {
+                Ok(Ok(_)) => {
+                    log.acknowledged.insert(key);
+                    log.ack_times.push(Instant::now());
+                    false
+                }
+                Ok(Err(error)) => {
+                    log.errors.push(format!("{key}: {error}"));
+                    if client.is_closed() {
+                        // The gateway dropped the session: every later
+                        // statement would fail at once, so stop here.
+                        log.connection_lost = true;
+                        return;
+                    }
+                    true
+                }
+                Err(_) => {
+                    // The session may be wedged behind the hung statement.
+                    log.hung.push(key);
+                    return;
+                }
+            }
+        };
+        if failed {
+            tokio::time::sleep(Duration::from_millis(WRITE_ERROR_PAUSE_MS)).await;
+        }
     }
 }
 
@@ -110,8 +141,10 @@ async fn killing_the_region_leader_store_loses_no_acknowledged_write() {
         }
         assert!(
             killed_at.elapsed() < Duration::from_millis(RESUME_WAIT_MAX_MS),
-            "writes did not resume within {RESUME_WAIT_MAX_MS} ms\n{}",
-            cluster.logs_tail()
+            "writes did not resume within {RESUME_WAIT_MAX_MS} ms (statements with no answer: {:?}, session closed: {}, last errors: {:?})",
+            log.lock().expect("writer log").hung,
+            log.lock().expect("writer log").connection_lost,
+            log.lock().expect("writer log").errors.iter().rev().take(5).collect::<Vec<_>>()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
@@ -127,10 +160,22 @@ async fn killing_the_region_leader_store_loses_no_acknowledged_write() {
     );
 
     // Every acknowledged row is readable through the gateway.
-    let (acknowledged, errors) = {
+    let (acknowledged, errors, hung) = {
         let log = log.lock().expect("writer log");
-        (log.acknowledged.clone(), log.errors.clone())
+        (
+            log.acknowledged.clone(),
+            log.errors.clone(),
+            log.hung.clone(),
+        )
     };
+    assert!(
+        !log.lock().expect("writer log").connection_lost,
+        "the gateway closed the writer's session: {errors:?}"
+    );
+    assert!(
+        hung.is_empty(),
+        "statements got no answer in {QUERY_TIMEOUT_MS} ms: {hung:?}"
+    );
     println!(
         "{} writes acknowledged, {} failed during the failover",
         acknowledged.len(),
