@@ -68,6 +68,9 @@ enum Command {
         /// Split a region once it holds more keys than this.
         #[arg(long, env = "ARBOR_REGION_SPLIT_KEYS", default_value_t = arbor_coordinator::scheduler::REGION_SPLIT_KEYS_DEFAULT)]
         region_split_keys: u64,
+        /// Replace a store's replicas once it has been silent this long.
+        #[arg(long, env = "ARBOR_STORE_DEAD_AFTER_MS", default_value_t = arbor_coordinator::scheduler::STORE_DEAD_AFTER_DEFAULT_MS)]
+        store_dead_after_ms: u64,
         /// Where `/metrics` (Prometheus) and `/health` are served, e.g.
         /// 127.0.0.1:9100; not served when unset.
         #[arg(long, env = "ARBOR_METRICS_LISTEN")]
@@ -228,6 +231,7 @@ fn run_service(command: Command) -> Result<(), String> {
                 advertise,
                 root,
                 region_split_keys,
+                store_dead_after_ms,
                 metrics_listen,
             } => {
                 let config = arbor_coordinator::CoordinatorConfig {
@@ -236,6 +240,7 @@ fn run_service(command: Command) -> Result<(), String> {
                     advertise_address: advertise::resolve(listen, advertise.as_deref())?,
                     root_addresses: root,
                     region_split_keys,
+                    store_dead_after_ms,
                 };
                 arbor_coordinator::server::run_coordinator_with_metrics(
                     config,

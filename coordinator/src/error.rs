@@ -24,6 +24,18 @@ pub enum CoordinatorError {
     },
     #[error("gRPC server failed: {0}")]
     Transport(String),
+    /// Work that cannot go ahead yet (no known leader, another change
+    /// pending, a store not answering); asking again later may succeed.
+    #[error("not ready: {hint}")]
+    NotReady { hint: String },
+    #[error(
+        "split at {key:?} not done within {waited_ms} ms (it may still complete): {last_error}"
+    )]
+    SplitNotDone {
+        key: Vec<u8>,
+        waited_ms: u64,
+        last_error: String,
+    },
 }
 
 impl CoordinatorError {
@@ -37,7 +49,9 @@ impl CoordinatorError {
             CoordinatorError::InvalidArgument { .. } => tonic::Status::invalid_argument(message),
             // The message names the holder's address, so a client can redirect.
             CoordinatorError::NotLeaseHolder { .. } => tonic::Status::failed_precondition(message),
-            CoordinatorError::FenceNotRaised { .. } => tonic::Status::unavailable(message),
+            CoordinatorError::FenceNotRaised { .. }
+            | CoordinatorError::NotReady { .. }
+            | CoordinatorError::SplitNotDone { .. } => tonic::Status::unavailable(message),
             CoordinatorError::Bind { .. } | CoordinatorError::Transport(_) => {
                 tonic::Status::internal(message)
             }
@@ -92,6 +106,18 @@ mod tests {
             ),
             (
                 CoordinatorError::FenceNotRaised { detail: "x".into() },
+                Code::Unavailable,
+            ),
+            (
+                CoordinatorError::NotReady { hint: "x".into() },
+                Code::Unavailable,
+            ),
+            (
+                CoordinatorError::SplitNotDone {
+                    key: vec![1],
+                    waited_ms: 5,
+                    last_error: "x".into(),
+                },
                 Code::Unavailable,
             ),
         ];

@@ -25,6 +25,7 @@ pub mod scheduler;
 pub mod server;
 pub mod service;
 pub mod singleton;
+pub mod split_at;
 pub mod view;
 
 pub use error::CoordinatorError;

@@ -21,6 +21,8 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::error::CoordinatorError;
 use crate::lease::{decide, LeaseAction, LocalTenure, LEASE_TTL_MS};
+use crate::schedule::ScheduleConfig;
+use crate::scheduler::STORE_DEAD_AFTER_MIN_MS;
 use crate::service::{system_clock, Coordinator, CoordinatorHandle, CoordinatorMetrics};
 use crate::view::ClusterView;
 
@@ -39,6 +41,9 @@ pub struct CoordinatorConfig {
     pub root_addresses: Vec<String>,
     /// Split regions with more keys than this.
     pub region_split_keys: u64,
+    /// Replace the replicas of a store silent this long (at least
+    /// [`crate::scheduler::STORE_DEAD_AFTER_MIN_MS`]).
+    pub store_dead_after_ms: u64,
 }
 
 /// Runs one coordinator until `shutdown` completes.
@@ -60,6 +65,14 @@ pub async fn run_coordinator_with_metrics(
     if config.root_addresses.is_empty() {
         return Err(CoordinatorError::InvalidArgument {
             hint: "no root addresses given".into(),
+        });
+    }
+    if config.store_dead_after_ms < STORE_DEAD_AFTER_MIN_MS {
+        return Err(CoordinatorError::InvalidArgument {
+            hint: format!(
+                "the store dead-after time must be at least {STORE_DEAD_AFTER_MIN_MS} ms, not {}",
+                config.store_dead_after_ms
+            ),
         });
     }
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -98,7 +111,10 @@ pub async fn run_coordinator_with_metrics(
         tokio::spawn(duties_loop(coordinator.clone())),
         tokio::spawn(crate::schedule::run(
             coordinator.clone(),
-            config.region_split_keys,
+            ScheduleConfig {
+                split_keys_max: config.region_split_keys,
+                store_dead_after_ms: config.store_dead_after_ms,
+            },
         )),
     ];
     tracing::info!(id = %config.coordinator_id, listen = %config.listen, "coordinator serving");
@@ -213,7 +229,7 @@ async fn lease_loop(coordinator: Arc<Coordinator>) {
 }
 
 /// A linearizable read so the next decision does not rest on a stale watch.
-async fn refresh_view(coordinator: &Coordinator) {
+pub(crate) async fn refresh_view(coordinator: &Coordinator) {
     if let Ok(state) = coordinator.root.read_state().await {
         install_state(coordinator, state);
     }

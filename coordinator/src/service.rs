@@ -1,5 +1,7 @@
 //! The `Coordinator` gRPC service: heartbeats in, routes and views out.
-//! Served by holder and standbys alike; nothing here needs the lease.
+//! Served by holder and standbys alike; only the singleton duties
+//! (`GetTimestamps`, `AllocateIds`, `SplitAt`) need the lease, and a standby
+//! answers them with the holder's name.
 
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -54,10 +56,11 @@ pub enum CoordinatorMethod {
     Status,
     ListStores,
     ClusterView,
+    SplitAt,
 }
 
 impl CoordinatorMethod {
-    pub const ALL: [CoordinatorMethod; 7] = [
+    pub const ALL: [CoordinatorMethod; 8] = [
         CoordinatorMethod::GetTimestamps,
         CoordinatorMethod::AllocateIds,
         CoordinatorMethod::StoreHeartbeat,
@@ -65,6 +68,7 @@ impl CoordinatorMethod {
         CoordinatorMethod::Status,
         CoordinatorMethod::ListStores,
         CoordinatorMethod::ClusterView,
+        CoordinatorMethod::SplitAt,
     ];
 
     pub fn label(self) -> &'static str {
@@ -76,6 +80,7 @@ impl CoordinatorMethod {
             CoordinatorMethod::Status => "status",
             CoordinatorMethod::ListStores => "list_stores",
             CoordinatorMethod::ClusterView => "cluster_view",
+            CoordinatorMethod::SplitAt => "split_at",
         }
     }
 }
@@ -358,6 +363,19 @@ impl CoordinatorService for CoordinatorHandle {
             events,
             observed_at_ms: now,
             coordinators: Vec::new(),
+        }))
+    }
+
+    async fn split_at(
+        &self,
+        request: Request<SplitAtRequest>,
+    ) -> Result<Response<SplitAtResponse>, Status> {
+        let _timer = self.0.metrics.time(CoordinatorMethod::SplitAt);
+        let key = request.into_inner().split_key;
+        let halves = crate::split_at::split_at(&self.0, key).await?;
+        Ok(Response::new(SplitAtResponse {
+            left: halves.left,
+            right: Some(halves.right),
         }))
     }
 }

@@ -16,7 +16,9 @@ pub struct Allocators {
     pub ids: Option<IdWindow>,
 }
 
-fn holder_tenure(coordinator: &Coordinator) -> Result<LocalTenure, CoordinatorError> {
+/// The tenure while this coordinator holds the lease; otherwise the
+/// redirect to the holder root names.
+pub(crate) fn holder_tenure(coordinator: &Coordinator) -> Result<LocalTenure, CoordinatorError> {
     let tenure = coordinator.tenure();
     if tenure.holds(coordinator.now_ms()) {
         return Ok(tenure);

@@ -87,10 +87,33 @@ impl SplitCommand {
     }
 }
 
+/// Record the region's new peers (epoch `conf_ver` + 1) once its raft
+/// membership already names exactly their stores as voters (see
+/// `operation::conf_change`). Applies only while the region is still at
+/// `expected_epoch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangePeersCommand {
+    pub expected_epoch: EpochRecord,
+    pub peers: Vec<PeerRecord>,
+}
+
+impl ChangePeersCommand {
+    pub fn peers_proto(&self) -> Vec<RegionPeer> {
+        self.peers
+            .iter()
+            .map(|peer| RegionPeer {
+                peer_id: peer.peer_id,
+                store_id: peer.store_id,
+            })
+            .collect()
+    }
+}
+
 /// Commands that change the region itself rather than its data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AdminCommand {
     Split(SplitCommand),
+    ChangePeers(ChangePeersCommand),
 }
 
 /// Converts a wire mutation; unknown enum values are the caller's error.
@@ -179,6 +202,29 @@ impl RegionCommand {
     }
 }
 
+impl RegionCommand {
+    pub fn change_peers(change: ChangePeersCommand) -> Self {
+        Self {
+            format_version: COMMAND_FORMAT_VERSION,
+            epoch: Some(change.expected_epoch),
+            txn: None,
+            admin: Some(AdminCommand::ChangePeers(change)),
+        }
+    }
+}
+
+/// What applying a peer change produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChangePeersOutcome {
+    /// The descriptor lists the new peers (now, or by an earlier identical
+    /// command).
+    Changed { region: RegionDescriptor },
+    /// The region is not at the epoch the change expected.
+    EpochNotMatch { current: RegionDescriptor },
+    /// The raft membership does not (yet) name exactly these peers' stores.
+    Invalid { hint: String },
+}
+
 /// What applying a split produced.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SplitOutcome {
@@ -212,6 +258,9 @@ pub struct RegionResponse {
     /// Set for a split command.
     #[serde(skip)]
     pub split: Option<SplitOutcome>,
+    /// Set for a peer change command.
+    #[serde(skip)]
+    pub change_peers: Option<ChangePeersOutcome>,
 }
 
 pub(crate) mod hex_bytes {
@@ -368,6 +417,23 @@ mod tests {
         });
         let json = serde_json::to_string(&command).expect("serializing a split");
         let decoded: RegionCommand = serde_json::from_str(&json).expect("decoding a split");
+        assert_eq!(decoded, command);
+    }
+
+    #[test]
+    fn peer_change_commands_round_trip() {
+        let command = RegionCommand::change_peers(ChangePeersCommand {
+            expected_epoch: EpochRecord {
+                version: 3,
+                conf_ver: 2,
+            },
+            peers: vec![PeerRecord {
+                peer_id: 14,
+                store_id: 4,
+            }],
+        });
+        let json = serde_json::to_string(&command).expect("serializing a peer change");
+        let decoded: RegionCommand = serde_json::from_str(&json).expect("decoding a peer change");
         assert_eq!(decoded, command);
     }
 

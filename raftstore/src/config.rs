@@ -52,6 +52,37 @@ pub const REQUEST_TIMEOUT_MS: u64 = 5_000;
 pub const REGIONS_PER_STORE_MAX: usize = 100_000;
 /// Most peers a region split may name for the new region.
 pub const SPLIT_PEERS_MAX: usize = 16;
+/// Most peers one `ChangePeers` may add and remove in all.
+pub const PEER_CHANGES_MAX: usize = 16;
+/// The `conf_ver` a region starts at (root bootstraps the first region at
+/// epoch 1/1; splits keep `conf_ver`). Only at this `conf_ver` may a store
+/// create a region's raft group by `Raft::initialize` (first-peer rule):
+/// a region whose peers changed already has a group, and a new replica of
+/// it must get its state from raft alone.
+pub const BOOTSTRAP_CONF_VER: u64 = 1;
+/// One administrative call from a region's leader to another store
+/// (`OpenPeer`, `DestroyPeer`, `Campaign`) gives up after this long.
+pub const PEER_ADMIN_CALL_TIMEOUT_MS: u64 = 3_000;
+/// How long a `ChangePeers` leader waits for the snapshot it builds (and
+/// the log purge after it) before a new replica joins.
+pub const LEARNER_SNAPSHOT_WAIT_MS: u64 = 10_000;
+/// How long a `ChangePeers` leader waits for new learners to reach its
+/// log (by a snapshot, then the log) before answering `ServerBusy`.
+pub const LEARNER_CATCH_UP_MS: u64 = 25_000;
+/// How long a `ChangePeers` leader waits for the joint-consensus change
+/// (joint, then uniform configuration) to commit.
+pub const MEMBERSHIP_CHANGE_WAIT_MS: u64 = 10_000;
+/// How long `TransferLeader` waits for the target replica to lead (below
+/// the coordinators' 10 s store call timeout, so the store answers first).
+pub const TRANSFER_LEADER_WAIT_MS: u64 = 8_000;
+/// A transferring leader asks the target to campaign again after this
+/// long without a new leader: past the leader lease (openraft's
+/// `election_timeout_max`), so a leader elected only just before the
+/// transfer has let its lease run out by the second attempt.
+pub const CAMPAIGN_RETRY_MS: u64 = RAFT_ELECTION_TIMEOUT_MAX_MS + 250;
+/// How often a waiting `ChangePeers`/`TransferLeader` looks at raft metrics.
+pub const MEMBERSHIP_POLL_MS: u64 = 20;
+
 /// Most regions one `EpochNotMatch` answer lists.
 pub const EPOCH_NOT_MATCH_REGIONS_MAX: usize = 8;
 
@@ -88,6 +119,19 @@ const _: () = assert!(RAFT_ELECTION_TIMEOUT_MIN_MS >= 3 * RAFT_HEARTBEAT_INTERVA
 const _: () = assert!(LOCK_TTL_MS <= LOCK_TTL_MAX_MS);
 const _: () = assert!(TXN_HEARTBEAT_INTERVAL_MS > 0 && 2 * TXN_HEARTBEAT_INTERVAL_MS < LOCK_TTL_MS);
 const _: () = assert!(MEMORY_LOCK_WAIT_MS < REQUEST_TIMEOUT_MS);
+// One whole ChangePeers (snapshot, catch-up, membership change, descriptor
+// entry, destroying removed replicas) stays below the coordinators' 60 s
+// ChangePeers call timeout.
+const _: () = assert!(
+    3 * PEER_ADMIN_CALL_TIMEOUT_MS
+        + LEARNER_SNAPSHOT_WAIT_MS
+        + LEARNER_CATCH_UP_MS
+        + MEMBERSHIP_CHANGE_WAIT_MS
+        + REQUEST_TIMEOUT_MS
+        < 60_000
+);
+const _: () = assert!(CAMPAIGN_RETRY_MS > RAFT_ELECTION_TIMEOUT_MAX_MS);
+const _: () = assert!(2 * CAMPAIGN_RETRY_MS < TRANSFER_LEADER_WAIT_MS);
 const _: () = assert!(WRITE_MUTATIONS_MAX <= TXN_MUTATIONS_MAX);
 const _: () = assert!(WRITE_BATCH_BYTES_MAX <= TXN_BYTES_MAX);
 const _: () = assert!(RAFT_ELECTION_TIMEOUT_MIN_MS < RAFT_ELECTION_TIMEOUT_MAX_MS);

@@ -18,8 +18,8 @@
 //!   entry ([`log_key`]). Big-endian keeps one region's entries contiguous and
 //!   in index order.
 //! - [`CF_RAFT_STATE`]: `region_id (u64 BE) | kind (u8)` -> JSON: vote,
-//!   committed log id, last purged log id, applied state, current snapshot
-//!   ([`state_key`]).
+//!   committed log id, last purged log id, applied state, current snapshot,
+//!   and the tombstone of a removed replica ([`state_key`]).
 //! - [`CF_REGION_META`]: `region_id (u64 BE)` -> versioned region descriptor
 //!   ([`region_meta_key`], [`encode_descriptor`]).
 //!
@@ -78,15 +78,21 @@ pub enum StateKind {
     LastPurged = 3,
     Applied = 4,
     Snapshot = 5,
+    /// The descriptor (encoded like [`encode_descriptor`]) after the peer
+    /// change that removed this store's replica: kept after the replica's
+    /// log, state and data are gone, so a late heartbeat or `OpenPeer`
+    /// naming an older configuration does not bring the replica back.
+    Tombstone = 6,
 }
 
 impl StateKind {
-    pub const ALL: [StateKind; 5] = [
+    pub const ALL: [StateKind; 6] = [
         StateKind::Vote,
         StateKind::Committed,
         StateKind::LastPurged,
         StateKind::Applied,
         StateKind::Snapshot,
+        StateKind::Tombstone,
     ];
 
     fn from_byte(byte: u8) -> Option<Self> {

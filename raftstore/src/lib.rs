@@ -56,6 +56,26 @@
 //! - A region's descriptor changes only through its own raft apply; a store
 //!   starts a coordinator-assigned region only when it overlaps no local one,
 //!   and never drops a region because a coordinator does not list it.
+//! - A peer change ([`operation::conf_change`], decided by the pure
+//!   [`operation::conf_change::decide_request`] and
+//!   [`operation::conf_change::decide_apply`]) adds each new replica as a
+//!   learner that starts from a snapshot (never by replaying a log of older
+//!   epochs), changes the voters by openraft's joint consensus, and only
+//!   then changes the descriptor (peers, `conf_ver` + 1) by an admin
+//!   command whose apply checks the epoch and that the applied membership
+//!   is uniform with exactly those stores as voters. It is idempotent: a
+//!   change in effect answers OK at any epoch.
+//! - A replica created for a peer change (`StoreRaft.OpenPeer`, or a
+//!   heartbeat naming a region past its bootstrap `conf_ver`) is never
+//!   `Raft::initialize`d: it gets its state only from raft
+//!   ([`peer::must_initialize`]).
+//! - A removed replica (`StoreRaft.DestroyPeer`) loses its raft log, state,
+//!   descriptor and data range in one batch that writes its tombstone; no
+//!   heartbeat at that `conf_ver` or older, no raft message and no late
+//!   `OpenPeer` of an older configuration brings it back.
+//! - A leader transfer ([`operation::transfer_leader`]) asks the target to
+//!   campaign only once it matched the leader's last log index; openraft's
+//!   leader lease, not a special vote, decides when the old leader grants.
 //! - A store answers region errors (`NotLeader`, `EpochNotMatch`,
 //!   `KeyNotInRegion`, `RegionNotFound`, `ServerBusy`) in the response rather
 //!   than guessing; gRPC statuses mean transport or bad input only.
@@ -64,8 +84,8 @@
 //!
 //! Layout follows TiKV raftstore-v2 by role: [`store`] routes by region id,
 //! [`peer`] holds a region's state and raft handle, [`operation`] has one
-//! module per behaviour (apply, read, txn, split), [`txn`] one file per
-//! transaction command.
+//! module per behaviour (apply, read, txn, split, conf_change,
+//! transfer_leader, replica), [`txn`] one file per transaction command.
 
 pub mod client;
 pub mod command;

@@ -16,6 +16,7 @@ use openraft::error::{ForwardToLeader, InitializeError, RaftError};
 use openraft::{BasicNode, ServerState};
 use rocksdb::DB;
 
+use crate::config::BOOTSTRAP_CONF_VER;
 use crate::error::RaftstoreError;
 use crate::hibernate::{self, Action, HibernationState, Observation, Role};
 use crate::keys::{self, CF_LOCK, CF_WRITE};
@@ -65,11 +66,24 @@ pub fn server_busy(reason: impl Into<String>) -> RegionError {
     }))
 }
 
+/// Whether this store creates the region's raft group by
+/// `Raft::initialize`: only for a pristine group (no log, no vote) whose
+/// first peer is this store, and only while the region is at its bootstrap
+/// `conf_ver` — a region whose peers ever changed has a group elsewhere
+/// already, and a replica started later (by `OpenPeer`, or a heartbeat
+/// naming the region after the change) must learn everything from raft,
+/// or it would found a second, conflicting group.
+pub fn must_initialize(pristine: bool, descriptor: &RegionDescriptor, store_id: StoreId) -> bool {
+    let first_peer = descriptor.peers.first().map(|peer| peer.store_id);
+    let conf_ver = descriptor.epoch.unwrap_or_default().conf_ver;
+    pristine && first_peer == Some(store_id) && conf_ver <= BOOTSTRAP_CONF_VER
+}
+
 impl Peer {
     /// Starts the raft group of `descriptor` on this store. Also returns
-    /// whether the caller must [`Peer::initialize`] it: true for a pristine
-    /// group whose first peer is this store. (Initializing is left to the
-    /// caller so the peer is registered first and never started twice.)
+    /// whether the caller must [`Peer::initialize`] it ([`must_initialize`]).
+    /// (Initializing is left to the caller so the peer is registered first
+    /// and never started twice.)
     pub async fn start(
         db: Arc<DB>,
         store_id: StoreId,
@@ -86,7 +100,7 @@ impl Peer {
             .await
             .map_err(|e| raft_error(e.to_string()))?;
         let key_count = Arc::new(AtomicU64::new(0));
-        let first_peer = descriptor.peers.first().map(|peer| peer.store_id);
+        let initialize = must_initialize(pristine, &descriptor, store_id);
         let shared = SharedDescriptor::new(descriptor);
         let state_machine = RegionStateMachine::open(
             db.clone(),
@@ -110,7 +124,7 @@ impl Peer {
             hibernation: Mutex::new(HibernationState::default()),
             touched: AtomicBool::new(false),
         });
-        Ok((peer, pristine && first_peer == Some(store_id)))
+        Ok((peer, initialize))
     }
 
     /// Initializes the group with every peer of the descriptor; "already
@@ -278,6 +292,27 @@ impl Peer {
         self.touched.store(true, Ordering::Relaxed);
     }
 
+    /// Switches the raft timers on now (rather than at the next
+    /// hibernation tick), for a caller that needs this replica to elect or
+    /// to be replicated to at once (`Campaign`, `WakeRegion`). The touch
+    /// makes the next tick agree and reset the idle clock.
+    pub fn wake_now(&self) {
+        let switches = self.raft.runtime_config();
+        switches.tick(true);
+        switches.heartbeat(true);
+        switches.elect(true);
+        self.touch();
+    }
+
+    /// `NotLeader` for a request only a leader serves, with the hint this
+    /// replica has (none when it believes it leads but lost leadership).
+    pub fn not_leader_here(&self) -> RegionError {
+        self.not_leader(&ForwardToLeader {
+            leader_id: None,
+            leader_node: None,
+        })
+    }
+
     pub fn is_hibernating(&self) -> bool {
         self.hibernation
             .lock()
@@ -369,5 +404,41 @@ impl Peer {
         if let Err(error) = self.raft.shutdown().await {
             tracing::warn!(region_id = self.region_id, %error, "region raft did not stop cleanly");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arbor_proto::RegionPeer;
+
+    use super::*;
+
+    fn region(conf_ver: u64, first_store: StoreId) -> RegionDescriptor {
+        RegionDescriptor {
+            region_id: 1,
+            epoch: Some(RegionEpoch {
+                version: 3,
+                conf_ver,
+            }),
+            peers: [first_store, 9]
+                .into_iter()
+                .map(|store_id| RegionPeer {
+                    peer_id: store_id + 10,
+                    store_id,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_the_first_peer_of_a_pristine_region_at_its_bootstrap_conf_ver_initializes() {
+        assert!(must_initialize(true, &region(BOOTSTRAP_CONF_VER, 4), 4));
+        assert!(!must_initialize(false, &region(BOOTSTRAP_CONF_VER, 4), 4));
+        assert!(!must_initialize(true, &region(BOOTSTRAP_CONF_VER, 9), 4));
+        assert!(
+            !must_initialize(true, &region(BOOTSTRAP_CONF_VER + 1, 4), 4),
+            "a replica added by a peer change gets its state from raft"
+        );
     }
 }

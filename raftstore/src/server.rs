@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use arbor_metrics::{Health, MetricsServer};
 use tokio::net::TcpListener;
@@ -77,10 +78,34 @@ pub async fn run_store_with_metrics(
         regions = restarted,
         "store serving"
     );
+    serve_node(
+        node,
+        listener,
+        config.coordinator_addresses.clone(),
+        metrics,
+        health,
+        shutdown,
+    )
+    .await
+}
+
+/// Serves an opened store `node` (regions restarted) on `listener`: gRPC,
+/// heartbeats to `coordinators`, liveness pings and hibernation, until
+/// `shutdown` resolves; then stops every region. (What [`run_store`] does
+/// after opening; tests that need the node call it directly.)
+pub async fn serve_node(
+    node: Arc<StoreNode>,
+    listener: TcpListener,
+    coordinators: Vec<String>,
+    metrics: Arc<service::StoreMetrics>,
+    health: Health,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RaftstoreError> {
+    let store_id = node.store_id();
     let (stop_sender, stop_receiver) = watch::channel(false);
     let heartbeats = tokio::spawn(heartbeat::run(
         node.clone(),
-        config.coordinator_addresses.clone(),
+        coordinators,
         stop_receiver.clone(),
     ));
     let pings = tokio::spawn(liveness::run(
@@ -113,6 +138,6 @@ pub async fn run_store_with_metrics(
         }
     }
     node.shutdown().await;
-    tracing::info!(store_id = config.store_id, "store stopped");
+    tracing::info!(store_id, "store stopped");
     served
 }

@@ -1,6 +1,7 @@
 //! The gRPC face of a store: `Store` (Get/Scan and the transaction commands
-//! for the region client, SplitRegion for the coordinator) and `StoreRaft` for the peers of its
-//! regions on other stores.
+//! for the region client; SplitRegion, ChangePeers and TransferLeader for
+//! the coordinator) and `StoreRaft` for the peers of its regions on other
+//! stores (raft messages, liveness pings, replica administration).
 //!
 //! A gRPC status means a transport or bad-input problem only; region errors
 //! travel in the response's `region_error` field.
@@ -29,7 +30,7 @@ use tonic::{Request, Response, Status};
 
 use crate::config::{RAFT_MESSAGE_BYTES_MAX, STORE_MESSAGE_BYTES_MAX};
 use crate::error::RaftstoreError;
-use crate::operation::{read, split, txn};
+use crate::operation::{conf_change, read, replica, split, transfer_leader, txn};
 use crate::store::StoreNode;
 use crate::types::{RegionRaft, StoreId};
 
@@ -144,6 +145,26 @@ impl Store for StoreService {
         self.metrics.answered(response.region_error.as_ref(), true);
         Ok(Response::new(response))
     }
+
+    async fn change_peers(
+        &self,
+        request: Request<arbor_proto::ChangePeersRequest>,
+    ) -> Result<Response<arbor_proto::ChangePeersResponse>, Status> {
+        let _timer = self.metrics.time("change_peers");
+        let response = conf_change::change_peers(&self.node, request.into_inner()).await?;
+        self.metrics.answered(response.region_error.as_ref(), true);
+        Ok(Response::new(response))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<arbor_proto::TransferLeaderRequest>,
+    ) -> Result<Response<arbor_proto::TransferLeaderResponse>, Status> {
+        let _timer = self.metrics.time("transfer_leader");
+        let response = transfer_leader::transfer_leader(&self.node, request.into_inner()).await?;
+        self.metrics.answered(response.region_error.as_ref(), false);
+        Ok(Response::new(response))
+    }
 }
 
 #[derive(Clone)]
@@ -207,6 +228,45 @@ impl StoreRaft for StoreRaftService {
         Ok(Response::new(StorePing {
             store_id: self.node.store_id(),
         }))
+    }
+
+    async fn open_peer(
+        &self,
+        request: Request<arbor_proto::OpenPeerRequest>,
+    ) -> Result<Response<arbor_proto::OpenPeerResponse>, Status> {
+        let _timer = self.metrics.time("open_peer");
+        replica::open_peer(&self.node, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn destroy_peer(
+        &self,
+        request: Request<arbor_proto::DestroyPeerRequest>,
+    ) -> Result<Response<arbor_proto::DestroyPeerResponse>, Status> {
+        let _timer = self.metrics.time("destroy_peer");
+        replica::destroy_peer(&self.node, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn campaign(
+        &self,
+        request: Request<arbor_proto::CampaignRequest>,
+    ) -> Result<Response<arbor_proto::CampaignResponse>, Status> {
+        let _timer = self.metrics.time("campaign");
+        replica::campaign(&self.node, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn wake_region(
+        &self,
+        request: Request<arbor_proto::WakeRegionRequest>,
+    ) -> Result<Response<arbor_proto::WakeRegionResponse>, Status> {
+        replica::wake_region(&self.node, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {

@@ -4,6 +4,10 @@
 //! **Invariant:** a region's descriptor is persisted before its raft group
 //! starts, so a restart finds every region that ever took a raft message.
 //!
+//! **Invariant:** a replica removed by a peer change leaves a tombstone (the
+//! descriptor without this store); no heartbeat naming the region at that
+//! configuration or an older one, nor any raft message, starts it again.
+//!
 //! **Invariant:** local regions never overlap. A region a coordinator
 //! assigns is started only when no local region overlaps it: a region born
 //! of a split is started by the split's apply on this store, never earlier
@@ -35,6 +39,32 @@ use crate::types::{RegionId, StoreId};
 pub const STORE_TSO_DEADLINE_MS: u64 = 3_000;
 
 const _: () = assert!(STORE_TSO_DEADLINE_MS < crate::config::REQUEST_TIMEOUT_MS);
+
+/// What `open_peer`/`destroy_peer` did: done (now or before), or refused
+/// with why (answered as `FAILED_PRECONDITION`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplicaChange {
+    Done,
+    Refused { hint: String },
+}
+
+fn conf_ver_of(descriptor: &RegionDescriptor) -> u64 {
+    descriptor.epoch.unwrap_or_default().conf_ver
+}
+
+/// A heartbeat (root's view, possibly stale) may start a region whose
+/// replica was removed here only at a configuration newer than the removal.
+pub fn heartbeat_may_reopen(tombstone: &RegionDescriptor, assigned: &RegionDescriptor) -> bool {
+    conf_ver_of(assigned) > conf_ver_of(tombstone)
+}
+
+/// A leader re-adding this store opens the replica with the descriptor it
+/// has now, which may be the very one the removal produced (same
+/// `conf_ver`, without this store); an `OpenPeer` of an older
+/// configuration is a late call from before the removal.
+pub fn open_peer_may_reopen(tombstone: &RegionDescriptor, asked: &RegionDescriptor) -> bool {
+    conf_ver_of(asked) >= conf_ver_of(tombstone)
+}
 
 pub struct StoreNode {
     /// This node itself, for the split observers its regions call back.
@@ -172,7 +202,7 @@ impl StoreNode {
         let count = descriptors.len();
         for descriptor in descriptors {
             let _creating = self.creating.lock().await;
-            self.start_peer(descriptor).await?;
+            self.start_peer(descriptor, true).await?;
         }
         Ok(count)
     }
@@ -199,19 +229,130 @@ impl StoreNode {
             );
             return Ok(());
         }
+        if let Some(tombstone) = storage::load_tombstone(&self.db, region_id)? {
+            if !heartbeat_may_reopen(&tombstone, &descriptor) {
+                tracing::debug!(
+                    store_id = self.store_id,
+                    region_id,
+                    "not starting an assigned region whose replica was removed here"
+                );
+                return Ok(());
+            }
+        }
         if self.region_count() >= REGIONS_PER_STORE_MAX {
             return Err(RaftstoreError::Raft {
                 region_id,
                 hint: format!("store already hosts {REGIONS_PER_STORE_MAX} regions"),
             });
         }
-        storage::save_descriptor(&self.db, &descriptor)?;
-        self.start_peer(descriptor).await
+        storage::save_reopened_descriptor(&self.db, &descriptor)?;
+        self.start_peer(descriptor, true).await
+    }
+
+    /// `StoreRaft.OpenPeer`: starts an uninitialized replica of `descriptor`
+    /// (the region as its leader has it now) that gets its state only from
+    /// raft — never `initialize`d here. Idempotent.
+    pub async fn open_peer(
+        &self,
+        descriptor: RegionDescriptor,
+    ) -> Result<ReplicaChange, RaftstoreError> {
+        let region_id = descriptor.region_id;
+        let _creating = self.creating.lock().await;
+        if self.peer(region_id).is_some() {
+            return Ok(ReplicaChange::Done);
+        }
+        if let Some(local) = self.overlapping_region(&descriptor) {
+            return Ok(ReplicaChange::Refused {
+                hint: format!("region {region_id} overlaps local region {local}"),
+            });
+        }
+        if let Some(tombstone) = storage::load_tombstone(&self.db, region_id)? {
+            if !open_peer_may_reopen(&tombstone, &descriptor) {
+                return Ok(ReplicaChange::Refused {
+                    hint: format!(
+                        "this store's replica of region {region_id} was removed at conf_ver {}",
+                        conf_ver_of(&tombstone)
+                    ),
+                });
+            }
+        }
+        if self.region_count() >= REGIONS_PER_STORE_MAX {
+            return Ok(ReplicaChange::Refused {
+                hint: format!("store already hosts {REGIONS_PER_STORE_MAX} regions"),
+            });
+        }
+        storage::save_reopened_descriptor(&self.db, &descriptor)?;
+        self.start_peer(descriptor, false).await?;
+        Ok(ReplicaChange::Done)
+    }
+
+    /// `StoreRaft.DestroyPeer`: stops this store's replica of the region
+    /// and deletes its log, state, descriptor and data, leaving a tombstone
+    /// at `after` (the descriptor that no longer lists this store). Done
+    /// when the replica is gone or was never here.
+    pub async fn destroy_peer(
+        &self,
+        after: RegionDescriptor,
+    ) -> Result<ReplicaChange, RaftstoreError> {
+        let region_id = after.region_id;
+        if after
+            .peers
+            .iter()
+            .any(|peer| peer.store_id == self.store_id)
+        {
+            return Err(RaftstoreError::InvalidArgument {
+                hint: format!(
+                    "the descriptor of region {region_id} to destroy still lists store {}",
+                    self.store_id
+                ),
+            });
+        }
+        let _creating = self.creating.lock().await;
+        let Some(peer) = self.peer(region_id) else {
+            // Never here or gone already: only make sure a late heartbeat
+            // cannot bring it back. No data is touched: the range may
+            // belong to another local region now.
+            let newer = storage::load_tombstone(&self.db, region_id)?
+                .is_some_and(|tombstone| conf_ver_of(&tombstone) >= conf_ver_of(&after));
+            if !newer {
+                storage::save_tombstone(&self.db, &after)?;
+            }
+            return Ok(ReplicaChange::Done);
+        };
+        let local = peer.descriptor();
+        if conf_ver_of(&local) > conf_ver_of(&after) {
+            return Ok(ReplicaChange::Refused {
+                hint: format!(
+                    "the replica here is at conf_ver {}, newer than the change at {}",
+                    conf_ver_of(&local),
+                    conf_ver_of(&after)
+                ),
+            });
+        }
+        self.peers
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&region_id);
+        peer.shutdown().await;
+        storage::destroy_region(&self.db, region_id, &range_of(&local), &after)?;
+        tracing::info!(
+            store_id = self.store_id,
+            region_id,
+            conf_ver = conf_ver_of(&after),
+            "destroyed a removed region replica"
+        );
+        Ok(ReplicaChange::Done)
     }
 
     /// Starts the group of a persisted descriptor; the caller holds
-    /// `creating`.
-    async fn start_peer(&self, descriptor: RegionDescriptor) -> Result<(), RaftstoreError> {
+    /// `creating`. `may_initialize` false: never `Raft::initialize` it,
+    /// whatever the first-peer rule says (a replica opened for a peer
+    /// change).
+    async fn start_peer(
+        &self,
+        descriptor: RegionDescriptor,
+        may_initialize: bool,
+    ) -> Result<(), RaftstoreError> {
         let region_id = descriptor.region_id;
         if self.stopping.load(Ordering::SeqCst) {
             return Err(RaftstoreError::Raft {
@@ -233,7 +374,7 @@ impl StoreNode {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .insert(region_id, peer.clone());
-        if must_initialize {
+        if must_initialize && may_initialize {
             peer.initialize().await?;
         }
         Ok(())
@@ -262,7 +403,7 @@ impl StoreNode {
             if self.peer(region_id).is_some() {
                 return;
             }
-            if let Err(error) = self.start_peer(descriptor).await {
+            if let Err(error) = self.start_peer(descriptor, true).await {
                 tracing::warn!(store_id = self.store_id, region_id, %error, "could not start a region born of a split");
                 return;
             }
@@ -291,5 +432,42 @@ impl StoreNode {
         for peer in peers {
             peer.shutdown().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arbor_proto::RegionEpoch;
+
+    use super::*;
+
+    fn at_conf_ver(conf_ver: u64) -> RegionDescriptor {
+        RegionDescriptor {
+            region_id: 1,
+            epoch: Some(RegionEpoch {
+                version: 1,
+                conf_ver,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_removed_replica_is_not_brought_back_by_a_stale_heartbeat() {
+        let tombstone = at_conf_ver(2);
+        assert!(!heartbeat_may_reopen(&tombstone, &at_conf_ver(1)));
+        assert!(!heartbeat_may_reopen(&tombstone, &at_conf_ver(2)));
+        assert!(heartbeat_may_reopen(&tombstone, &at_conf_ver(3)));
+    }
+
+    #[test]
+    fn a_removed_replica_reopens_only_for_a_re_add_at_or_after_its_removal() {
+        let tombstone = at_conf_ver(2);
+        assert!(
+            !open_peer_may_reopen(&tombstone, &at_conf_ver(1)),
+            "a late OpenPeer from before the removal"
+        );
+        assert!(open_peer_may_reopen(&tombstone, &at_conf_ver(2)));
+        assert!(open_peer_may_reopen(&tombstone, &at_conf_ver(3)));
     }
 }

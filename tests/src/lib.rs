@@ -218,7 +218,15 @@ impl Drop for Node {
 pub struct ClusterOptions {
     /// `--region-split-keys` for every coordinator.
     pub region_split_keys: Option<u64>,
+    /// How many stores; [`DEFAULT_STORES`] when unset (the first region
+    /// takes three, so fewer are refused).
+    pub stores: Option<usize>,
+    /// Extra flags for every coordinator, e.g. `--store-dead-after-ms`.
+    pub coordinator_args: Vec<String>,
 }
+
+/// Stores of a cluster whose options do not say.
+pub const DEFAULT_STORES: usize = 3;
 
 /// A whole cluster: 3 root peers, 2 coordinators, 3 stores, 1 gateway.
 pub struct Cluster {
@@ -236,15 +244,18 @@ impl Cluster {
     }
 
     pub fn start_with(data_dir: &Path, options: ClusterOptions) -> Cluster {
-        // 3 root peers, 2 coordinators, 3 stores, Postgres, HTTP, then one
+        let store_count = options.stores.unwrap_or(DEFAULT_STORES);
+        assert!(store_count >= 3, "the first region needs three stores");
+        // 3 root peers, 2 coordinators, the stores, Postgres, HTTP, then one
         // metrics listener for each root peer, coordinator and store.
-        let ports = free_ports(18);
+        let servers = 3 + 2 + store_count;
+        let ports = free_ports(servers + 2 + servers);
         let address = |port: u16| format!("127.0.0.1:{port}");
         let root: Vec<String> = ports[0..3].iter().map(|p| address(*p)).collect();
         let coordinators: Vec<String> = ports[3..5].iter().map(|p| address(*p)).collect();
-        let stores: Vec<String> = ports[5..8].iter().map(|p| address(*p)).collect();
-        let pg_port = ports[8];
-        let http_port = ports[9];
+        let stores: Vec<String> = ports[5..servers].iter().map(|p| address(*p)).collect();
+        let pg_port = ports[servers];
+        let http_port = ports[servers + 1];
         let peers: Vec<String> = root
             .iter()
             .enumerate()
@@ -252,7 +263,7 @@ impl Cluster {
             .collect();
         let dir = |name: &str| data_dir.join(name).display().to_string();
         let mut nodes = Vec::new();
-        let mut metrics_ports = ports[10..18].iter();
+        let mut metrics_ports = ports[servers + 2..].iter();
         let mut add = |name: String, mut args: Vec<String>| {
             if name != "gateway" {
                 if let Some(port) = metrics_ports.next() {
@@ -298,6 +309,7 @@ impl Cluster {
                         .iter()
                         .flat_map(|keys| ["--region-split-keys".to_string(), keys.to_string()]),
                 )
+                .chain(options.coordinator_args.iter().cloned())
                 .collect(),
             );
         }
@@ -340,6 +352,46 @@ impl Cluster {
         };
         cluster.start_nodes();
         cluster
+    }
+
+    /// The `--listen` addresses of the nodes whose names start with
+    /// `prefix` (`"coordinator-"`, `"root-"`, `"store-"`), in node order.
+    pub fn listen_addresses(&self, prefix: &str) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|node| node.name.starts_with(prefix))
+            .filter_map(|node| node.listen_address().map(str::to_owned))
+            .collect()
+    }
+
+    /// psql's unaligned, tuples-only output of `sql` (`-X -q -At`, stop on
+    /// the first error): stdout then stderr, trimmed.
+    pub fn psql(&self, sql: &str) -> String {
+        let output = Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-At",
+                "-h",
+                "127.0.0.1",
+            ])
+            .args([
+                "-p",
+                &self.pg_port.to_string(),
+                "-U",
+                "arbor",
+                "-d",
+                "arbor",
+            ])
+            .args(["-c", sql])
+            .env("PGCONNECT_TIMEOUT", "5")
+            .output()
+            .expect("psql is installed by scripts/setup.sh");
+        let mut text = String::from_utf8_lossy(&output.stdout).to_string();
+        text.push_str(&String::from_utf8_lossy(&output.stderr));
+        text.trim().to_string()
     }
 
     fn start_nodes(&mut self) {

@@ -25,35 +25,6 @@ fn cell(value: &str) -> Option<String> {
     Some(value.to_string())
 }
 
-/// What psql prints for a statement: the command tag ends up on stdout.
-fn psql(cluster: &Cluster, sql: &str) -> String {
-    let output = Command::new("psql")
-        .args([
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-At",
-            "-h",
-            "127.0.0.1",
-        ])
-        .args([
-            "-p",
-            &cluster.pg_port.to_string(),
-            "-U",
-            "arbor",
-            "-d",
-            "arbor",
-        ])
-        .args(["-c", sql])
-        .env("PGCONNECT_TIMEOUT", "5")
-        .output()
-        .expect("psql is installed by scripts/setup.sh");
-    let mut text = String::from_utf8_lossy(&output.stdout).to_string();
-    text.push_str(&String::from_utf8_lossy(&output.stderr));
-    text.trim().to_string()
-}
-
 /// psql with command tags shown (no -q).
 fn psql_tag(cluster: &Cluster, sql: &str) -> String {
     let output = Command::new("psql")
@@ -180,7 +151,7 @@ async fn cluster_serves_kv_sql_and_system_tables_and_keeps_data_across_restart()
     );
     let peers = rows(&client, "SELECT * FROM system.root_peers").await;
     assert_eq!(peers.len(), 3, "three root peers: {peers:?}");
-    let events = psql(&cluster, "SELECT kind FROM system.root_events");
+    let events = cluster.psql("SELECT kind FROM system.root_events");
     for kind in [
         "cluster_bootstrapped",
         "store_joined",
@@ -210,10 +181,7 @@ async fn cluster_serves_kv_sql_and_system_tables_and_keeps_data_across_restart()
         2
     );
     assert_eq!(
-        psql(
-            &cluster,
-            "SELECT id, owner, balance, opened, active FROM accounts"
-        ),
+        cluster.psql("SELECT id, owner, balance, opened, active FROM accounts"),
         "1|al|-3|2023-12-31|t\n2|bo|10.50|2024-01-02|t"
     );
     assert_eq!(
@@ -237,7 +205,7 @@ async fn cluster_serves_kv_sql_and_system_tables_and_keeps_data_across_restart()
     );
     assert_eq!(psql_tag(&cluster, "DROP TABLE scratch"), "DROP TABLE");
     assert_eq!(sqlstate_of(&client, "SELECT * FROM scratch").await, "42P01");
-    let events = psql(&cluster, "SELECT kind FROM system.root_events");
+    let events = cluster.psql("SELECT kind FROM system.root_events");
     assert!(
         events.contains("catalog"),
         "root_events lacks the DDL: {events}"

@@ -26,6 +26,7 @@ async fn a_growing_region_splits_and_no_row_is_lost() {
     let data = tempfile::tempdir().expect("temp dir");
     let options = ClusterOptions {
         region_split_keys: Some(40),
+        ..ClusterOptions::default()
     };
     let mut cluster = Cluster::start_with(data.path(), options);
     let client = cluster.ready_client().await;

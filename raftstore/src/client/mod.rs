@@ -47,10 +47,12 @@ use crate::peer::epoch_is_newer;
 use crate::tso::TsoClient;
 use crate::types::{RegionId, StoreId};
 
+pub mod admin;
 pub mod pessimistic;
 pub mod resolve;
 pub mod txn;
 
+pub use admin::SplitHalves;
 pub use pessimistic::TxnKeepAlive;
 pub use txn::{TxnMutation, TxnMutationKind};
 

@@ -11,6 +11,7 @@
 //! split regions are in [`txn`]. Every test stops all it started and is
 //! bounded by [`TEST_DEADLINE_SECS`].
 
+mod membership;
 mod txn;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -113,6 +114,7 @@ fn start_coordinator(listen: SocketAddr, root_addresses: Vec<String>) -> Running
         root_addresses,
         // The tests split by hand; the scheduler must not.
         region_split_keys: u64::MAX,
+        store_dead_after_ms: arbor_coordinator::scheduler::STORE_DEAD_AFTER_DEFAULT_MS,
     };
     let task = tokio::spawn(run_coordinator(config, async {
         let _ = stopped.await;
@@ -836,41 +838,8 @@ async fn snapshot_catch_up(root: &std::path::Path) {
         epoch: descriptor.epoch,
     };
     for index in 0..5u64 {
-        let key = format!("key-{index}");
         // Timestamps of the test's own: no TSO runs here.
-        let start_ts = 10 + 2 * index;
-        let prewrite = crate::operation::txn::prewrite(
-            leader,
-            PrewriteRequest {
-                context: Some(context),
-                start_ts,
-                primary_key: key.as_bytes().to_vec(),
-                lock_ttl_ms: 1_000,
-                mutations: vec![put(&key, "v", MutationCondition::MustNotExist)],
-                one_pc: false,
-            },
-        )
-        .await
-        .expect("prewrite on the leader");
-        assert!(
-            prewrite.region_error.is_none() && prewrite.error.is_none(),
-            "{prewrite:?}"
-        );
-        let commit = crate::operation::txn::commit(
-            leader,
-            CommitRequest {
-                context: Some(context),
-                start_ts,
-                commit_ts: start_ts + 1,
-                keys: vec![key.as_bytes().to_vec()],
-            },
-        )
-        .await
-        .expect("commit on the leader");
-        assert!(
-            commit.region_error.is_none() && commit.error.is_none(),
-            "{commit:?}"
-        );
+        commit_directly(leader, context, &format!("key-{index}"), 10 + 2 * index).await;
     }
 
     // Snapshot and purge the log, so store 3 can only catch up by snapshot.
@@ -934,5 +903,43 @@ async fn a_store_that_missed_purged_entries_catches_up_from_a_snapshot() {
     assert!(
         finished.is_ok(),
         "snapshot test exceeded {TEST_DEADLINE_SECS}s"
+    );
+}
+
+/// Writes `key` on `leader` by a direct two-phase commit at `start_ts`
+/// (committed at `start_ts + 1`), bypassing the region client: for tests
+/// that run stores without a TSO.
+async fn commit_directly(leader: &StoreNode, context: RegionContext, key: &str, start_ts: u64) {
+    let prewrite = crate::operation::txn::prewrite(
+        leader,
+        PrewriteRequest {
+            context: Some(context),
+            start_ts,
+            primary_key: key.as_bytes().to_vec(),
+            lock_ttl_ms: 1_000,
+            mutations: vec![put(key, "v", MutationCondition::MustNotExist)],
+            one_pc: false,
+        },
+    )
+    .await
+    .expect("prewrite on the leader");
+    assert!(
+        prewrite.region_error.is_none() && prewrite.error.is_none(),
+        "{prewrite:?}"
+    );
+    let commit = crate::operation::txn::commit(
+        leader,
+        CommitRequest {
+            context: Some(context),
+            start_ts,
+            commit_ts: start_ts + 1,
+            keys: vec![key.as_bytes().to_vec()],
+        },
+    )
+    .await
+    .expect("commit on the leader");
+    assert!(
+        commit.region_error.is_none() && commit.error.is_none(),
+        "{commit:?}"
     );
 }

@@ -1,5 +1,7 @@
 //! One module per behaviour of a region: the pure apply check, reads,
-//! transaction commands and splits as the store service performs them.
+//! transaction commands, splits, peer changes (`conf_change`), leader
+//! transfer and replica administration (`replica`) as the store service
+//! performs them.
 //!
 //! Every request is admitted the same way, cheapest check first: the region
 //! must be on this store, the request's epoch must be current, its keys must
@@ -7,8 +9,11 @@
 //! barrier or a proposal), whose refusal carries the leader hint.
 
 pub mod apply;
+pub mod conf_change;
 pub mod read;
+pub mod replica;
 pub mod split;
+pub mod transfer_leader;
 pub mod txn;
 
 use std::sync::Arc;

@@ -21,14 +21,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arbor_proto::RegionDescriptor;
-use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteOptions, DB};
+use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
 pub use log_store::RegionLogStore;
 pub use state_machine::RegionStateMachine;
 
 use crate::error::RaftstoreError;
-use crate::keys;
+use crate::keys::{self, StateKind};
 use crate::types::RegionId;
+use state_machine::KeyRange;
 
 /// Opens (creating if missing) the RocksDB of one store, refusing a store
 /// of another format.
@@ -152,4 +153,149 @@ pub fn load_descriptors(db: &DB) -> Result<Vec<RegionDescriptor>, RaftstoreError
         descriptors.push(descriptor);
     }
     Ok(descriptors)
+}
+
+/// Stages deletion of every lock and write record of user keys in `range`.
+/// Both data families are keyed by user key and shared by every region of
+/// the store, so a region's data is exactly this range of each.
+pub(crate) fn stage_clear_data_range(
+    db: &DB,
+    range: &KeyRange,
+    batch: &mut WriteBatch,
+) -> Result<(), rocksdb::Error> {
+    let (write_start, write_end) = keys::write_range_bounds(&range.start, &range.end);
+    let lock_end = (!range.end.is_empty()).then(|| keys::lock_key(&range.end).to_vec());
+    let families = [
+        (
+            keys::CF_LOCK,
+            keys::lock_key(&range.start).to_vec(),
+            lock_end,
+            range.lock_read_options(),
+        ),
+        (
+            keys::CF_WRITE,
+            write_start,
+            write_end,
+            range.write_read_options(),
+        ),
+    ];
+    for (family, start, end, options) in families {
+        let handle = cf(db, family);
+        if let Some(end) = end {
+            batch.delete_range_cf(handle, start, end);
+            continue;
+        }
+        // No finite end: delete up to just past the last key present.
+        let mut iter = db.iterator_cf_opt(handle, options, IteratorMode::End);
+        if let Some(item) = iter.next() {
+            let (last, _) = item?;
+            let mut end = last.to_vec();
+            end.push(0);
+            batch.delete_range_cf(handle, start, end);
+        }
+    }
+    Ok(())
+}
+
+/// Deletes everything of `region_id`'s replica on this store — raft log,
+/// raft state, descriptor and the data of `range` — and records
+/// `tombstone` (the descriptor that no longer lists this store), all in one
+/// synced batch, so a crash leaves either the whole replica or its
+/// tombstone.
+pub fn destroy_region(
+    db: &DB,
+    region_id: RegionId,
+    range: &KeyRange,
+    tombstone: &RegionDescriptor,
+) -> Result<(), RaftstoreError> {
+    let storage = |source| RaftstoreError::Storage {
+        context: format!("destroying the replica of region {region_id}"),
+        source,
+    };
+    let mut batch = WriteBatch::default();
+    batch.delete_range_cf(
+        cf(db, keys::CF_RAFT_LOG),
+        keys::log_key(region_id, 0).to_vec(),
+        keys::log_key_upper_bound(region_id),
+    );
+    let state = cf(db, keys::CF_RAFT_STATE);
+    for kind in StateKind::ALL {
+        batch.delete_cf(state, keys::state_key(region_id, kind));
+    }
+    batch.put_cf(
+        state,
+        keys::state_key(region_id, StateKind::Tombstone),
+        keys::encode_descriptor(tombstone),
+    );
+    batch.delete_cf(
+        cf(db, keys::CF_REGION_META),
+        keys::region_meta_key(region_id),
+    );
+    stage_clear_data_range(db, range, &mut batch).map_err(storage)?;
+    db.write_opt(batch, &synced()).map_err(storage)
+}
+
+/// The tombstone of `region_id`'s replica on this store, if it was removed.
+pub fn load_tombstone(
+    db: &DB,
+    region_id: RegionId,
+) -> Result<Option<RegionDescriptor>, RaftstoreError> {
+    let bytes = db
+        .get_cf(
+            cf(db, keys::CF_RAFT_STATE),
+            keys::state_key(region_id, StateKind::Tombstone),
+        )
+        .map_err(|source| RaftstoreError::Storage {
+            context: format!("reading the tombstone of region {region_id}"),
+            source,
+        })?;
+    let Some(bytes) = bytes else {
+        return Ok(None);
+    };
+    keys::decode_descriptor(&bytes)
+        .map(Some)
+        .map_err(|e| RaftstoreError::Corrupt {
+            context: format!("tombstone of region {region_id}"),
+            hint: e.to_string(),
+        })
+}
+
+/// Records the tombstone of a replica that is not (or no longer) here.
+pub fn save_tombstone(db: &DB, tombstone: &RegionDescriptor) -> Result<(), RaftstoreError> {
+    db.put_cf_opt(
+        cf(db, keys::CF_RAFT_STATE),
+        keys::state_key(tombstone.region_id, StateKind::Tombstone),
+        keys::encode_descriptor(tombstone),
+        &synced(),
+    )
+    .map_err(|source| RaftstoreError::Storage {
+        context: format!("saving the tombstone of region {}", tombstone.region_id),
+        source,
+    })
+}
+
+/// Persists the descriptor of a replica opened anew and drops the
+/// tombstone an earlier removal left (synced, like [`save_descriptor`]).
+pub fn save_reopened_descriptor(
+    db: &DB,
+    descriptor: &RegionDescriptor,
+) -> Result<(), RaftstoreError> {
+    let mut batch = WriteBatch::default();
+    batch.put_cf(
+        cf(db, keys::CF_REGION_META),
+        keys::region_meta_key(descriptor.region_id),
+        keys::encode_descriptor(descriptor),
+    );
+    batch.delete_cf(
+        cf(db, keys::CF_RAFT_STATE),
+        keys::state_key(descriptor.region_id, StateKind::Tombstone),
+    );
+    db.write_opt(batch, &synced())
+        .map_err(|source| RaftstoreError::Storage {
+            context: format!(
+                "saving the descriptor of reopened region {}",
+                descriptor.region_id
+            ),
+            source,
+        })
 }

@@ -8,7 +8,8 @@
 //! entry's decision reads what the earlier ones wrote), the last one of an
 //! apply call synced, which syncs the write-ahead log of all before it. A
 //! split's effects (both descriptors, the new region's initial log and
-//! applied state, both key counts) land in one batch too.
+//! applied state, both key counts) land in one batch too, and so does a
+//! peer change's new descriptor.
 //!
 //! **Invariant:** only apply (and snapshot install) change a region's
 //! descriptor on a store; what a coordinator says never does.
@@ -34,11 +35,13 @@ use super::mvcc::{self, DbReader};
 use super::snapshot::{self, RegionSnapshot, SnapshotHeader};
 use super::{cf, synced};
 use crate::command::{
-    format_supported, AdminCommand, EpochRecord, RegionCommand, RegionResponse, SplitCommand,
+    format_supported, AdminCommand, ChangePeersCommand, EpochRecord, RegionCommand, RegionResponse,
+    SplitCommand,
 };
 use crate::error::RaftstoreError;
 use crate::keys::{self, StateKind, CF_LOCK, CF_RAFT_LOG, CF_RAFT_STATE, CF_REGION_META, CF_WRITE};
 use crate::operation::apply::command_fits_region;
+use crate::operation::conf_change::{decide_apply, ApplyDecision};
 use crate::operation::split::{decide_split, SplitDecision};
 use crate::txn::{self, record, Effect};
 use crate::types::{RegionId, RegionTypeConfig, StoreId};
@@ -330,6 +333,60 @@ impl RegionStateMachine {
         }
     }
 
+    /// The peer change command of an entry, if it carries one.
+    fn change_peers_of(entry: &Entry<RegionTypeConfig>) -> Option<&ChangePeersCommand> {
+        match &entry.payload {
+            EntryPayload::Normal(RegionCommand {
+                format_version,
+                admin: Some(AdminCommand::ChangePeers(change)),
+                ..
+            }) if format_supported(*format_version) => Some(change),
+            _ => None,
+        }
+    }
+
+    /// Applies a peer change entry: the new descriptor and the applied
+    /// state land in one synced batch, and only then does the shared
+    /// descriptor (what requests are admitted against) move.
+    fn apply_change_peers(
+        &mut self,
+        log_id: LogId<StoreId>,
+        change: &ChangePeersCommand,
+    ) -> StorageResult<RegionResponse> {
+        self.applied.last_applied = Some(log_id);
+        let current = self.descriptor.get();
+        let voters = self
+            .applied
+            .membership
+            .membership()
+            .get_joint_config()
+            .clone();
+        let decision = decide_apply(&current, change, &voters);
+        let mut batch = WriteBatch::default();
+        if let ApplyDecision::Change { region } = &decision {
+            batch.put_cf(
+                cf(&self.db, CF_REGION_META),
+                keys::region_meta_key(self.region_id),
+                keys::encode_descriptor(region),
+            );
+        }
+        self.flush(batch, true)?;
+        if let ApplyDecision::Change { region } = &decision {
+            self.descriptor.set(region.clone());
+            tracing::info!(
+                region_id = self.region_id,
+                index = log_id.index,
+                conf_ver = region.epoch.unwrap_or_default().conf_ver,
+                peers = ?region.peers.iter().map(|peer| peer.store_id).collect::<Vec<_>>(),
+                "peer change applied"
+            );
+        }
+        Ok(RegionResponse {
+            change_peers: Some(decision.outcome()),
+            ..Default::default()
+        })
+    }
+
     fn load_descriptor(&self, region_id: RegionId) -> StorageResult<Option<RegionDescriptor>> {
         let bytes = self
             .db
@@ -472,41 +529,6 @@ impl RegionStateMachine {
         Ok((locks, writes))
     }
 
-    /// Stages deletion of every lock and write record in `range`.
-    fn stage_clear_range(
-        &self,
-        range: &KeyRange,
-        batch: &mut WriteBatch,
-    ) -> Result<(), rocksdb::Error> {
-        let (write_start, write_end) = keys::write_range_bounds(&range.start, &range.end);
-        let lock_end = (!range.end.is_empty()).then(|| keys::lock_key(&range.end).to_vec());
-        let families = [
-            (
-                CF_LOCK,
-                keys::lock_key(&range.start).to_vec(),
-                lock_end,
-                range.lock_read_options(),
-            ),
-            (CF_WRITE, write_start, write_end, range.write_read_options()),
-        ];
-        for (family, start, end, options) in families {
-            let handle = cf(&self.db, family);
-            if let Some(end) = end {
-                batch.delete_range_cf(handle, start, end);
-                continue;
-            }
-            // No finite end: delete up to just past the last key present.
-            let mut iter = self.db.iterator_cf_opt(handle, options, IteratorMode::End);
-            if let Some(item) = iter.next() {
-                let (last, _) = item?;
-                let mut end = last.to_vec();
-                end.push(0);
-                batch.delete_range_cf(handle, start, end);
-            }
-        }
-        Ok(())
-    }
-
     fn snapshot_meta(header: &SnapshotHeader) -> SnapshotMeta<StoreId, BasicNode> {
         let snapshot_id = match header.last_applied {
             Some(log_id) => format!(
@@ -572,6 +594,11 @@ impl RaftStateMachine<RegionTypeConfig> for RegionStateMachine {
             if let Some(split) = Self::split_of(&entry) {
                 let split = split.clone();
                 responses.push(self.apply_split(entry.log_id, &split)?);
+                continue;
+            }
+            if let Some(change) = Self::change_peers_of(&entry) {
+                let change = change.clone();
+                responses.push(self.apply_change_peers(entry.log_id, &change)?);
                 continue;
             }
             let mut batch = WriteBatch::default();
@@ -655,8 +682,7 @@ impl RaftStateMachine<RegionTypeConfig> for RegionStateMachine {
             None => self.range(),
         };
         let mut batch = WriteBatch::default();
-        self.stage_clear_range(&range, &mut batch)
-            .map_err(write_error)?;
+        super::stage_clear_data_range(&self.db, &range, &mut batch).map_err(write_error)?;
         if let Some(descriptor) = &installed {
             batch.put_cf(
                 cf(&self.db, CF_REGION_META),
