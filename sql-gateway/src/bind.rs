@@ -545,7 +545,12 @@ impl<'a> Scope<'a> {
             ("version", false) => Ok(constant(SERVER_VERSION_STRING)),
             ("current_database", false) => Ok(constant("arbor")),
             ("current_schema", false) => Ok(constant("public")),
-            ("current_user" | "session_user" | "user", false) => Ok(constant("arbor")),
+            // The login user is the session's, which planning does not
+            // see: a FROM-less SELECT hands this to the catalog evaluator
+            // (see `executor::hands_to_catalog`), which reads the session.
+            ("current_user" | "session_user" | "user", false) => Err(GatewayError::unsupported(
+                "current_user in a query with FROM (SELECT current_user without FROM works)",
+            )),
             ("count", _) => Err(GatewayError::unsupported("count() outside the select list")),
             _ => Err(GatewayError::UndefinedFunction {
                 name: format!("{name}()"),

@@ -67,6 +67,16 @@ pub enum GatewayError {
     InvalidRowCount { clause: &'static str },
     #[error("unrecognized configuration parameter \"{name}\"")]
     UndefinedParameter { name: String },
+    /// A SET value Arbor cannot honour or Postgres would refuse; `reason`
+    /// says which values are accepted (the DETAIL line).
+    #[error("invalid value for parameter \"{name}\": \"{value}\"")]
+    InvalidParameterValue {
+        name: String,
+        value: String,
+        reason: String,
+    },
+    #[error("parameter \"{name}\" cannot be changed")]
+    CantChangeParameter { name: String },
     #[error("cannot insert multiple commands into a prepared statement")]
     MultipleStatementsInPrepare,
     #[error("could not serialize access due to concurrent update: {reason}")]
@@ -75,6 +85,8 @@ pub enum GatewayError {
     InFailedTransaction,
     #[error("{statement} can only be used in transaction blocks")]
     NoActiveTransaction { statement: &'static str },
+    #[error("{statement} cannot run inside a transaction block")]
+    ActiveSqlTransaction { statement: &'static str },
     #[error("savepoint \"{name}\" does not exist")]
     UndefinedSavepoint { name: String },
     #[error("the storage layer is unavailable: {reason}")]
@@ -156,11 +168,16 @@ impl GatewayError {
             GatewayError::InvalidConflictTarget => "42P10",
             GatewayError::InvalidRowCount { .. } => "2201W",
             GatewayError::UndefinedParameter { .. } => "42704",
+            GatewayError::InvalidParameterValue { .. } => "22023",
+            GatewayError::CantChangeParameter { .. } => "55P02",
             // Retrying the statement may succeed, as after a Postgres
             // serialization failure.
             GatewayError::SerializationFailure { .. } => "40001",
             GatewayError::InFailedTransaction => "25P02",
             GatewayError::NoActiveTransaction { .. } => "25P01",
+            // As Postgres refuses CREATE DATABASE or VACUUM in a block: the
+            // statement acts on the cluster at once and cannot be rolled back.
+            GatewayError::ActiveSqlTransaction { .. } => "25001",
             GatewayError::UndefinedSavepoint { .. } => "3B001",
             // The cluster behind this session cannot serve right now, but the
             // session itself is healthy. 57P03 (cannot_connect_now) says
@@ -200,6 +217,7 @@ impl GatewayError {
             GatewayError::NotNullViolation { row, .. } => {
                 Some(format!("Failing row contains ({row})."))
             }
+            GatewayError::InvalidParameterValue { reason, .. } => Some(reason.clone()),
             _ => None,
         }
     }
@@ -208,7 +226,7 @@ impl GatewayError {
     pub fn hint(&self) -> Option<String> {
         let hint = match self {
             GatewayError::Unsupported { .. } => {
-                "Arbor supports CREATE TABLE, DROP TABLE, INSERT, UPDATE, DELETE and single-table SELECT on user tables and kv, and SELECT on system.* and catalog tables."
+                "Arbor supports CREATE TABLE, DROP TABLE, INSERT, UPDATE, DELETE and single-table SELECT on user tables and kv, ALTER TABLE ... SPLIT AT VALUES (...) and SHOW REGIONS FROM TABLE, and SELECT on system.* and catalog tables."
             }
             GatewayError::UndefinedTable { .. } => {
                 "List tables with \\dt or SELECT relname FROM pg_class; system tables are system.regions, system.stores, system.leases, system.root_events, system.root_peers, system.coordinators."
@@ -406,11 +424,20 @@ mod tests {
             GatewayError::InvalidConflictTarget,
             GatewayError::InvalidRowCount { clause: "LIMIT" },
             GatewayError::UndefinedParameter { name: "x".into() },
+            GatewayError::InvalidParameterValue {
+                name: "x".into(),
+                value: "y".into(),
+                reason: "z".into(),
+            },
+            GatewayError::CantChangeParameter { name: "x".into() },
             GatewayError::MultipleStatementsInPrepare,
             GatewayError::SerializationFailure { reason: "x".into() },
             GatewayError::InFailedTransaction,
             GatewayError::NoActiveTransaction {
                 statement: "SAVEPOINT",
+            },
+            GatewayError::ActiveSqlTransaction {
+                statement: "ALTER TABLE ... SPLIT AT",
             },
             GatewayError::UndefinedSavepoint { name: "s".into() },
             GatewayError::StorageUnavailable { reason: "x".into() },
@@ -492,9 +519,12 @@ mod tests {
             GatewayError::InvalidConflictTarget => "42P10",
             GatewayError::InvalidRowCount { .. } => "2201W",
             GatewayError::UndefinedParameter { .. } => "42704",
+            GatewayError::InvalidParameterValue { .. } => "22023",
+            GatewayError::CantChangeParameter { .. } => "55P02",
             GatewayError::SerializationFailure { .. } => "40001",
             GatewayError::InFailedTransaction => "25P02",
             GatewayError::NoActiveTransaction { .. } => "25P01",
+            GatewayError::ActiveSqlTransaction { .. } => "25001",
             GatewayError::UndefinedSavepoint { .. } => "3B001",
             GatewayError::StorageUnavailable { .. }
             | GatewayError::CoordinatorUnavailable { .. } => "57P03",
@@ -520,7 +550,7 @@ mod tests {
     #[test]
     fn every_variant_maps_to_its_sqlstate() {
         let errors = every_variant();
-        assert_eq!(errors.len(), 45, "a variant is missing from every_variant");
+        assert_eq!(errors.len(), 48, "a variant is missing from every_variant");
         for error in &errors {
             assert_eq!(error.sqlstate(), expected_sqlstate(error), "{error:?}");
             assert_eq!(error.sqlstate().len(), 5);

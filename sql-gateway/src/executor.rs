@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use sqlparser::ast::Statement;
 use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::Parser;
+use sqlparser::parser::ParserError;
+use sqlparser::tokenizer::Tokenizer;
 
 use arbor_catalog::Catalog;
 
@@ -18,6 +19,11 @@ use crate::cluster_view::ClusterViewSource;
 use crate::error::GatewayError;
 use crate::expr::{system_clock, Clock, StatementTime};
 use crate::plan::{plan_statement, Plan};
+use crate::statement::admin::{
+    self, show_regions::show_regions, split_at::SplitAtPlan, AdminStatement, ParsedStatement,
+    SPLIT_AT_STATEMENT,
+};
+use crate::statement::session::SessionCommand;
 use crate::statement::QueryResult;
 use crate::store::{Autocommit, Storage};
 use crate::transaction::{
@@ -33,14 +39,35 @@ const _: () = assert!(SQL_BYTES_MAX > 2 * crate::statement::VALUE_BYTES_MAX);
 /// doubled on every attempt.
 const AUTOCOMMIT_BACKOFF_MS: u64 = 2;
 
+/// sqlparser's statements alone (tests, and code that never meets admin
+/// statements).
+#[cfg(test)]
 pub(crate) fn parse_sql(sql: &str) -> Result<Vec<Statement>, GatewayError> {
+    check_sql_bytes(sql)?;
+    Ok(sqlparser::parser::Parser::parse_sql(
+        &PostgreSqlDialect {},
+        sql,
+    )?)
+}
+
+/// Every statement of a query text, admin statements (which sqlparser does
+/// not know) recognised in the token stream first; see `statement::admin`.
+pub(crate) fn parse_statements(sql: &str) -> Result<Vec<ParsedStatement>, GatewayError> {
+    check_sql_bytes(sql)?;
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .tokenize_with_location()
+        .map_err(ParserError::from)?;
+    crate::statement::admin::parse_tokens(tokens)
+}
+
+fn check_sql_bytes(sql: &str) -> Result<(), GatewayError> {
     if sql.len() > SQL_BYTES_MAX {
         return Err(GatewayError::ProgramLimitExceeded {
             what: format!("a statement of {} bytes", sql.len()),
             limit: SQL_BYTES_MAX,
         });
     }
-    Ok(Parser::parse_sql(&PostgreSqlDialect {}, sql)?)
+    Ok(())
 }
 
 pub(crate) struct Executor {
@@ -91,7 +118,7 @@ impl Executor {
         session: &Session,
         sql: &str,
     ) -> Vec<Result<QueryResult, GatewayError>> {
-        let statements = match parse_sql(sql) {
+        let statements = match parse_statements(sql) {
             Ok(statements) => statements,
             Err(error) => {
                 session.fail().await;
@@ -100,7 +127,7 @@ impl Executor {
         };
         let mut results = Vec::with_capacity(statements.len());
         for statement in &statements {
-            let result = self.execute(session, statement, &[]).await;
+            let result = self.execute_parsed(session, statement, &[]).await;
             let failed = result.is_err();
             results.push(result);
             if failed {
@@ -108,6 +135,71 @@ impl Executor {
             }
         }
         results
+    }
+
+    /// Runs one parsed statement: sqlparser's through [`Executor::execute`],
+    /// admin ones through [`Executor::execute_admin`].
+    pub(crate) async fn execute_parsed(
+        &self,
+        session: &Session,
+        statement: &ParsedStatement,
+        params: &[Value],
+    ) -> Result<QueryResult, GatewayError> {
+        match statement {
+            ParsedStatement::Sql(statement) => self.execute(session, statement, params).await,
+            ParsedStatement::Admin(statement) => self.execute_admin(session, statement).await,
+        }
+    }
+
+    /// Runs an admin statement. SPLIT AT changes the cluster at once and
+    /// cannot be rolled back, so inside a transaction block it is refused
+    /// with 25001 (as Postgres refuses CREATE DATABASE there), which fails
+    /// the block like any error in it; SHOW REGIONS reads the cluster view
+    /// and runs anywhere a SELECT of `system.regions` does.
+    pub(crate) async fn execute_admin(
+        &self,
+        session: &Session,
+        statement: &AdminStatement,
+    ) -> Result<QueryResult, GatewayError> {
+        let mut state = session.state.lock().await;
+        let in_block = match &*state {
+            TxnState::Failed(_) => return Err(GatewayError::InFailedTransaction),
+            TxnState::Active(_) => true,
+            TxnState::Idle => false,
+        };
+        let result = if in_block && statement.changes_cluster() {
+            Err(GatewayError::ActiveSqlTransaction {
+                statement: SPLIT_AT_STATEMENT,
+            })
+        } else {
+            self.run_admin(statement).await
+        };
+        if result.is_err() {
+            state.fail();
+        }
+        result
+    }
+
+    async fn run_admin(&self, statement: &AdminStatement) -> Result<QueryResult, GatewayError> {
+        // `kv` is built in: splitting or listing it needs no catalog read.
+        let catalog = if admin::names_kv(statement.table()) {
+            Arc::new(Catalog::empty())
+        } else {
+            self.catalogs.current().await?
+        };
+        match statement {
+            AdminStatement::SplitAt { table, rows } => {
+                let table = admin::resolve_table(table, "split", &catalog)?;
+                let now = StatementTime::from_unix_micros((self.clock)());
+                let plan = SplitAtPlan::plan(table, rows, now)?;
+                plan.execute(self.storage.as_ref()).await
+            }
+            AdminStatement::ShowRegions { table } => {
+                let table = admin::resolve_table(table, "listed by SHOW REGIONS", &catalog)?;
+                let view = self.views.cluster_view().await?;
+                Ok(show_regions(&table, &view))
+            }
+        }
     }
 
     /// Runs one statement in the session's transaction: transaction control
@@ -123,14 +215,32 @@ impl Executor {
         let mut state = session.state.lock().await;
         if let Some(control) = Control::of(statement) {
             let effect = control.and_then(|control| transaction::step(&mut state, control));
+            if let (Ok(Effect::Reply(QueryResult::TransactionStart)), TxnState::Active(block)) =
+                (&effect, &mut *state)
+            {
+                // A repeated BEGIN keeps the snapshot of the first.
+                block
+                    .settings_at_begin
+                    .get_or_insert_with(|| session.settings().clone());
+            }
             return match effect {
                 Ok(Effect::Reply(result)) => Ok(result),
-                Ok(Effect::Commit(transaction)) => {
+                Ok(Effect::Commit(mut transaction)) => {
+                    let settings_at_begin = transaction.settings_at_begin.take();
                     let _committing = session.start_commit();
-                    self.commit(transaction).await?;
+                    match self.commit(transaction).await {
+                        Ok(()) => session.settings().end_block(),
+                        Err(error) => {
+                            // A failed COMMIT rolled the block back: so are
+                            // its SETs.
+                            restore_settings(session, settings_at_begin);
+                            return Err(error);
+                        }
+                    }
                     Ok(QueryResult::TransactionEnd { tag: "COMMIT" })
                 }
-                Ok(Effect::Rollback(transaction, tag)) => {
+                Ok(Effect::Rollback(mut transaction, tag)) => {
+                    restore_settings(session, transaction.settings_at_begin.take());
                     release(transaction).await;
                     Ok(QueryResult::TransactionEnd { tag })
                 }
@@ -140,10 +250,15 @@ impl Executor {
                 }
             };
         }
+        if let Some(command) = SessionCommand::of(statement) {
+            return run_session_command(session, &mut state, command);
+        }
         match &mut *state {
             TxnState::Failed(_) => Err(GatewayError::InFailedTransaction),
             TxnState::Active(transaction) => {
-                let result = self.run(statement, params, transaction, false).await;
+                let result = self
+                    .run(session, statement, params, transaction, false)
+                    .await;
                 if result.is_err() {
                     state.fail();
                 }
@@ -164,7 +279,10 @@ impl Executor {
         let mut attempt = 1;
         loop {
             let mut transaction = Transaction::default();
-            let outcome = match self.run(statement, params, &mut transaction, true).await {
+            let outcome = match self
+                .run(session, statement, params, &mut transaction, true)
+                .await
+            {
                 Ok(result) => {
                     let _committing = session.start_commit();
                     self.commit(transaction).await.map(|()| result)
@@ -205,20 +323,33 @@ impl Executor {
     /// Plans and runs a statement against `transaction`.
     async fn run(
         &self,
+        session: &Session,
         statement: &Statement,
         params: &[Value],
         transaction: &mut Transaction,
         autocommit: bool,
     ) -> Result<QueryResult, GatewayError> {
         let catalog = self.catalog_for(statement).await?;
+        let in_catalog = |catalog: &Catalog| {
+            // The session's settings: current_setting reads them and
+            // set_config changes them, kept only if the query succeeds.
+            let mut settings = session.settings().clone();
+            let result = crate::pg_catalog::execute_in_session(
+                statement,
+                params,
+                catalog,
+                &mut settings,
+                !autocommit,
+            )?;
+            *session.settings() = settings;
+            Ok(result)
+        };
         if crate::pg_catalog::is_catalog_query(statement) {
-            return crate::pg_catalog::execute(statement, params, &catalog);
+            return in_catalog(&catalog);
         }
         let plan = match plan_statement(statement, params, &catalog) {
             Ok(plan) => plan,
-            Err(error) if hands_to_catalog(statement, &error) => {
-                return crate::pg_catalog::execute(statement, params, &catalog)
-            }
+            Err(error) if hands_to_catalog(statement, &error) => return in_catalog(&catalog),
             Err(error) => return Err(error),
         };
         // Postgres' now() is the transaction's start: the first statement
@@ -236,11 +367,9 @@ impl Executor {
             Plan::Update(plan) => plan.execute(&store, now).await,
             Plan::Delete(plan) => plan.execute(&store, now).await,
             Plan::Select(plan) => plan.execute(&store, self.views.as_ref(), now).await,
-            Plan::Set => Ok(QueryResult::Command {
-                tag: "SET",
-                rows: None,
-            }),
-            Plan::Show(plan) => Ok(plan.execute()),
+            Plan::Set | Plan::Show(_) => Err(GatewayError::internal(
+                "session statements run before planning (Executor::execute)",
+            )),
             Plan::Deallocate { all } => Ok(QueryResult::Command {
                 tag: if all { "DEALLOCATE ALL" } else { "DEALLOCATE" },
                 rows: None,
@@ -336,6 +465,7 @@ fn names_only_built_ins(statement: &Statement) -> bool {
         | Statement::Commit { .. }
         | Statement::Rollback { .. }
         | Statement::Set(_)
+        | Statement::Reset(_)
         | Statement::Deallocate { .. }
         | Statement::ShowVariable { .. } => true,
         _ => false,
@@ -357,6 +487,32 @@ pub(crate) fn parameter_count(sql: &str) -> usize {
         })
         .max()
         .unwrap_or(0)
+}
+
+/// SET / RESET / SHOW on the session's settings: refused in a failed
+/// block (25P02); an error inside a block fails it, like any statement's.
+fn run_session_command(
+    session: &Session,
+    state: &mut TxnState,
+    command: Result<SessionCommand, GatewayError>,
+) -> Result<QueryResult, GatewayError> {
+    let in_block = match state {
+        TxnState::Failed(_) => return Err(GatewayError::InFailedTransaction),
+        TxnState::Active(_) => true,
+        TxnState::Idle => false,
+    };
+    let result = command.and_then(|command| command.execute(&mut session.settings(), in_block));
+    if result.is_err() {
+        state.fail();
+    }
+    result
+}
+
+/// Puts back the settings a rolled-back block started with.
+fn restore_settings(session: &Session, settings_at_begin: Option<crate::settings::Settings>) {
+    if let Some(settings) = settings_at_begin {
+        *session.settings() = settings;
+    }
 }
 
 /// Gives back what an ended (rolled-back) transaction holds in storage:

@@ -34,13 +34,14 @@ use pgwire::messages::data::DataRow;
 use pgwire::messages::extendedquery::Sync as SyncMessage;
 use pgwire::messages::response::{EmptyQueryResponse, ReadyForQuery};
 use pgwire::messages::simplequery::Query;
+use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::PgWireBackendMessage;
-use sqlparser::ast::Statement;
 
 use crate::cancel::{GatewayCancel, SessionRegistry};
 use crate::error::GatewayError;
-use crate::executor::{describe, parameter_count, parse_sql, Executor};
+use crate::executor::{describe, parameter_count, parse_statements, Executor};
 use crate::startup::{rewrite_authentication_error, ArborStartup, Security};
+use crate::statement::admin::ParsedStatement;
 use crate::statement::QueryResult;
 use crate::transaction::Session;
 use crate::value::{Column, Row, Value};
@@ -50,7 +51,7 @@ use crate::wire_format::{decode_binary, decode_text, pg_type, WireValue};
 /// columns as described against the catalog at Parse time.
 #[derive(Debug, Clone)]
 pub(crate) struct PreparedStatement {
-    statement: Statement,
+    statement: ParsedStatement,
     /// One type per `$n`: the client's (from Parse) where it gave one,
     /// else inferred from the statement (`parameter_types`), else TEXT.
     parameter_types: Vec<Type>,
@@ -104,12 +105,21 @@ impl ArborQueryParser {
         sql: &str,
         types: &[Option<Type>],
     ) -> PgWireResult<Option<PreparedStatement>> {
-        let mut statements = parse_sql(sql)?;
+        let mut statements = parse_statements(sql)?;
         if statements.len() > 1 {
             return Err(GatewayError::MultipleStatementsInPrepare.into());
         }
-        let Some(statement) = statements.pop() else {
-            return Ok(None);
+        let statement = match statements.pop() {
+            None => return Ok(None),
+            // Admin statements take no parameters (refused when parsed).
+            Some(ParsedStatement::Admin(statement)) => {
+                return Ok(Some(PreparedStatement {
+                    columns: statement.columns(),
+                    statement: ParsedStatement::Admin(statement),
+                    parameter_types: Vec::new(),
+                }))
+            }
+            Some(ParsedStatement::Sql(statement)) => statement,
         };
         let parameter_count = parameter_count(sql);
         let catalog = self.executor.catalog_for(&statement).await?;
@@ -128,7 +138,7 @@ impl ArborQueryParser {
             })
             .collect();
         Ok(Some(PreparedStatement {
-            statement,
+            statement: ParsedStatement::Sql(statement),
             parameter_types,
             columns,
         }))
@@ -157,6 +167,27 @@ pub(crate) fn session_of<C: ClientInfo + ?Sized>(client: &C) -> Arc<Session> {
     client
         .session_extensions()
         .get_or_insert_with(Session::default)
+}
+
+/// ParameterStatus for every reported setting (application_name,
+/// client_encoding, DateStyle, TimeZone, ...) whose value changed since the
+/// client was last told: by SET, RESET, set_config, or a ROLLBACK undoing
+/// one. Postgres (since 14) sends these just before ReadyForQuery, after
+/// the statement's CommandComplete; drivers update their view then.
+async fn send_changed_parameters<C>(client: &mut C) -> PgWireResult<()>
+where
+    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    for (name, value) in session_of(client).take_changed_reports() {
+        client
+            .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                name.to_owned(),
+                value,
+            )))
+            .await?;
+    }
+    Ok(())
 }
 
 /// Runs `work` unless a CancelRequest for this session arrives first; then
@@ -241,6 +272,7 @@ impl SimpleQueryHandler for SqlHandler {
             }
         }
         client.set_state(PgWireConnectionState::ReadyForQuery);
+        send_changed_parameters(client).await?;
         let status = session_of(client).status().await;
         client.set_transaction_status(status);
         send_ready_for_query(client, status).await
@@ -311,7 +343,10 @@ impl ExtendedQueryHandler for SqlHandler {
         let started = Instant::now();
         // pgwire's Execute races this against the session's CancelRequest
         // and drops it on cancel; `GatewayErrors` then fails the block.
-        let result = self.executor.execute(&session, statement, &params).await;
+        let result = self
+            .executor
+            .execute_parsed(&session, statement, &params)
+            .await;
         crate::dashboard::record_statement(statement, &result, started.elapsed());
         let result = result?;
         Ok(to_response(result, Some(&portal.result_column_format)))
@@ -327,6 +362,7 @@ impl ExtendedQueryHandler for SqlHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         client.portal_store().rm_portal(DEFAULT_NAME);
+        send_changed_parameters(client).await?;
         let status = session_of(client).status().await;
         client.set_transaction_status(status);
         client

@@ -30,7 +30,12 @@
 //! - Every read is bounded: point gets, or paged scans that stop at
 //!   `SCAN_ROWS_MAX` rows examined with 54000 rather than exhausting memory;
 //!   every value, key, statement and batch has a named size limit.
-//! - SET is accepted and ignored.
+//! - Settings are per session (`settings`): SET / RESET / SHOW /
+//!   `set_config` / `current_setting` see the session's own values, a SET
+//!   in a block that rolls back is undone, and a value Arbor cannot honour
+//!   (a non-UTF8 encoding, a non-UTC time zone, SERIALIZABLE) is refused
+//!   rather than stored; changed reported settings reach the client as
+//!   ParameterStatus before ReadyForQuery.
 //! - After any statement error the session stays usable; so after a
 //!   cancelled statement (57014), which also fails an open block.
 //! - Passwords are turned into SCRAM verifiers at startup and never kept or
@@ -45,9 +50,11 @@
 //! `handler` (pgwire seams, cancellation) + `wire_format`
 //! (values on the wire) -> `executor` (SQL text -> results; reads the
 //! catalog via `catalog_source`) -> `plan` + `bind` + `expr` (pure planning)
-//! -> `statement/*` (one module per statement kind, `ddl` for CREATE/DROP)
+//! -> `statement/*` (one module per statement kind, `ddl` for CREATE/DROP,
+//! `admin` for `ALTER TABLE ... SPLIT AT` and `SHOW REGIONS FROM TABLE`,
+//! which are recognised in the token stream before sqlparser parses)
 //! -> `transaction` (session state, write buffer, snapshot reads merged
-//! with own writes) -> `store` (the `Storage` seam over the region client) and
+//! with own writes; `settings` holds each session's SET values) -> `store` (the `Storage` seam over the region client) and
 //! `cluster_view` + `system_tables` (system tables); `pg_catalog` answers
 //! queries over catalog relations and FROM-less SELECTs the planner lacks
 //! functions for; `parameter_types` types `$n` for Parse/Describe; `dashboard` (the HTTP
@@ -68,6 +75,7 @@ mod parameter_types;
 mod pg_catalog;
 mod plan;
 mod server;
+mod settings;
 mod startup;
 mod statement;
 mod store;

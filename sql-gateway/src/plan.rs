@@ -27,7 +27,8 @@ pub(crate) enum Plan {
     Select(SelectPlan),
     CreateTable(CreateTablePlan),
     DropTable(DropTablePlan),
-    /// Session settings are accepted and ignored.
+    /// SET / SHOW run on the session's settings before planning
+    /// (`Executor::execute`); planned only for Describe.
     Set,
     /// `DEALLOCATE [ALL | name]`: drivers (psycopg 3 after DDL) drop their
     /// named statements; a later Parse of the same name replaces it anyway.

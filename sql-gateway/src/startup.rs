@@ -4,8 +4,9 @@
 //! registered so a CancelRequest can find its running statement.
 //!
 //! Invariants:
-//! - The ParameterStatus values are the ones `SHOW` answers
-//!   (`statement::session::SETTINGS`), so a driver sees one server.
+//! - The ParameterStatus values are the ones `SHOW` answers (the
+//!   session's `settings::Settings`, started here from the startup
+//!   parameters and the login user), so a driver sees one server.
 //! - Every session that finished startup is registered in the
 //!   [`ConnectionManager`] under its (pid, secret key) until it ends.
 //! - Authentication failures read as Postgres': FATAL 28P01
@@ -25,7 +26,7 @@ use pgwire::api::auth::{
     protocol_negotiation, save_startup_parameters_to_metadata, ServerParameterProvider,
     StartupHandler,
 };
-use pgwire::api::{ClientInfo, ConnectionManager, METADATA_APPLICATION_NAME, METADATA_USER};
+use pgwire::api::{ClientInfo, ConnectionManager, METADATA_USER};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::startup::PasswordMessageFamily;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
@@ -35,6 +36,7 @@ use crate::auth::{AuthConfig, Users};
 use crate::cancel::SessionRegistry;
 use crate::error::GatewayError;
 use crate::handler::session_of;
+use crate::settings::Settings;
 use crate::tls::TlsConfig;
 
 /// TLS and authentication as loaded at startup.
@@ -229,7 +231,9 @@ pub(crate) fn rewrite_authentication_error<C: ClientInfo + ?Sized>(
     }
 }
 
-/// The ParameterStatus messages after authentication.
+/// The ParameterStatus messages after authentication. This is also where
+/// the session's settings start: the defaults, the startup parameters the
+/// client sent, and the login user (`session_authorization`).
 pub(crate) struct ArborParameters;
 
 impl ServerParameterProvider for ArborParameters {
@@ -238,56 +242,31 @@ impl ServerParameterProvider for ArborParameters {
         C: ClientInfo,
     {
         let metadata = client.metadata();
-        Some(
-            reported_parameters(
-                metadata.get(METADATA_USER).map(String::as_str),
-                metadata.get(METADATA_APPLICATION_NAME).map(String::as_str),
-            )
-            .into_iter()
-            .collect(),
-        )
+        let user = metadata.get(METADATA_USER).map_or("", String::as_str);
+        let settings = Settings::for_login(
+            user,
+            metadata
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str())),
+        );
+        let reported = session_of(client).start(settings);
+        Some(reported_parameters(reported).into_iter().collect())
     }
 }
 
-/// Postgres 16 reports these settings (its `GUC_REPORT` ones) at startup:
-/// (name as reported, name in `SHOW`'s table).
-const REPORTED_SETTINGS: [(&str, &str); 8] = [
-    ("server_version", "server_version"),
-    ("server_encoding", "server_encoding"),
-    ("client_encoding", "client_encoding"),
-    ("DateStyle", "datestyle"),
-    ("IntervalStyle", "intervalstyle"),
-    ("TimeZone", "timezone"),
-    ("integer_datetimes", "integer_datetimes"),
-    ("standard_conforming_strings", "standard_conforming_strings"),
-];
-
-/// The ParameterStatus set for a session (pure). Encoding is always UTF8,
-/// whatever the client asked: the gateway converts nothing.
+/// The ParameterStatus set for a session (pure): its reported settings
+/// (Postgres' `GUC_REPORT` ones, the values `SHOW` answers) and the
+/// server facts Postgres 16 reports that are not settings here.
 pub(crate) fn reported_parameters(
-    user: Option<&str>,
-    application_name: Option<&str>,
+    reported_settings: Vec<(&'static str, String)>,
 ) -> Vec<(String, String)> {
-    let mut parameters: Vec<(String, String)> = REPORTED_SETTINGS
-        .iter()
-        .filter_map(|(reported, shown)| {
-            let value = crate::statement::session::setting(shown)?;
-            Some(((*reported).to_owned(), value.to_owned()))
-        })
+    let mut parameters: Vec<(String, String)> = reported_settings
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
         .collect();
     parameters.extend([
-        ("is_superuser".to_owned(), "on".to_owned()),
-        ("default_transaction_read_only".to_owned(), "off".to_owned()),
         ("in_hot_standby".to_owned(), "off".to_owned()),
         ("scram_iterations".to_owned(), SCRAM_ITERATIONS.to_string()),
-        (
-            "session_authorization".to_owned(),
-            user.unwrap_or_default().to_owned(),
-        ),
-        (
-            "application_name".to_owned(),
-            application_name.unwrap_or_default().to_owned(),
-        ),
     ]);
     parameters
 }
@@ -298,14 +277,22 @@ mod tests {
 
     #[test]
     fn reported_parameters_match_what_show_answers() {
-        let parameters: HashMap<String, String> = reported_parameters(Some("alice"), Some("psql"))
+        let settings = Settings::for_login(
+            "alice",
+            [("application_name", "psql"), ("client_encoding", "unicode")],
+        );
+        let parameters: HashMap<String, String> = reported_parameters(settings.reported())
             .into_iter()
             .collect();
-        for (reported, shown) in REPORTED_SETTINGS {
+        for setting in crate::settings::KNOWN_SETTINGS
+            .iter()
+            .filter(|setting| setting.reported)
+        {
             assert_eq!(
-                parameters.get(reported).map(String::as_str),
-                crate::statement::session::setting(shown),
-                "{reported} is reported as SHOW {shown} answers"
+                parameters.get(setting.name),
+                settings.get(setting.name).as_ref(),
+                "{} is reported as SHOW answers",
+                setting.name
             );
         }
         assert_eq!(parameters["server_version"], "16.6");
@@ -315,6 +302,7 @@ mod tests {
         assert_eq!(parameters["TimeZone"], "UTC");
         assert_eq!(parameters["integer_datetimes"], "on");
         assert_eq!(parameters["standard_conforming_strings"], "on");
+        assert_eq!(parameters["default_transaction_read_only"], "off");
         assert_eq!(parameters["session_authorization"], "alice");
         assert_eq!(parameters["application_name"], "psql");
     }

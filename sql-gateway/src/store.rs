@@ -1,6 +1,6 @@
 //! The storage seams, behind traits so statement execution is testable
 //! without a cluster: [`Storage`] (the cluster: TSO, reads at a timestamp,
-//! transactional commit) and [`KvStore`] (what statements call: get, scan,
+//! transactional commit, and the admin request `split_at`) and [`KvStore`] (what statements call: get, scan,
 //! conditional write).
 //!
 //! Production always uses [`arbor_raftstore::RegionClient`]; unit tests use
@@ -91,6 +91,19 @@ pub(crate) trait Storage: Send + Sync {
         primary: &[u8],
         keys: Vec<Vec<u8>>,
     ) -> Result<Option<u64>, GatewayError>;
+    /// `ALTER TABLE ... SPLIT AT`: splits the region holding `key` exactly
+    /// at `key` (the coordinator lease holder plans, executes and commits
+    /// it) and answers the regions either side. A key that already starts
+    /// a region answers at once, so asking again is harmless.
+    async fn split_at(&self, key: &[u8]) -> Result<SplitOutcome, GatewayError>;
+}
+
+/// The regions either side of a split key, as `split_at` answers them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SplitOutcome {
+    /// None when the key starts the key space (no region lies left of it).
+    pub(crate) left_region_id: Option<u64>,
+    pub(crate) right_region_id: u64,
 }
 
 /// Heartbeats of one transaction's locks; they stop when this is dropped.
@@ -234,6 +247,16 @@ impl Storage for RegionClient {
         RegionClient::rollback(self, start_ts, primary, keys)
             .await
             .map_err(unavailable)
+    }
+
+    async fn split_at(&self, key: &[u8]) -> Result<SplitOutcome, GatewayError> {
+        let halves = RegionClient::split_at(self, key)
+            .await
+            .map_err(unavailable)?;
+        Ok(SplitOutcome {
+            left_region_id: halves.left.map(|left| left.region_id),
+            right_region_id: halves.right.region_id,
+        })
     }
 }
 

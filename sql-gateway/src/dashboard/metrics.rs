@@ -16,6 +16,7 @@ use sqlparser::ast::Statement;
 
 use super::timeseries::TimeSeries;
 use crate::error::GatewayError;
+use crate::statement::admin::{AdminStatement, ParsedStatement};
 use crate::statement::QueryResult;
 
 /// Milliseconds since the Unix epoch; injected so tests can drive time.
@@ -80,6 +81,16 @@ impl StatementKind {
         }
     }
 
+    /// Admin statements count as what they resemble: SPLIT AT changes the
+    /// schema's layout (DDL), SHOW REGIONS is a read.
+    pub(crate) fn of_parsed(statement: &ParsedStatement) -> StatementKind {
+        match statement {
+            ParsedStatement::Sql(statement) => StatementKind::of_statement(statement),
+            ParsedStatement::Admin(AdminStatement::SplitAt { .. }) => StatementKind::Ddl,
+            ParsedStatement::Admin(AdminStatement::ShowRegions { .. }) => StatementKind::Other,
+        }
+    }
+
     /// The kind of a statement that succeeded, from its result alone (the
     /// simple protocol hands back results, not statements).
     pub(crate) fn of_result(result: &QueryResult) -> StatementKind {
@@ -126,12 +137,12 @@ pub(crate) fn gateway_metrics() -> &'static GatewayMetrics {
 
 /// Counts one extended-protocol statement (Execute) and its outcome.
 pub(crate) fn record_statement(
-    statement: &Statement,
+    statement: &ParsedStatement,
     result: &Result<QueryResult, GatewayError>,
     elapsed: Duration,
 ) {
     let sqlstate = result.as_ref().err().map(GatewayError::sqlstate);
-    gateway_metrics().record(StatementKind::of_statement(statement), elapsed, sqlstate);
+    gateway_metrics().record(StatementKind::of_parsed(statement), elapsed, sqlstate);
 }
 
 /// Counts the statements of one simple query. They share its time evenly
@@ -148,9 +159,9 @@ pub(crate) fn record_simple_query(
         match result {
             Ok(result) => metrics.record(StatementKind::of_result(result), share, None),
             Err(error) => {
-                let kind = crate::executor::parse_sql(sql)
+                let kind = crate::executor::parse_statements(sql)
                     .ok()
-                    .and_then(|statements| statements.get(index).map(StatementKind::of_statement))
+                    .and_then(|statements| statements.get(index).map(StatementKind::of_parsed))
                     .unwrap_or(StatementKind::Other);
                 metrics.record(kind, share, Some(error.sqlstate()));
             }

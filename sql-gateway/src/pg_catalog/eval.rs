@@ -24,7 +24,7 @@ pub(crate) fn eval(
     scope: &Scope<'_>,
 ) -> Result<Value, GatewayError> {
     match expr {
-        Expr::Identifier(ident) => identifier(scope, ident),
+        Expr::Identifier(ident) => identifier(ctx, scope, ident),
         Expr::CompoundIdentifier(parts) => {
             let (qualifier, name) = qualified(parts)?;
             Ok(scope.column(Some(&qualifier), &name)?.0)
@@ -203,11 +203,15 @@ pub(crate) fn eval(
 
 /// An unqualified name: a column, or one of the SQL "functions without
 /// parentheses" (`current_user`, `current_schema` ...).
-fn identifier(scope: &Scope<'_>, ident: &ast::Ident) -> Result<Value, GatewayError> {
+fn identifier(
+    ctx: &Context<'_>,
+    scope: &Scope<'_>,
+    ident: &ast::Ident,
+) -> Result<Value, GatewayError> {
     let name = normalize_ident(ident);
     match scope.column(None, &name) {
         Ok((value, _)) => Ok(value),
-        Err(error) => functions::keyword_value(&name)
+        Err(error) => functions::keyword_value(ctx, &name)
             .map(Value::Text)
             .ok_or(error),
     }

@@ -14,14 +14,15 @@ use super::relations;
 use super::scope::Scope;
 use crate::bind::{function_name, SERVER_VERSION_STRING};
 use crate::error::GatewayError;
-use crate::statement::session;
+use crate::settings::Scope as SettingScope;
 use crate::value::{SqlType, Value};
 
-/// Values of the SQL keywords that read like columns (`current_user`).
-pub(crate) fn keyword_value(name: &str) -> Option<String> {
+/// Values of the SQL keywords that read like columns (`current_user`):
+/// the session's login user.
+pub(crate) fn keyword_value(ctx: &Context<'_>, name: &str) -> Option<String> {
     match name {
         "current_user" | "session_user" | "user" | "current_role" => {
-            Some(relations::OWNER_NAME.to_owned())
+            Some(ctx.settings.borrow().user())
         }
         "current_catalog" => Some(relations::DATABASE_NAME.to_owned()),
         "current_schema" => Some("public".to_owned()),
@@ -88,6 +89,27 @@ pub(crate) fn call(
     scalar(ctx, &name, &values)
 }
 
+/// `set_config(name, value, is_local)`: SET (or SET LOCAL), answering the
+/// value the setting has afterwards, as Postgres does.
+fn set_config(ctx: &Context<'_>, values: &[Value]) -> Result<Value, GatewayError> {
+    let Some(name) = text_of(values, 0) else {
+        return Err(GatewayError::InvalidParameterValue {
+            name: "set_config".to_owned(),
+            value: "NULL".to_owned(),
+            reason: "SET requires parameter name.".to_owned(),
+        });
+    };
+    let value = text_of(values, 1).unwrap_or_default();
+    let scope = if values.get(2).and_then(truth) == Some(true) {
+        SettingScope::Local
+    } else {
+        SettingScope::Session
+    };
+    let mut settings = ctx.settings.borrow_mut();
+    settings.set(&name, Some(&value), scope, ctx.in_block)?;
+    Ok(Value::Text(settings.get(&name).unwrap_or(value)))
+}
+
 fn text_of(values: &[Value], index: usize) -> Option<String> {
     values
         .get(index)
@@ -114,7 +136,7 @@ fn scalar(ctx: &Context<'_>, name: &str, values: &[Value]) -> Result<Value, Gate
         ("current_database" | "current_catalog", 0) => text(relations::DATABASE_NAME),
         ("current_schema", 0) => text("public"),
         ("current_user" | "session_user" | "user" | "current_role", 0) => {
-            text(relations::OWNER_NAME)
+            Ok(Value::Text(ctx.settings.borrow().user()))
         }
         ("current_schemas", 1) => text(if truth(&values[0]) == Some(true) {
             "{pg_catalog,public}"
@@ -123,13 +145,13 @@ fn scalar(ctx: &Context<'_>, name: &str, values: &[Value]) -> Result<Value, Gate
         }),
         ("current_setting", 1 | 2) => {
             let name = text_of(values, 0).unwrap_or_default();
-            match session::setting(&name) {
-                Some(value) => text(value),
+            match ctx.settings.borrow().get(&name) {
+                Some(value) => Ok(Value::Text(value)),
                 None if values.get(1).and_then(truth) == Some(true) => Ok(Value::Null),
                 None => Err(GatewayError::UndefinedParameter { name }),
             }
         }
-        ("set_config", 3) => Ok(values[1].clone()),
+        ("set_config", 3) => set_config(ctx, values),
         ("pg_backend_pid", 0) => Ok(Value::Int(1)),
         ("pg_is_in_recovery", 0) => Ok(Value::Bool(false)),
         ("inet_server_addr" | "inet_client_addr", 0) => Ok(Value::Null),

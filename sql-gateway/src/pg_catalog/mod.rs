@@ -9,7 +9,8 @@
 //! holds the functions, casts and aggregates, `scope` resolves names.
 //!
 //! **Invariant:** this module does no IO: a catalog query is a pure
-//! function of (catalog, query, parameters). It never sees user rows:
+//! function of (catalog, query, parameters, session settings), and its
+//! only effect is the settings `set_config` returns changed. It never sees user rows:
 //! a query that mixes user tables with catalog relations is 0A000.
 
 mod eval;
@@ -23,6 +24,7 @@ use sqlparser::ast::{self, SetExpr, Statement, TableFactor};
 
 use crate::error::GatewayError;
 use crate::plan::name_parts;
+use crate::settings::Settings;
 use crate::statement::QueryResult;
 use crate::value::{Column, Value};
 
@@ -75,17 +77,32 @@ fn factor_names_catalog(factor: &TableFactor) -> bool {
     }
 }
 
-/// Runs a catalog query against `catalog`.
+/// Runs a catalog query against `catalog` as a session that set nothing
+/// (logged in as the catalog's owner).
 pub(crate) fn execute(
     statement: &Statement,
     params: &[Value],
     catalog: &Catalog,
 ) -> Result<QueryResult, GatewayError> {
+    let mut settings = Settings::for_login(relations::OWNER_NAME, []);
+    execute_in_session(statement, params, catalog, &mut settings, false)
+}
+
+/// Runs a catalog query against `catalog` with the session's `settings`,
+/// which `set_config` may change (only when the query succeeds).
+pub(crate) fn execute_in_session(
+    statement: &Statement,
+    params: &[Value],
+    catalog: &Catalog,
+    settings: &mut Settings,
+    in_block: bool,
+) -> Result<QueryResult, GatewayError> {
     let Statement::Query(query) = statement else {
         return Err(GatewayError::internal("a catalog query must be a SELECT"));
     };
-    let ctx = query::Context::new(catalog, params);
+    let ctx = query::Context::new(catalog, params, settings.clone(), in_block);
     let table = query::run_query(&ctx, query, None)?;
+    *settings = ctx.settings.into_inner();
     Ok(QueryResult::Rows {
         columns: table.columns,
         rows: table.rows,

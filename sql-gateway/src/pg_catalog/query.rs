@@ -24,6 +24,7 @@ use super::scope::{Binding, Scope, WindowValues};
 use crate::bind::normalize_ident;
 use crate::error::GatewayError;
 use crate::plan::name_parts;
+use crate::settings::Settings;
 use crate::value::{Column, Row, SqlType, Value};
 
 /// Most rows any step of a catalog query may hold.
@@ -36,14 +37,28 @@ pub(crate) struct Context<'a> {
     pub(crate) catalog: &'a Catalog,
     pub(crate) params: &'a [Value],
     rendered: RefCell<HashMap<(&'static str, &'static str), Rc<VirtualTable>>>,
+    /// The session's settings: `current_setting` reads them, `set_config`
+    /// changes this copy, which the caller keeps only if the query
+    /// succeeds.
+    pub(crate) settings: RefCell<Settings>,
+    /// A transaction block is open (`set_config(..., true)` lasts until it
+    /// ends; outside one it changes nothing).
+    pub(crate) in_block: bool,
 }
 
 impl<'a> Context<'a> {
-    pub(crate) fn new(catalog: &'a Catalog, params: &'a [Value]) -> Self {
+    pub(crate) fn new(
+        catalog: &'a Catalog,
+        params: &'a [Value],
+        settings: Settings,
+        in_block: bool,
+    ) -> Self {
         Context {
             catalog,
             params,
             rendered: RefCell::new(HashMap::new()),
+            settings: RefCell::new(settings),
+            in_block,
         }
     }
 

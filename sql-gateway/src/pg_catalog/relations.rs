@@ -9,7 +9,7 @@
 
 use arbor_catalog::{Catalog, ColumnDefault, ColumnType, TableDescriptor};
 
-use crate::statement::session::SETTINGS;
+use crate::settings::KNOWN_SETTINGS;
 use crate::system_tables::{SystemTable, SYSTEM_SCHEMA};
 use crate::value::{Column, Row, SqlType, Value};
 
@@ -806,15 +806,18 @@ const PG_SETTINGS: Columns = &[
 ];
 
 fn pg_settings_rows() -> Vec<Row> {
-    SETTINGS
+    // Catalog queries see no session: pg_settings shows the defaults (the
+    // session's own values are what SHOW and current_setting answer).
+    KNOWN_SETTINGS
         .iter()
-        .map(|(name, value)| {
+        .map(|setting| {
+            let value = crate::settings::default_value(setting.name).unwrap_or_default();
             vec![
-                text(name),
+                text(setting.name),
                 text(value),
                 Value::Null,
                 text("Arbor"),
-                text(""),
+                text(setting.description),
                 text("user"),
                 text("string"),
                 text("default"),

@@ -6,6 +6,7 @@
 //! Invariant: one statement's changes go to the store in ONE write, so a
 //! failed statement (duplicate key, failed condition) leaves nothing behind.
 
+pub(crate) mod admin;
 pub(crate) mod ddl;
 pub(crate) mod delete;
 pub(crate) mod insert;
@@ -354,7 +355,7 @@ pub(crate) async fn get_all(
 
 /// Refuses a key the store would reject, with 54000 instead of an internal
 /// error (a WHERE bound can be any length).
-fn check_key_bytes(key: &[u8]) -> Result<(), GatewayError> {
+pub(crate) fn check_key_bytes(key: &[u8]) -> Result<(), GatewayError> {
     if key.len() > STORE_KEY_BYTES_MAX {
         return Err(GatewayError::ProgramLimitExceeded {
             what: format!("a primary key of {} encoded bytes", key.len()),

@@ -13,7 +13,7 @@ use crate::cluster_view::ClusterViewSource;
 use crate::error::GatewayError;
 use crate::executor::Executor;
 use crate::statement::QueryResult;
-use crate::store::{KeepAlive, Storage, WriteIntent};
+use crate::store::{KeepAlive, SplitOutcome, Storage, WriteIntent};
 use crate::transaction::Session;
 use crate::value::Value;
 
@@ -46,6 +46,11 @@ pub(crate) struct MemoryStore {
     pub(crate) row_locks: Mutex<BTreeMap<Vec<u8>, u64>>,
     /// Every `rollback`, in order: `(start_ts, primary, keys)`.
     pub(crate) rollbacks: Mutex<Vec<(u64, Vec<u8>, Vec<Vec<u8>>)>>,
+    /// Every `split_at` key, in order.
+    pub(crate) split_keys: Mutex<Vec<Vec<u8>>>,
+    /// Regions `split_at` made: start key -> region id. Region 1 starts the
+    /// key space and is not listed.
+    pub(crate) region_starts: Mutex<BTreeMap<Vec<u8>, u64>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -281,6 +286,33 @@ impl Storage for MemoryStore {
         lock(&self.rollbacks).push((start_ts, primary.to_vec(), keys));
         lock(&self.row_locks).retain(|_, holder| *holder != start_ts);
         Ok(None)
+    }
+
+    /// Like the cluster: the region holding `key` keeps its id left of the
+    /// key, a new id starts at it; a key that starts a region answers at once.
+    async fn split_at(&self, key: &[u8]) -> Result<SplitOutcome, GatewayError> {
+        self.check_available()?;
+        lock(&self.split_keys).push(key.to_vec());
+        let mut starts = lock(&self.region_starts);
+        let holding = |starts: &BTreeMap<Vec<u8>, u64>, key: &[u8]| {
+            starts
+                .range(..key.to_vec())
+                .next_back()
+                .map_or(1, |(_, region_id)| *region_id)
+        };
+        if let Some(&right_region_id) = starts.get(key) {
+            return Ok(SplitOutcome {
+                left_region_id: Some(holding(&starts, key)),
+                right_region_id,
+            });
+        }
+        let left_region_id = holding(&starts, key);
+        let right_region_id = starts.len() as u64 + 2;
+        starts.insert(key.to_vec(), right_region_id);
+        Ok(SplitOutcome {
+            left_region_id: Some(left_region_id),
+            right_region_id,
+        })
     }
 }
 

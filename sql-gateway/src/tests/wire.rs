@@ -294,6 +294,92 @@ async fn a_client_that_disappears_mid_transaction_leaves_nothing_behind() {
     server.stop().await;
 }
 
+/// Drives `connection` on a task and publishes the value of ParameterStatus
+/// `name` as the client last heard it, each time the connection is idle.
+fn watch_parameter<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    name: &'static str,
+) -> (
+    tokio::sync::watch::Receiver<Option<String>>,
+    tokio::task::JoinHandle<()>,
+)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use std::task::Poll;
+    let (sender, receiver) =
+        tokio::sync::watch::channel(connection.parameter(name).map(str::to_owned));
+    let driver = tokio::spawn(futures::future::poll_fn(move |context| loop {
+        match connection.poll_message(context) {
+            Poll::Ready(Some(Ok(_))) => continue,
+            Poll::Ready(Some(Err(_)) | None) => return Poll::Ready(()),
+            Poll::Pending => {
+                sender.send_replace(connection.parameter(name).map(str::to_owned));
+                return Poll::Pending;
+            }
+        }
+    }));
+    (receiver, driver)
+}
+
+async fn heard(receiver: &mut tokio::sync::watch::Receiver<Option<String>>, expected: &str) {
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        receiver.wait_for(|value| value.as_deref() == Some(expected)),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("no ParameterStatus {expected:?}"))
+    .expect("the connection is driven");
+}
+
+#[tokio::test]
+async fn set_application_name_is_reported_as_parameter_status_and_shown() {
+    let server = TestServer::start().await;
+    let config = format!("{} application_name=startup", server.config);
+    let (client, connection) = tokio_postgres::connect(&config, NoTls)
+        .await
+        .expect("connects");
+    let (mut application_name, driver) = watch_parameter(connection, "application_name");
+    heard(&mut application_name, "startup").await;
+
+    client
+        .batch_execute("SET application_name = 'x'")
+        .await
+        .expect("set");
+    heard(&mut application_name, "x").await;
+    let shown = client
+        .simple_query("SHOW application_name")
+        .await
+        .expect("show");
+    assert_eq!(text_rows(&shown), vec![vec![Some("x".to_owned())]]);
+
+    // The extended protocol reports too (before ReadyForQuery after Sync).
+    client
+        .execute("SET application_name = 'extended'", &[])
+        .await
+        .expect("set over the extended protocol");
+    heard(&mut application_name, "extended").await;
+    let row = client
+        .query_one("SHOW application_name", &[])
+        .await
+        .expect("show over the extended protocol");
+    assert_eq!(row.get::<_, String>(0), "extended");
+
+    // A ROLLBACK that undoes a SET reports the value back.
+    client
+        .batch_execute("BEGIN; SET application_name = 'undone'")
+        .await
+        .expect("set in a block");
+    heard(&mut application_name, "undone").await;
+    client.batch_execute("ROLLBACK").await.expect("rollback");
+    heard(&mut application_name, "extended").await;
+
+    drop(client);
+    let _ = driver.await;
+    server.stop().await;
+}
+
 // ---------------------------------------------------------------------------
 // Connection security: TLS, SCRAM-SHA-256, ParameterStatus, cancel keys.
 // ---------------------------------------------------------------------------

@@ -39,6 +39,7 @@ use pgwire::messages::response::TransactionStatus;
 use sqlparser::ast::{Statement, TransactionIsolationLevel, TransactionMode};
 
 use crate::error::GatewayError;
+use crate::settings::Settings;
 use crate::statement::QueryResult;
 
 pub(crate) use buffer::WriteBuffer;
@@ -66,6 +67,10 @@ pub(crate) struct Transaction {
     /// What `now()` answers in this transaction (microseconds since the
     /// Unix epoch), read from the clock by its first statement.
     pub(crate) now_micros: Option<i64>,
+    /// The session's settings at BEGIN, restored if the block rolls back
+    /// (a SET in a rolled-back block is undone, as in Postgres). ROLLBACK
+    /// TO SAVEPOINT keeps the settings: only the writes are undone.
+    pub(crate) settings_at_begin: Option<Settings>,
 }
 
 impl Transaction {
@@ -142,6 +147,12 @@ impl TxnState {
 #[derive(Debug, Default)]
 pub(crate) struct Session {
     pub(crate) state: tokio::sync::Mutex<TxnState>,
+    /// The session's settings (SET / SHOW). Locked only briefly and never
+    /// across an await; statements that change them hold `state` too.
+    settings: std::sync::Mutex<Settings>,
+    /// The `GUC_REPORT` values the client was last told (ParameterStatus),
+    /// so only changes are sent.
+    reported: std::sync::Mutex<Vec<(&'static str, String)>>,
     /// A COMMIT is in flight: a CancelRequest now is ignored, as Postgres
     /// ignores it, rather than answered 57014 for a commit that may land.
     committing: std::sync::atomic::AtomicBool,
@@ -159,6 +170,49 @@ impl Drop for Committing<'_> {
 }
 
 impl Session {
+    /// A session of `user` that sent `parameters` at startup (as startup
+    /// makes one; tests build sessions with it).
+    #[cfg(test)]
+    pub(crate) fn for_login<'a>(
+        user: &str,
+        parameters: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Session {
+        let session = Session::default();
+        session.start(Settings::for_login(user, parameters));
+        session
+    }
+
+    /// Installs the settings a login starts with and returns the reported
+    /// ones, which the startup ParameterStatus messages carry.
+    pub(crate) fn start(&self, settings: Settings) -> Vec<(&'static str, String)> {
+        let reported = settings.reported();
+        *self.settings() = settings;
+        *lock(&self.reported) = reported.clone();
+        reported
+    }
+
+    /// The session's settings. A panic while they were locked cannot leave
+    /// them half-changed (every change is one map operation), so a
+    /// poisoned lock is still read.
+    pub(crate) fn settings(&self) -> std::sync::MutexGuard<'_, Settings> {
+        lock(&self.settings)
+    }
+
+    /// The reported settings whose value changed since the client was last
+    /// told, now marked told: Postgres sends these as ParameterStatus
+    /// before the next ReadyForQuery.
+    pub(crate) fn take_changed_reports(&self) -> Vec<(&'static str, String)> {
+        let current = self.settings().reported();
+        let mut told = lock(&self.reported);
+        let changed = current
+            .iter()
+            .filter(|entry| !told.contains(entry))
+            .cloned()
+            .collect();
+        *told = current;
+        changed
+    }
+
     pub(crate) fn committing(&self) -> bool {
         self.committing.load(std::sync::atomic::Ordering::SeqCst)
     }
@@ -178,6 +232,12 @@ impl Session {
     pub(crate) async fn fail(&self) {
         self.state.lock().await.fail();
     }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A transaction-control statement.
@@ -206,9 +266,7 @@ impl Control {
                 });
                 if serializable {
                     // Weaker than asked must not pass silently.
-                    return Some(Err(GatewayError::unsupported(
-                        "SERIALIZABLE isolation (Arbor provides snapshot isolation, which Postgres calls REPEATABLE READ)",
-                    )));
+                    return Some(Err(crate::settings::serializable_refused()));
                 }
                 Control::Begin
             }
