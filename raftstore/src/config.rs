@@ -48,6 +48,12 @@ pub const STORE_MESSAGE_BYTES_MAX: usize = 8 << 20;
 /// How long a store waits on raft for one client request before answering
 /// `ServerBusy`.
 pub const REQUEST_TIMEOUT_MS: u64 = 5_000;
+/// On shutdown, requests already in flight get this long to finish before
+/// they are dropped: a `TransferLeader` or `ChangePeers` may wait seconds for
+/// replicas that are going away too, and a stopping store must not wait for
+/// them (dropping one is safe: raft state is durable and the coordinator
+/// retries the step).
+pub const SHUTDOWN_GRACE_MS: u64 = 1_000;
 /// Most regions one store hosts.
 pub const REGIONS_PER_STORE_MAX: usize = 100_000;
 /// Most peers a region split may name for the new region.

@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use arbor_metrics::{Health, MetricsServer};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
+use crate::config::SHUTDOWN_GRACE_MS;
 use crate::error::RaftstoreError;
 use crate::store::StoreNode;
 use crate::{heartbeat, hibernate, liveness, service};
@@ -121,11 +122,30 @@ pub async fn serve_node(
     metrics.observe(&node)?;
     health.set_serving();
     let stopping = health.clone();
+    let (signalled, on_signal) = oneshot::channel::<()>();
     let shutdown = async move {
         shutdown.await;
         stopping.set_stopping();
+        // Fails only when the server is gone already.
+        let _ = signalled.send(());
     };
-    let served = service::serve_with_metrics(node.clone(), listener, shutdown, metrics).await;
+    let serve = service::serve_with_metrics(node.clone(), listener, shutdown, metrics);
+    tokio::pin!(serve);
+    // gRPC's graceful shutdown waits for every request in flight; give them
+    // SHUTDOWN_GRACE_MS, then drop the rest.
+    let served = tokio::select! {
+        served = &mut serve => served,
+        Ok(()) = on_signal => {
+            let grace = std::time::Duration::from_millis(SHUTDOWN_GRACE_MS);
+            match tokio::time::timeout(grace, &mut serve).await {
+                Ok(served) => served,
+                Err(_) => {
+                    tracing::warn!(store_id, grace_ms = SHUTDOWN_GRACE_MS, "requests still in flight at shutdown are dropped");
+                    Ok(())
+                }
+            }
+        }
+    };
     // send fails only when the heartbeat task is gone already.
     let _ = stop_sender.send(true);
     for (task, what) in [
