@@ -548,6 +548,18 @@ pub async fn rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<
         .collect()
 }
 
+/// The SQLSTATE `sql` fails with; panics if it succeeds or fails without one.
+pub async fn sqlstate_of(client: &tokio_postgres::Client, sql: &str) -> String {
+    let error = client
+        .simple_query(sql)
+        .await
+        .expect_err(&format!("{sql} should fail"));
+    error
+        .code()
+        .map(|code| code.code().to_string())
+        .unwrap_or_else(|| panic!("{sql}: error without SQLSTATE: {error}"))
+}
+
 /// How long [`http_status`] waits for an answer.
 pub const HTTP_PROBE_TIMEOUT_MS: u64 = 1_000;
 

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use arbor_tests::{rows, Cluster};
+use arbor_tests::{rows, sqlstate_of, Cluster};
 use tokio_postgres::Client;
 
 /// How long a committed split gets to show in the answering coordinator's
@@ -17,17 +17,6 @@ const SPLIT_ID: i64 = 50;
 
 fn cell(value: &str) -> Option<String> {
     Some(value.to_string())
-}
-
-async fn sqlstate_of(client: &Client, sql: &str) -> String {
-    let error = client
-        .simple_query(sql)
-        .await
-        .expect_err(&format!("{sql} should fail"));
-    error
-        .code()
-        .map(|code| code.code().to_string())
-        .unwrap_or_else(|| panic!("{sql}: error without SQLSTATE: {error}"))
 }
 
 /// `SHOW REGIONS FROM TABLE t` once some region starts at `start_key`.

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use arbor_tests::{rows, Cluster};
+use arbor_tests::{rows, sqlstate_of, Cluster};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 /// The row count of the command tag (`SELECT 2` -> 2).
@@ -48,17 +48,6 @@ fn psql_tag(cluster: &Cluster, sql: &str) -> String {
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     stdout.lines().last().unwrap_or_default().trim().to_string()
-}
-
-async fn sqlstate_of(client: &Client, sql: &str) -> String {
-    let error = client
-        .simple_query(sql)
-        .await
-        .expect_err(&format!("{sql} should fail"));
-    error
-        .code()
-        .map(|c| c.code().to_string())
-        .unwrap_or_else(|| panic!("{sql}: error without SQLSTATE: {error}"))
 }
 
 #[tokio::test]

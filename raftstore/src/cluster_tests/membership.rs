@@ -20,8 +20,8 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::{
-    commit_directly, put, region, start_coordinator, start_in_process, start_roots, Running,
-    SETTLE_DEADLINE_SECS, TEST_DEADLINE_SECS,
+    commit_directly, put, region, snapshot_and_purge, start_coordinator, start_in_process,
+    start_roots, Running, SETTLE_DEADLINE_SECS, TEST_DEADLINE_SECS,
 };
 use crate::client::RegionClient;
 use crate::error::RaftstoreError;
@@ -436,24 +436,7 @@ async fn snapshot_for_a_new_replica(root: &Path) {
     // Snapshot and purge, so the new replica can only catch up by snapshot.
     let raft = leader.peer(1).expect("region on the leader").raft().clone();
     let wait = Some(Duration::from_secs(10));
-    raft.trigger().snapshot().await.expect("trigger snapshot");
-    let metrics = raft
-        .wait(wait)
-        .metrics(
-            |m| m.snapshot.is_some() && m.snapshot == m.last_applied,
-            "snapshot built",
-        )
-        .await
-        .expect("snapshot built");
-    let snapshot = metrics.snapshot.expect("waited for a snapshot");
-    raft.trigger()
-        .purge_log(snapshot.index)
-        .await
-        .expect("purge");
-    raft.wait(wait)
-        .purged(Some(snapshot), "log purged")
-        .await
-        .expect("log purged");
+    let snapshot = snapshot_and_purge(&raft, wait).await;
 
     let removed_store = (1..=3)
         .rev()

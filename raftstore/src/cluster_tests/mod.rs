@@ -844,24 +844,7 @@ async fn snapshot_catch_up(root: &std::path::Path) {
 
     // Snapshot and purge the log, so store 3 can only catch up by snapshot.
     let raft = leader.peer(1).expect("region on leader").raft().clone();
-    raft.trigger().snapshot().await.expect("trigger snapshot");
-    let metrics = raft
-        .wait(wait)
-        .metrics(
-            |m| m.snapshot.is_some() && m.snapshot == m.last_applied,
-            "snapshot built",
-        )
-        .await
-        .expect("snapshot built");
-    let snapshot = metrics.snapshot.expect("waited for a snapshot");
-    raft.trigger()
-        .purge_log(snapshot.index)
-        .await
-        .expect("purge");
-    raft.wait(wait)
-        .purged(Some(snapshot), "log purged")
-        .await
-        .expect("log purged");
+    let snapshot = snapshot_and_purge(&raft, wait).await;
 
     let dir = root.join("store-3");
     let third = start_in_process(3, third_listener, &dir, &stores, &descriptor).await;
@@ -942,4 +925,32 @@ async fn commit_directly(leader: &StoreNode, context: RegionContext, key: &str, 
         commit.region_error.is_none() && commit.error.is_none(),
         "{commit:?}"
     );
+}
+
+/// Builds a snapshot of `raft`'s region and purges the log up to it, so a
+/// replica that joins or lags from now on can only catch up by snapshot.
+/// Answers the snapshot's last log id.
+async fn snapshot_and_purge(
+    raft: &crate::types::RegionRaft,
+    wait: Option<Duration>,
+) -> openraft::LogId<u64> {
+    raft.trigger().snapshot().await.expect("trigger snapshot");
+    let metrics = raft
+        .wait(wait)
+        .metrics(
+            |m| m.snapshot.is_some() && m.snapshot == m.last_applied,
+            "snapshot built",
+        )
+        .await
+        .expect("snapshot built");
+    let snapshot = metrics.snapshot.expect("waited for a snapshot");
+    raft.trigger()
+        .purge_log(snapshot.index)
+        .await
+        .expect("purge");
+    raft.wait(wait)
+        .purged(Some(snapshot), "log purged")
+        .await
+        .expect("log purged");
+    snapshot
 }
