@@ -223,12 +223,21 @@ pub struct ClusterOptions {
     pub stores: Option<usize>,
     /// Extra flags for every coordinator, e.g. `--store-dead-after-ms`.
     pub coordinator_args: Vec<String>,
+    /// How many coordinators (`coordinator-1` .. `coordinator-N`, every one
+    /// campaigning for the lease); [`DEFAULT_COORDINATORS`] when unset, and
+    /// at least one.
+    pub coordinators: Option<usize>,
 }
 
 /// Stores of a cluster whose options do not say.
 pub const DEFAULT_STORES: usize = 3;
+/// Coordinators of a cluster whose options do not say: a holder and one
+/// standby, as `arbor dev` runs.
+pub const DEFAULT_COORDINATORS: usize = 2;
 
-/// A whole cluster: 3 root peers, 2 coordinators, 3 stores, 1 gateway.
+/// A whole cluster: 3 root peers, [`DEFAULT_COORDINATORS`] coordinators and
+/// [`DEFAULT_STORES`] stores unless [`ClusterOptions`] say otherwise, and 1
+/// gateway.
 pub struct Cluster {
     pub data_dir: PathBuf,
     pub pg_port: u16,
@@ -246,14 +255,26 @@ impl Cluster {
     pub fn start_with(data_dir: &Path, options: ClusterOptions) -> Cluster {
         let store_count = options.stores.unwrap_or(DEFAULT_STORES);
         assert!(store_count >= 3, "the first region needs three stores");
-        // 3 root peers, 2 coordinators, the stores, Postgres, HTTP, then one
+        let coordinator_count = options.coordinators.unwrap_or(DEFAULT_COORDINATORS);
+        assert!(
+            coordinator_count >= 1,
+            "a cluster needs a coordinator to hold the lease"
+        );
+        // 3 root peers, the coordinators, the stores, Postgres, HTTP, then one
         // metrics listener for each root peer, coordinator and store.
-        let servers = 3 + 2 + store_count;
+        let coordinators_end = 3 + coordinator_count;
+        let servers = coordinators_end + store_count;
         let ports = free_ports(servers + 2 + servers);
         let address = |port: u16| format!("127.0.0.1:{port}");
         let root: Vec<String> = ports[0..3].iter().map(|p| address(*p)).collect();
-        let coordinators: Vec<String> = ports[3..5].iter().map(|p| address(*p)).collect();
-        let stores: Vec<String> = ports[5..servers].iter().map(|p| address(*p)).collect();
+        let coordinators: Vec<String> = ports[3..coordinators_end]
+            .iter()
+            .map(|p| address(*p))
+            .collect();
+        let stores: Vec<String> = ports[coordinators_end..servers]
+            .iter()
+            .map(|p| address(*p))
+            .collect();
         let pg_port = ports[servers];
         let http_port = ports[servers + 1];
         let peers: Vec<String> = root
