@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Turns one benchmark result (bench/results/<date>.json, written by
-arbor-bench) into <date>.md (a Markdown table per benchmark, with the Arbor
-value, the anchor value and their ratio) and <date>-*.png charts, and, with
+"""Turns one benchmark result (bench/results/<name>.json, written by
+arbor-bench; <name> is the date for a full run, <date>-<groups>[-quick]
+otherwise) into <name>.md (a Markdown table per benchmark, with the Arbor
+value, the anchor value and their ratio) and <name>-*.png charts, and, with
 --readme, replaces the README's Performance section between its markers.
 
 Usage: plot.py RESULT.json [--readme README.md]
@@ -17,6 +18,7 @@ import sys
 
 README_START = "<!-- bench:start -->"
 README_END = "<!-- bench:end -->"
+SCHEMAS = ("arbor-bench/1", "arbor-bench/2")
 
 
 def fmt(value, digits=1):
@@ -116,9 +118,75 @@ def comparison_tables(report):
     return lines
 
 
+def failover_how(row):
+    """Version 1 files have no `stop`: every failover was a kill -9."""
+    return row.get("stop") or "kill -9"
+
+
+def aim_cell(row):
+    aim = row.get("aim_median_ms")
+    median = (row.get("spread_ms") or {}).get("median")
+    if aim is None:
+        return "-"
+    if median is None:
+        return f"median <= {fmt(aim, 0)}: no gap measured"
+    verdict = "met" if median <= aim else "NOT met"
+    return f"median <= {fmt(aim, 0)}: {verdict}"
+
+
+def sql_reference(report, group, clients):
+    """Arbor's outcome of the SQL benchmark `group` at `clients`, if run."""
+    for row in report.get("comparisons", []):
+        if row["group"] == group and row["clients"] == clients and row["arbor"].get("ops"):
+            return row["arbor"]
+    return None
+
+
+def region_client_lines(report):
+    points = report.get("region_client", [])
+    if not points:
+        return []
+    lines = ["### Region client, no SQL (reads and writes straight to the region leaders)", ""]
+    lines.append(
+        "The same cluster through `RegionClient` directly, next to the SQL benchmark that does the same "
+        "work through the gateway in this run (point read vs `point select`, single-key write vs `upsert`; "
+        "`-` when the sql group did not run). SQL share: the SQL rate as a fraction of the region-client "
+        "rate at the same clients (1.00 = the gateway adds nothing)."
+    )
+    lines.append("")
+    lines.append(
+        "| operation | clients | requests/s | keys/s | p50 / p99 ms | failed "
+        "| SQL counterpart | SQL tx/s | SQL p50 / p99 ms | SQL share |"
+    )
+    lines.append("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|")
+    notes = []
+    for p in points:
+        o = p["outcome"]
+        group = p.get("sql_counterpart")
+        sql = sql_reference(report, group, p["clients"]) if group else None
+        share = sql["throughput"] / o["throughput"] if sql and o["throughput"] > 0 else None
+        lines.append(
+            f"| {p['operation']} | {p['clients']} | {fmt(o['throughput'])} | {fmt(p['keys_per_second'])} "
+            f"| {latency(o)} | {failures(o)} | {group or '-'} | {fmt(sql['throughput']) if sql else '-'} "
+            f"| {latency(sql)} | {ratio(share)} |"
+        )
+        error = errors_of(o)
+        if error:
+            notes.append(f"{p['operation']}, {p['clients']} clients: first error `{error}`")
+    lines.append("")
+    for note in notes:
+        lines.append(f"- {note}")
+    if notes:
+        lines.append("")
+    return lines
+
+
 def report_markdown(report, chart_names):
     date = report["date"]
-    lines = [f"# Arbor benchmarks, {date}{' (quick run)' if report.get('quick') else ''}", ""]
+    groups = report.get("groups") or []
+    every = ["root", "tso", "sql", "clients", "region", "failover", "regions"]
+    partial = f" (groups: {', '.join(groups)})" if groups and set(every) - set(groups) else ""
+    lines = [f"# Arbor benchmarks, {date}{partial}{' (quick run)' if report.get('quick') else ''}", ""]
     lines.append(f"Machine: {machine_line(report)}.")
     lines.append(
         f"Run took {fmt(report.get('wall_seconds', 0) / 60, 1)} minutes"
@@ -145,6 +213,7 @@ def report_markdown(report, chart_names):
                 f"| {m['name']} | {fmt(m['throughput'])} | {fmt(m['units_per_second'])} | {latency(o)} | {o.get('errors', 0)} |"
             )
         lines.append("")
+    lines.extend(region_client_lines(report))
     scaling = report.get("client_scaling", [])
     if scaling:
         lines.append("### Scaling with clients: point select")
@@ -184,14 +253,15 @@ def report_markdown(report, chart_names):
         lines.append("")
     failover = report.get("failover", [])
     if failover:
-        lines.append("### Failover gaps (kill -9)")
+        lines.append("### Failover gaps")
         lines.append("")
-        lines.append("| killed | client | repetitions | min ms | median ms | max ms |")
-        lines.append("|---|---|---:|---:|---:|---:|")
+        lines.append("| process | how | client | repetitions | gaps measured | min ms | median ms | max ms | aim |")
+        lines.append("|---|---|---|---:|---:|---:|---:|---:|---|")
         for f in failover:
             s = f["spread_ms"]
             lines.append(
-                f"| {f['kind']} | {f['client']} | {len(f['details'])} | {fmt(s.get('min'), 0)} | {fmt(s.get('median'), 0)} | {fmt(s.get('max'), 0)} |"
+                f"| {f['kind']} | {failover_how(f)} | {f['client']} | {len(f['details'])} | {s.get('count', 0)} "
+                f"| {fmt(s.get('min'), 0)} | {fmt(s.get('median'), 0)} | {fmt(s.get('max'), 0)} | {aim_cell(f)} |"
             )
         lines.append("")
         for f in failover:
@@ -214,7 +284,7 @@ def report_markdown(report, chart_names):
     return "\n".join(lines)
 
 
-def readme_section(report, chart_names, results_dir_rel):
+def readme_section(report, chart_names, results_dir_rel, stem):
     """The README's Performance section: one table of every comparison,
     TSO and failover in a line each, and the charts."""
     date = report["date"]
@@ -224,7 +294,7 @@ def readme_section(report, chart_names, results_dir_rel):
         f"{fmt(report.get('wall_seconds', 0) / 60, 1)} minutes. Machine: {machine_line(report)}. "
         f"Everything (Arbor's 9 processes, PostgreSQL, etcd, the load generators) shares this one machine, "
         f"so these numbers compare systems under the same constraints, not production capacity. "
-        f"Full tables, setup and notes: [`{results_dir_rel}/{date}.md`]({results_dir_rel}/{date}.md)."
+        f"Full tables, setup and notes: [`{results_dir_rel}/{stem}.md`]({results_dir_rel}/{stem}.md)."
     )
     lines.append("")
     lines.append(
@@ -266,10 +336,17 @@ def readme_section(report, chart_names, results_dir_rel):
         ]
         lines.append(f"Regions (16-client point select; CPU-seconds per second of the 3 stores): {'; '.join(parts)}.")
         lines.append("")
+    for p in report.get("region_client", []):
+        if p["clients"] == 16:
+            lines.append(
+                f"Region client, no SQL, 16 clients, {p['operation']}: {fmt(p['outcome']['throughput'])} requests/s, "
+                f"p50 / p99 {latency(p['outcome'])} ms."
+            )
+            lines.append("")
     for f in report.get("failover", []):
         s = f["spread_ms"]
         lines.append(
-            f"Failover, kill -9 {f['kind']}: gap min {fmt(s.get('min'), 0)} / median {fmt(s.get('median'), 0)} / "
+            f"Failover, {failover_how(f)} {f['kind']}: gap min {fmt(s.get('min'), 0)} / median {fmt(s.get('median'), 0)} / "
             f"max {fmt(s.get('max'), 0)} ms over {len(f['details'])} runs."
         )
         lines.append("")
@@ -280,17 +357,16 @@ def readme_section(report, chart_names, results_dir_rel):
     return "\n".join(lines)
 
 
-def charts(report, out_dir):
+def charts(report, out_dir, stem):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    date = report["date"]
     made = []
 
     def save(fig, suffix, title):
-        name = f"{date}-{suffix}.png"
+        name = f"{stem}-{suffix}.png"
         fig.tight_layout()
         fig.savefig(os.path.join(out_dir, name), dpi=110)
         plt.close(fig)
@@ -363,7 +439,7 @@ def charts(report, out_dir):
             if median is not None:
                 ax.plot([median, median], [i - 0.25, i + 0.25], color="black")
         ax.set_yticks(range(len(failover)))
-        ax.set_yticklabels([f"kill -9 {f['kind']}" for f in failover], fontsize=8)
+        ax.set_yticklabels([f"{failover_how(f)} {f['kind']}" for f in failover], fontsize=8)
         ax.set_xlabel("ms until served again (dots: runs, bar: median)")
         ax.set_xlim(left=0)
         ax.set_ylim(-0.6, len(failover) - 0.4)
@@ -393,18 +469,21 @@ def main():
     args = parser.parse_args()
     with open(args.result, encoding="utf-8") as f:
         report = json.load(f)
-    if report.get("schema") != "arbor-bench/1":
-        sys.exit(f"plot.py: {args.result} has schema {report.get('schema')!r}, expected 'arbor-bench/1'")
+    if report.get("schema") not in SCHEMAS:
+        sys.exit(f"plot.py: {args.result} has schema {report.get('schema')!r}, expected one of {SCHEMAS}")
     out_dir = os.path.dirname(os.path.abspath(args.result))
-    chart_names = charts(report, out_dir)
-    md_path = os.path.join(out_dir, f"{report['date']}.md")
+    # The Markdown and the charts take the JSON's name, so a partial or quick
+    # run never overwrites a full run's files of the same day.
+    stem = os.path.splitext(os.path.basename(args.result))[0]
+    chart_names = charts(report, out_dir, stem)
+    md_path = os.path.join(out_dir, f"{stem}.md")
     with open(md_path, "w", encoding="utf-8") as f:
         f.write(report_markdown(report, chart_names))
     print(f"plot.py: wrote {md_path} and {len(chart_names)} charts")
     if args.readme:
         readme_dir = os.path.dirname(os.path.abspath(args.readme))
         rel = os.path.relpath(out_dir, readme_dir)
-        if update_readme(args.readme, readme_section(report, chart_names, rel)):
+        if update_readme(args.readme, readme_section(report, chart_names, rel, stem)):
             print(f"plot.py: updated the Performance section of {args.readme}")
 
 

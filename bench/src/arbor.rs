@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use arbor_proto::coordinator_client::CoordinatorClient;
 use arbor_proto::root_client::RootClient;
 use arbor_proto::{
-    ClusterViewRequest, ClusterViewResponse, CoordinatorStatusRequest, RootStatusRequest,
+    ClusterViewRequest, ClusterViewResponse, CoordinatorStatus, CoordinatorStatusRequest,
+    RootStatusRequest,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -289,6 +290,19 @@ impl Arbor {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Err(BenchError::cluster("coordinator lease", last_error))
+    }
+
+    /// The `Status` answer of the coordinator at `index`.
+    pub async fn coordinator_status(
+        &self,
+        index: usize,
+    ) -> std::result::Result<CoordinatorStatus, String> {
+        let address = self
+            .coordinators
+            .get(index)
+            .ok_or_else(|| format!("no coordinator {index}"))?;
+        let channel = channel(address).map_err(|e| e.to_string())?;
+        timed(CoordinatorClient::new(channel).status(CoordinatorStatusRequest {})).await
     }
 
     /// Whether the coordinator at `index` answers `Status` at all.

@@ -8,7 +8,10 @@
 //!
 //! Never knows: any Arbor crate's internals. It drives Arbor like a user or
 //! an operator: the `arbor` binary's command line, the public gRPC APIs
-//! (`Root`, `Coordinator`) and PostgreSQL's protocol (pgbench, tokio-postgres).
+//! (`Root`, `Coordinator`), PostgreSQL's protocol (pgbench, tokio-postgres)
+//! and, for the benchmark without SQL ([`region`]), the public region
+//! client of `arbor-raftstore`, the library the gateway reads and writes
+//! through.
 //!
 //! Invariants: every process it starts is stopped when it ends, on error and
 //! on Ctrl-C/SIGTERM, by the pid it started ([`procs`]); every measurement
@@ -18,11 +21,13 @@
 mod anchors;
 mod arbor;
 mod error;
+mod failover;
 mod load;
 mod machine;
 mod pgbench;
 mod plan;
 mod procs;
+mod region;
 mod report;
 mod sql;
 mod stats;
@@ -47,10 +52,14 @@ use crate::arbor::{channel, Arbor, RootGroup};
 use crate::error::{BenchError, Result};
 use crate::load::{closed_loop, Request};
 use crate::pgbench::{Length, Runner, Script, Target};
-use crate::plan::{format_duration, plan, progress_line, Config, Step, System, Workload};
+use crate::plan::{
+    format_duration, plan, progress_line, Config, HolderStop, RegionOp, Step, System, Workload,
+    REGION_BATCH_KEYS, REGION_PRELOAD_KEYS,
+};
 use crate::procs::Supervisor;
 use crate::report::{
-    Comparison, Failover, Measurement, Outcome, RegionPoint, Report, ScalingPoint, Setting,
+    Comparison, Failover, Measurement, Outcome, RegionClientPoint, RegionPoint, Report,
+    ScalingPoint, Setting,
 };
 
 /// Deadline of one benchmark request (a proposal, a put, a TSO call).
@@ -66,6 +75,8 @@ pub const BENCH_LEASE_TTL_MS: u64 = 60_000;
 pub const ETCD_KEYS_PER_CLIENT: u64 = 1_000;
 /// Bytes of each etcd value (a lease renewal encodes to about as many).
 pub const ETCD_VALUE_BYTES: usize = 32;
+/// The file in the run directory that names the result JSON written.
+pub const RESULT_PATH_FILE: &str = "result-path";
 /// Clients of the point-select load at each region count.
 pub const REGION_LOAD_CLIENTS: usize = 16;
 
@@ -107,7 +118,7 @@ struct Args {
     /// pgbench scale (100 000 accounts each).
     #[arg(long, default_value_t = 1)]
     scale: u64,
-    /// Run only these groups (root, tso, sql, clients, failover, regions).
+    /// Run only these groups (root, tso, sql, clients, region, failover, regions).
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
 }
@@ -123,6 +134,8 @@ struct Run {
     runner: Runner,
     scripts: HashMap<&'static str, Script>,
     bench_lease_granted: bool,
+    /// The region client of the `region` group, made by its preload step.
+    region_client: Option<arbor_raftstore::RegionClient>,
     report: Report,
 }
 
@@ -402,7 +415,8 @@ impl Run {
                         request
                     })
                     .collect();
-                let result = closed_loop(requests, Duration::from_secs(seconds)).await;
+                let result =
+                    closed_loop(requests, Duration::from_secs(self.config.scaling_seconds)).await;
                 let outcome = result.outcome();
                 let line = format!(
                     "{:.0} timestamps/s; {}",
@@ -475,7 +489,14 @@ impl Run {
                 }
                 Ok(Some(line))
             }
-            Step::CoordinatorFailover { .. } => self.coordinator_failover().await.map(Some),
+            Step::RegionPreload => self.region_preload().await.map(Some),
+            Step::RegionClient { op, clients } => self
+                .region_client_load(*op, *clients, self.config.scaling_seconds)
+                .await
+                .map(Some),
+            Step::CoordinatorFailover { stop, .. } => {
+                self.coordinator_failover(*stop).await.map(Some)
+            }
             Step::StoreFailover { repetition } => self.store_failover(*repetition).await.map(Some),
             Step::Regions { target } => self.regions(*target).await.map(Some),
         }
@@ -726,13 +747,21 @@ impl Run {
         Ok(pgbench::outcome(&summary, &histogram, seconds as f64))
     }
 
-    fn failover_entry(&mut self, kind: &str, client: &str) -> &mut Failover {
+    fn failover_entry(
+        &mut self,
+        kind: &str,
+        stop: &str,
+        aim_median_ms: Option<f64>,
+        client: &str,
+    ) -> &mut Failover {
         let rows = &mut self.report.failover;
-        let index = match rows.iter().position(|f| f.kind == kind) {
+        let index = match rows.iter().position(|f| f.kind == kind && f.stop == stop) {
             Some(index) => index,
             None => {
                 rows.push(Failover {
                     kind: kind.into(),
+                    stop: stop.into(),
+                    aim_median_ms,
                     client: client.into(),
                     gaps_ms: Vec::new(),
                     spread_ms: stats::spread(&[]),
@@ -744,8 +773,16 @@ impl Run {
         &mut rows[index]
     }
 
-    fn record_gap(&mut self, kind: &str, client: &str, gap_ms: Option<f64>, detail: String) {
-        let entry = self.failover_entry(kind, client);
+    fn record_gap(
+        &mut self,
+        kind: &str,
+        stop: &str,
+        aim_median_ms: Option<f64>,
+        client: &str,
+        gap_ms: Option<f64>,
+        detail: String,
+    ) {
+        let entry = self.failover_entry(kind, stop, aim_median_ms, client);
         if let Some(gap) = gap_ms {
             entry.gaps_ms.push(gap);
         }
@@ -753,105 +790,86 @@ impl Run {
         entry.spread_ms = stats::spread(&entry.gaps_ms);
     }
 
-    async fn coordinator_failover(&mut self) -> Result<String> {
-        let arbor = self.arbor()?;
-        let holder = arbor
-            .holder(Duration::from_millis(FAILOVER_WAIT_MAX_MS))
-            .await?;
-        let name = Arbor::coordinator_name(holder);
-        let clients: Vec<_> = arbor
-            .coordinators
-            .iter()
-            .map(|a| channel(a).map(CoordinatorClient::new))
-            .collect::<Result<_>>()?;
-        // (sent, answered, first timestamp) of every successful call.
-        let answers: Arc<Mutex<Vec<(Instant, Instant, u64)>>> = Arc::default();
-        let stop = Arc::new(AtomicBool::new(false));
-        let streamer = {
-            let answers = answers.clone();
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                let mut target = holder;
-                while !stop.load(Ordering::Relaxed) {
-                    let mut client = clients[target].clone();
-                    let sent = Instant::now();
-                    let call = client.get_timestamps(GetTimestampsRequest { count: 1 });
-                    match tokio::time::timeout(Duration::from_millis(250), call).await {
-                        Ok(Ok(answer)) => {
-                            let first = answer.get_ref().first;
-                            answers.lock().unwrap_or_else(|p| p.into_inner()).push((
-                                sent,
-                                Instant::now(),
-                                first,
-                            ));
-                        }
-                        // A dead or standby coordinator: ask the other one.
-                        _ => {
-                            target = (target + 1) % clients.len();
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                        }
-                    }
-                }
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let killed_at = self
-            .supervisor
-            .kill9(&name)
-            .ok_or_else(|| BenchError::cluster("failover", format!("{name} is not running")))?;
-        let deadline = killed_at + Duration::from_millis(FAILOVER_WAIT_MAX_MS);
-        let mut resumed = None;
-        while Instant::now() < deadline && resumed.is_none() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            let answers = answers.lock().unwrap_or_else(|p| p.into_inner());
-            resumed = answers
-                .iter()
-                .find(|(sent, _, _)| *sent >= killed_at)
-                .copied();
-        }
-        stop.store(true, Ordering::Relaxed);
-        let _ = streamer.await;
-        let before = answers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|(sent, _, _)| *sent < killed_at)
-            .map(|(_, _, ts)| *ts)
-            .max();
-        let gap = resumed
-            .map(|(_, answered, _)| answered.duration_since(killed_at).as_secs_f64() * 1000.0);
-        let monotonic = match (before, resumed) {
-            (Some(before), Some((_, _, after))) => after > before,
-            _ => false,
-        };
-        let detail = format!(
-            "killed {name}; {}; timestamps after the failover {} those before",
-            gap.map_or(
-                "TSO did not come back within the wait".to_string(),
-                |g| format!("TSO served again after {g:.0} ms")
-            ),
-            if monotonic {
-                "all above"
-            } else {
-                "NOT all above"
-            }
-        );
-        self.supervisor.restart(&name)?;
-        let arbor = self.arbor()?;
-        let back = Instant::now() + Duration::from_millis(FAILOVER_WAIT_MAX_MS);
-        while !arbor.coordinator_answers(holder).await && Instant::now() < back {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        arbor
-            .holder(Duration::from_millis(FAILOVER_WAIT_MAX_MS))
-            .await?;
+    async fn coordinator_failover(&mut self, stop: HolderStop) -> Result<String> {
+        let (gap, detail) =
+            failover::coordinator_failover(self.arbor()?, &self.supervisor, stop).await?;
         self.record_gap(
             "coordinator lease holder",
-            "a client calling GetTimestamps(count=1) in a loop, switching coordinators on an error",
+            stop.label(),
+            Some(stop.aim_median_ms()),
+            &format!(
+                "every coordinator polled with GetTimestamps(count=1) every {} ms; the gap ends at the first answer from another coordinator under a newer lease generation",
+                failover::POLL_PAUSE_MS
+            ),
             gap,
             detail.clone(),
         );
         Ok(detail)
+    }
+
+    async fn region_preload(&mut self) -> Result<String> {
+        let client = arbor_raftstore::RegionClient::new(self.arbor()?.coordinators.clone());
+        let started = Instant::now();
+        region::preload(&client).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        self.region_client = Some(client);
+        self.setting(
+            "Arbor region client",
+            format!(
+                "the benchmark links `arbor_raftstore::RegionClient` (the client the gateway reads and writes through) and calls it directly, no SQL: one client shared by every load task as a gateway shares it between sessions, built from the coordinator addresses; a point read is `get` (a timestamp from the batching TSO client, then a read at the region leader), a write is `write` of {} B values (one region: a one-phase commit, one raft entry), each task writing only its own keys; {REGION_PRELOAD_KEYS} keys preloaded for the reads under `{}`",
+                region::VALUE_BYTES,
+                region::KEY_PREFIX
+            ),
+        );
+        Ok(format!(
+            "{REGION_PRELOAD_KEYS} keys in batches of {REGION_BATCH_KEYS} in {seconds:.1} s"
+        ))
+    }
+
+    async fn region_client_load(
+        &mut self,
+        op: RegionOp,
+        clients: usize,
+        seconds: u64,
+    ) -> Result<String> {
+        let client = self
+            .region_client
+            .as_ref()
+            .ok_or_else(|| unavailable("region client"))?;
+        let result = closed_loop(
+            region::requests(op, clients, client),
+            Duration::from_secs(seconds),
+        )
+        .await;
+        let outcome = result.outcome();
+        let keys_per_request = match op {
+            RegionOp::BatchWrite => REGION_BATCH_KEYS,
+            RegionOp::PointRead | RegionOp::SingleWrite => 1,
+        };
+        let sql_counterpart = op.sql_counterpart().map(|w| w.label().to_string());
+        let sql = sql_counterpart.as_ref().and_then(|group| {
+            self.report
+                .comparisons
+                .iter()
+                .find(|c| &c.group == group && c.clients == clients)
+                .filter(|c| c.arbor.ops > 0)
+                .map(|c| format!("; SQL {group} here: {:.0} tx/s", c.arbor.throughput))
+        });
+        let line = format!(
+            "{:.0} keys/s; {}{}",
+            result.units_per_second(),
+            describe_outcome(&outcome, "requests/s"),
+            sql.unwrap_or_default()
+        );
+        self.report.region_client.push(RegionClientPoint {
+            operation: op.label(),
+            clients,
+            keys_per_request,
+            keys_per_second: result.units_per_second(),
+            outcome,
+            sql_counterpart,
+        });
+        Ok(line)
     }
 
     async fn store_failover(&mut self, repetition: usize) -> Result<String> {
@@ -956,7 +974,7 @@ impl Run {
         self.arbor()?
             .wait_healthy(Duration::from_millis(2 * FAILOVER_WAIT_MAX_MS))
             .await?;
-        self.record_gap("region leader store", "one connection running INSERTs through the gateway in a loop (reconnecting after an error or 1 s without an answer)", gap, detail.clone());
+        self.record_gap("region leader store", HolderStop::Kill.label(), None, "one connection running INSERTs through the gateway in a loop (reconnecting after an error or 1 s without an answer)", gap, detail.clone());
         Ok(detail)
     }
 
@@ -1168,6 +1186,7 @@ async fn async_main(args: Args) -> ExitCode {
         machine::utc_date(now)
     });
     let config = Config::new(args.quick, args.only.clone());
+    let stem = report::result_stem(&date, args.quick, args.only.as_deref());
     let pgbench_dir = args.run_dir.join("pgbench");
     if let Err(e) = std::fs::create_dir_all(&pgbench_dir) {
         eprintln!("arbor-bench: {}: {e}", pgbench_dir.display());
@@ -1178,6 +1197,7 @@ async fn async_main(args: Args) -> ExitCode {
             schema: report::SCHEMA,
             date: date.clone(),
             quick: args.quick,
+            groups: config.groups.clone(),
             machine: machine::describe(
                 &args.git_commit,
                 &args
@@ -1204,6 +1224,7 @@ async fn async_main(args: Args) -> ExitCode {
         postgres: None,
         scripts: HashMap::new(),
         bench_lease_granted: false,
+        region_client: None,
     };
     let load = run.report.machine.load_before.unwrap_or(0.0);
     say(&format!(
@@ -1248,10 +1269,14 @@ async fn async_main(args: Args) -> ExitCode {
             "the machine was otherwise idle"
         }
     ));
-    let path = run.args.out.join(format!("{date}.json"));
+    let path = run.args.out.join(format!("{stem}.json"));
+    // bench/run plots the file named here (its name depends on --only and
+    // --quick), never an older result that happens to exist.
+    let named = run.args.run_dir.join(RESULT_PATH_FILE);
     let written = std::fs::create_dir_all(&run.args.out)
         .and_then(|_| serde_json::to_vec_pretty(&run.report).map_err(std::io::Error::other))
-        .and_then(|json| std::fs::write(&path, json));
+        .and_then(|json| std::fs::write(&path, json))
+        .and_then(|_| std::fs::write(&named, format!("{}\n", path.display())));
     match written {
         Ok(()) => say(&format!(
             "wrote {} ({} in all)",

@@ -5,21 +5,33 @@
 use std::fmt::Write;
 
 /// The benchmark groups, selectable with `--only`.
-pub const GROUPS: &[&str] = &["root", "tso", "sql", "clients", "failover", "regions"];
+pub const GROUPS: &[&str] = &[
+    "root", "tso", "sql", "clients", "region", "failover", "regions",
+];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub quick: bool,
     /// Seconds per measured point of the main benchmarks.
     pub seconds: u64,
-    /// Seconds per point of the client-scaling curve.
+    /// Seconds per point of the curves over many client counts (client
+    /// scaling, TSO, region client): their points are many and fast, so
+    /// shorter points keep the full run in its budget.
     pub scaling_seconds: u64,
     pub kv_clients: Vec<usize>,
+    /// Concurrent clients of the TSO benchmark.
+    pub tso_clients: Vec<usize>,
+    /// Concurrent clients of each region-client (no SQL) benchmark.
+    pub region_clients: Vec<usize>,
     pub sql_clients: Vec<usize>,
     pub scaling_clients: Vec<usize>,
     /// TSO batch sizes (timestamps per request).
     pub tso_batches: Vec<u32>,
-    pub failover_repetitions: usize,
+    /// Times the coordinator lease holder is killed (kill -9), and again
+    /// stopped gracefully (SIGTERM: it seals its lease), each.
+    pub coordinator_failover_repetitions: usize,
+    /// Times a region leader's store is killed.
+    pub store_failover_repetitions: usize,
     /// Region counts the region-scaling curve aims at.
     pub region_targets: Vec<usize>,
     /// Most seconds to wait for splits to reach one region target.
@@ -36,10 +48,13 @@ impl Config {
                 seconds: 2,
                 scaling_seconds: 1,
                 kv_clients: vec![1, 16],
+                tso_clients: vec![1, 16],
+                region_clients: vec![16],
                 sql_clients: vec![16],
                 scaling_clients: vec![1, 32],
                 tso_batches: vec![1, 1_000],
-                failover_repetitions: 1,
+                coordinator_failover_repetitions: 1,
+                store_failover_repetitions: 1,
                 region_targets: vec![1, 10],
                 region_settle_max_seconds: 30,
                 groups,
@@ -50,10 +65,13 @@ impl Config {
                 seconds: 8,
                 scaling_seconds: 3,
                 kv_clients: vec![1, 16],
+                tso_clients: vec![1, 16, 64],
+                region_clients: vec![1, 16, 64],
                 sql_clients: vec![1, 16, 64],
                 scaling_clients: vec![1, 2, 4, 8, 16, 32, 64, 128],
                 tso_batches: vec![1, 1_000],
-                failover_repetitions: 3,
+                coordinator_failover_repetitions: 10,
+                store_failover_repetitions: 3,
                 region_targets: vec![1, 10, 100, 1_000],
                 region_settle_max_seconds: 240,
                 groups,
@@ -107,6 +125,80 @@ impl Workload {
     }
 }
 
+/// Keys the region-client point reads pick from.
+pub const REGION_PRELOAD_KEYS: usize = 10_000;
+const _: () = assert!(REGION_PRELOAD_KEYS % REGION_BATCH_KEYS == 0);
+
+/// Keys of one batch write of the region-client benchmark.
+pub const REGION_BATCH_KEYS: usize = 100;
+
+/// What one region-client (no SQL) benchmark does per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegionOp {
+    /// `RegionClient::get`: a timestamp from the TSO, then a read at it.
+    PointRead,
+    /// `RegionClient::write` of one key: a one-phase commit.
+    SingleWrite,
+    /// `RegionClient::write` of [`REGION_BATCH_KEYS`] keys in one region:
+    /// one one-phase commit.
+    BatchWrite,
+}
+
+impl RegionOp {
+    pub const ALL: [RegionOp; 3] = [
+        RegionOp::PointRead,
+        RegionOp::SingleWrite,
+        RegionOp::BatchWrite,
+    ];
+
+    pub fn label(self) -> String {
+        match self {
+            RegionOp::PointRead => "point read".into(),
+            RegionOp::SingleWrite => "single-key write".into(),
+            RegionOp::BatchWrite => format!("{REGION_BATCH_KEYS}-key batch write"),
+        }
+    }
+
+    /// The SQL benchmark that does the same work through the gateway, so
+    /// the report can put both paths side by side.
+    pub fn sql_counterpart(self) -> Option<Workload> {
+        match self {
+            RegionOp::PointRead => Some(Workload::PointSelect),
+            RegionOp::SingleWrite => Some(Workload::Upsert),
+            RegionOp::BatchWrite => None,
+        }
+    }
+}
+
+/// How the coordinator failover benchmark takes the lease holder away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HolderStop {
+    /// SIGKILL: nobody seals the lease, so the successor waits it out.
+    Kill,
+    /// SIGTERM: the holder seals its lease on the way out, so the standby
+    /// may take over at once.
+    Seal,
+}
+
+impl HolderStop {
+    pub const ALL: [HolderStop; 2] = [HolderStop::Kill, HolderStop::Seal];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            HolderStop::Kill => "kill -9",
+            HolderStop::Seal => "SIGTERM (lease sealed)",
+        }
+    }
+
+    /// The median gap issue 5 aims at.
+    pub fn aim_median_ms(self) -> f64 {
+        match self {
+            HolderStop::Kill => 1_500.0,
+            HolderStop::Seal => 200.0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum System {
     Arbor,
@@ -142,8 +234,15 @@ pub enum Step {
         system: System,
     },
     StopPostgres,
+    /// Writes the keys the region-client point reads read.
+    RegionPreload,
+    RegionClient {
+        op: RegionOp,
+        clients: usize,
+    },
     CoordinatorFailover {
         repetition: usize,
+        stop: HolderStop,
     },
     StoreFailover {
         repetition: usize,
@@ -169,9 +268,10 @@ impl Step {
             Step::RootProposals { clients } => format!("root proposals, {}, {seconds} s", clients_label(*clients)),
             Step::EtcdPuts { clients } => format!("etcd puts, {}, {seconds} s", clients_label(*clients)),
             Step::StopRootAnchors => "stop the root group and etcd".into(),
-            Step::Tso { clients, batch } => {
-                format!("TSO GetTimestamps count={batch}, {}, {seconds} s", clients_label(*clients))
-            }
+            Step::Tso { clients, batch } => format!(
+                "TSO GetTimestamps count={batch}, {}, {scaling_seconds} s",
+                clients_label(*clients)
+            ),
             Step::Sql { workload, clients, system } => format!(
                 "pgbench {} on {}, {}, {seconds} s",
                 workload.label(),
@@ -184,9 +284,19 @@ impl Step {
                 clients_label(*clients)
             ),
             Step::StopPostgres => "stop PostgreSQL".into(),
-            Step::CoordinatorFailover { repetition } => {
-                format!("failover {}: kill -9 the coordinator lease holder under a TSO stream", repetition + 1)
-            }
+            Step::RegionPreload => format!(
+                "region client: write {REGION_PRELOAD_KEYS} keys for the point reads (no SQL)"
+            ),
+            Step::RegionClient { op, clients } => format!(
+                "region client (no SQL): {}, {}, {scaling_seconds} s",
+                op.label(),
+                clients_label(*clients)
+            ),
+            Step::CoordinatorFailover { repetition, stop } => format!(
+                "failover {}: {} the coordinator lease holder under TSO polling",
+                repetition + 1,
+                stop.label()
+            ),
             Step::StoreFailover { repetition } => {
                 format!("failover {}: kill -9 a region leader's store under an INSERT stream", repetition + 1)
             }
@@ -233,8 +343,11 @@ pub fn plan(config: &Config) -> Vec<(Step, f64)> {
     }
     if config.runs("tso") {
         for &batch in &config.tso_batches {
-            for &clients in &config.kv_clients {
-                steps.push((Step::Tso { clients, batch }, seconds + 0.5));
+            for &clients in &config.tso_clients {
+                steps.push((
+                    Step::Tso { clients, batch },
+                    config.scaling_seconds as f64 + 0.5,
+                ));
             }
         }
     }
@@ -271,11 +384,29 @@ pub fn plan(config: &Config) -> Vec<(Step, f64)> {
     if config.needs_sql() {
         steps.push((Step::StopPostgres, 2.0));
     }
-    if config.runs("failover") {
-        for repetition in 0..config.failover_repetitions {
-            steps.push((Step::CoordinatorFailover { repetition }, 6.0));
+    if config.runs("region") {
+        steps.push((Step::RegionPreload, 3.0));
+        for op in RegionOp::ALL {
+            for &clients in &config.region_clients {
+                steps.push((
+                    Step::RegionClient { op, clients },
+                    config.scaling_seconds as f64 + 0.5,
+                ));
+            }
         }
-        for repetition in 0..config.failover_repetitions {
+    }
+    if config.runs("failover") {
+        // Alternated, so drift in the machine's load touches both kinds alike.
+        for repetition in 0..config.coordinator_failover_repetitions {
+            for stop in HolderStop::ALL {
+                let estimate = match stop {
+                    HolderStop::Kill => 5.0,
+                    HolderStop::Seal => 3.0,
+                };
+                steps.push((Step::CoordinatorFailover { repetition, stop }, estimate));
+            }
+        }
+        for repetition in 0..config.store_failover_repetitions {
             steps.push((Step::StoreFailover { repetition }, 12.0));
         }
     }
@@ -371,6 +502,101 @@ mod tests {
         let config = Config::new(true, Some(vec!["root".into()]));
         assert!(plan(&config).iter().any(|(s, _)| *s == Step::StartEtcd));
         assert!(!plan(&config).iter().any(|(s, _)| *s == Step::StartPostgres));
+    }
+
+    #[test]
+    fn full_plan_measures_tso_at_1_16_and_64_clients_single_and_batched() {
+        let steps = plan(&Config::new(false, None));
+        for batch in [1, 1_000] {
+            for clients in [1, 16, 64] {
+                assert!(
+                    steps
+                        .iter()
+                        .any(|(s, _)| *s == Step::Tso { clients, batch }),
+                    "no TSO step for count={batch}, {clients} clients"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn full_plan_kills_and_seals_the_holder_ten_times_each_and_kills_stores_three_times() {
+        let steps = plan(&Config::new(false, None));
+        for stop in HolderStop::ALL {
+            let count = steps
+                .iter()
+                .filter(
+                    |(s, _)| matches!(s, Step::CoordinatorFailover { stop: k, .. } if *k == stop),
+                )
+                .count();
+            assert_eq!(count, 10, "{}", stop.label());
+        }
+        let stores = steps
+            .iter()
+            .filter(|(s, _)| matches!(s, Step::StoreFailover { .. }))
+            .count();
+        assert_eq!(stores, 3);
+        let quick = plan(&Config::new(true, None));
+        assert_eq!(
+            quick
+                .iter()
+                .filter(|(s, _)| matches!(s, Step::StoreFailover { .. }))
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn region_group_preloads_then_runs_every_operation_at_1_16_and_64_clients_without_sql() {
+        let config = Config::new(false, Some(vec!["region".into()]));
+        assert!(!config.needs_sql());
+        let steps: Vec<Step> = plan(&config).into_iter().map(|(s, _)| s).collect();
+        let preload = steps.iter().position(|s| *s == Step::RegionPreload);
+        let first_op = steps
+            .iter()
+            .position(|s| matches!(s, Step::RegionClient { .. }));
+        assert!(preload.is_some() && preload < first_op, "{steps:?}");
+        for op in RegionOp::ALL {
+            for clients in [1, 16, 64] {
+                assert!(steps.contains(&Step::RegionClient { op, clients }));
+            }
+        }
+        assert!(steps.iter().all(|s| matches!(
+            s,
+            Step::StartArbor | Step::RegionPreload | Step::RegionClient { .. }
+        )));
+    }
+
+    #[test]
+    fn region_runs_before_any_process_is_killed() {
+        let steps: Vec<Step> = plan(&Config::new(false, None))
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        let last_region = steps
+            .iter()
+            .rposition(|s| matches!(s, Step::RegionClient { .. }));
+        let first_kill = steps.iter().position(|s| {
+            matches!(
+                s,
+                Step::CoordinatorFailover { .. } | Step::StoreFailover { .. }
+            )
+        });
+        assert!(last_region < first_kill);
+    }
+
+    #[test]
+    fn region_reads_and_single_writes_name_their_sql_counterpart() {
+        assert_eq!(
+            RegionOp::PointRead.sql_counterpart(),
+            Some(Workload::PointSelect)
+        );
+        assert_eq!(
+            RegionOp::SingleWrite.sql_counterpart(),
+            Some(Workload::Upsert)
+        );
+        assert_eq!(RegionOp::BatchWrite.sql_counterpart(), None);
+        assert_eq!(RegionOp::BatchWrite.label(), "100-key batch write");
     }
 
     #[test]

@@ -54,6 +54,39 @@ struct Proc {
     child: Option<Child>,
 }
 
+/// A child that got its stop signal and is not reaped yet.
+pub struct Stopping {
+    child: Child,
+    pub signalled_at: Instant,
+}
+
+impl Stopping {
+    /// Waits for the exit, SIGKILL after [`STOP_TIMEOUT_MS`] from the
+    /// signal. True if the child exited on the stop signal.
+    pub async fn finish(mut self) -> bool {
+        let deadline = self.signalled_at + Duration::from_millis(STOP_TIMEOUT_MS);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+}
+
+/// Dropped unfinished (an error on the way): no child is left behind.
+impl Drop for Stopping {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 pub struct Supervisor {
     run_dir: PathBuf,
     procs: Mutex<Vec<Proc>>,
@@ -197,25 +230,25 @@ impl Supervisor {
     /// The stop signal, then SIGKILL after [`STOP_TIMEOUT_MS`]. True if the
     /// child exited on the stop signal.
     pub async fn stop(&self, name: &str) -> bool {
-        let taken = self
+        match self.begin_stop(name) {
+            Some(stopping) => stopping.finish().await,
+            None => true,
+        }
+    }
+
+    /// Sends the stop signal and returns at once: the caller measures what
+    /// happens while the child shuts down, then [`Stopping::finish`]es it.
+    pub fn begin_stop(&self, name: &str) -> Option<Stopping> {
+        let (child, stop_signal) = self
             .lock()
             .iter_mut()
             .find(|p| p.spec.name == name)
-            .and_then(|p| p.child.take().map(|c| (c, p.spec.stop_signal)));
-        let Some((mut child, stop_signal)) = taken else {
-            return true;
-        };
+            .and_then(|p| p.child.take().map(|c| (c, p.spec.stop_signal)))?;
         signal(child.id(), stop_signal);
-        let deadline = Instant::now() + Duration::from_millis(STOP_TIMEOUT_MS);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        false
+        Some(Stopping {
+            child,
+            signalled_at: Instant::now(),
+        })
     }
 
     /// Stops every child, the last started first.

@@ -7,7 +7,29 @@ use serde::Serialize;
 
 use crate::stats::{LatencySummary, Spread};
 
-pub const SCHEMA: &str = "arbor-bench/1";
+/// Version 2 added `groups`, `region_client` and, per failover row, `stop`
+/// and `aim_median_ms`; `bench/plot.py` still reads version 1 files.
+pub const SCHEMA: &str = "arbor-bench/2";
+
+/// The file name (without extension) of a run's JSON, Markdown and charts:
+/// the date for a full run, so only a full run has the name the README
+/// links; `<date>-<groups>` for `--only` (groups in plan order) and a
+/// `-quick` suffix for a quick run, so neither overwrites a full report.
+pub fn result_stem(date: &str, quick: bool, only: Option<&[String]>) -> String {
+    let mut stem = date.to_string();
+    if let Some(only) = only {
+        for group in crate::plan::GROUPS {
+            if only.iter().any(|g| g == group) {
+                stem.push('-');
+                stem.push_str(group);
+            }
+        }
+    }
+    if quick {
+        stem.push_str("-quick");
+    }
+    stem
+}
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Report {
@@ -17,6 +39,8 @@ pub struct Report {
     /// taken until then are kept.
     pub complete: bool,
     pub quick: bool,
+    /// The groups this run measured (every group unless `--only`).
+    pub groups: Vec<String>,
     /// Seconds from the driver's start to the report (the build and the
     /// package setup that `bench/run` does first are not included).
     pub wall_seconds: f64,
@@ -29,6 +53,8 @@ pub struct Report {
     pub measurements: Vec<Measurement>,
     pub client_scaling: Vec<ScalingPoint>,
     pub region_scaling: Vec<RegionPoint>,
+    /// The region client (no SQL): reads and writes straight to the stores.
+    pub region_client: Vec<RegionClientPoint>,
     pub failover: Vec<Failover>,
     /// What the harness had to adapt (statement variants, transaction
     /// support) and anything else a reader must know to trust the numbers.
@@ -146,10 +172,32 @@ pub struct RegionPoint {
     pub gateway_cpu_loaded: f64,
 }
 
+/// One region-client benchmark: an operation at a number of clients.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionClientPoint {
+    /// "point read", "single-key write", "100-key batch write".
+    pub operation: String,
+    pub clients: usize,
+    /// Keys each request reads or writes.
+    pub keys_per_request: usize,
+    /// Throughput is requests per second.
+    pub outcome: Outcome,
+    pub keys_per_second: f64,
+    /// The `comparisons` group of the SQL benchmark doing the same work
+    /// through the gateway ("point select", "upsert"), if there is one;
+    /// the Markdown shows its Arbor numbers at the same clients next to
+    /// these when the sql group ran too.
+    pub sql_counterpart: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Failover {
-    /// "coordinator lease holder" or "region leader store".
+    /// "coordinator lease holder", "region leader store".
     pub kind: String,
+    /// How the process was taken away: "kill -9" or "SIGTERM (lease sealed)".
+    pub stop: String,
+    /// The median gap the issue aims at, if it names one.
+    pub aim_median_ms: Option<f64>,
     /// What the client did while the process died.
     pub client: String,
     pub gaps_ms: Vec<f64>,
@@ -227,8 +275,18 @@ mod tests {
                 coordinator_cpu_idle: 0.01,
                 gateway_cpu_loaded: 0.5,
             }],
+            region_client: vec![RegionClientPoint {
+                operation: "point read".into(),
+                clients: 16,
+                keys_per_request: 1,
+                outcome: outcome(900.0),
+                keys_per_second: 900.0,
+                sql_counterpart: Some("point select".into()),
+            }],
             failover: vec![Failover {
                 kind: "coordinator lease holder".into(),
+                stop: "kill -9".into(),
+                aim_median_ms: Some(1_500.0),
                 client: "GetTimestamps".into(),
                 gaps_ms: vec![1.0, 3.0],
                 spread_ms: spread(&[1.0, 3.0]),
@@ -237,8 +295,16 @@ mod tests {
             ..Report::default()
         };
         let json = serde_json::to_value(&report).unwrap_or_default();
-        assert_eq!(json["schema"], "arbor-bench/1");
-        for key in ["date", "quick", "wall_seconds", "machine", "setup", "notes"] {
+        assert_eq!(json["schema"], "arbor-bench/2");
+        for key in [
+            "date",
+            "quick",
+            "groups",
+            "wall_seconds",
+            "machine",
+            "setup",
+            "notes",
+        ] {
             assert!(json.get(key).is_some(), "missing {key}");
         }
         for key in ["nproc", "memory_gib", "kernel", "cpu_model", "git_commit"] {
@@ -256,5 +322,31 @@ mod tests {
         assert_eq!(json["region_scaling"][0]["regions"], 7);
         assert!(json["region_scaling"][0].get("store_cpu_loaded").is_some());
         assert_eq!(json["failover"][0]["spread_ms"]["median"], 2.0);
+        assert_eq!(json["failover"][0]["stop"], "kill -9");
+        assert_eq!(json["failover"][0]["aim_median_ms"], 1_500.0);
+        let region = &json["region_client"][0];
+        assert_eq!(region["operation"], "point read");
+        assert_eq!(region["clients"], 16);
+        assert_eq!(region["keys_per_second"], 900.0);
+        assert_eq!(region["sql_counterpart"], "point select");
+        assert_eq!(region["outcome"]["throughput"], 900.0);
+    }
+
+    #[test]
+    fn only_full_runs_get_the_bare_date_as_file_name() {
+        assert_eq!(result_stem("2026-12-07", false, None), "2026-12-07");
+        assert_eq!(result_stem("2026-12-07", true, None), "2026-12-07-quick");
+        let only: Vec<String> = ["failover", "tso", "region", "tso"]
+            .iter()
+            .map(|g| g.to_string())
+            .collect();
+        assert_eq!(
+            result_stem("2026-12-07", false, Some(&only)),
+            "2026-12-07-tso-region-failover"
+        );
+        assert_eq!(
+            result_stem("2026-12-07", true, Some(&only)),
+            "2026-12-07-tso-region-failover-quick"
+        );
     }
 }
