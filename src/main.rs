@@ -71,6 +71,10 @@ enum Command {
         /// Replace a store's replicas once it has been silent this long.
         #[arg(long, env = "ARBOR_STORE_DEAD_AFTER_MS", default_value_t = arbor_coordinator::scheduler::STORE_DEAD_AFTER_DEFAULT_MS)]
         store_dead_after_ms: u64,
+        /// Versions replaced longer ago than this are garbage-collected, and
+        /// reads older than this are refused (snapshot too old).
+        #[arg(long, env = "ARBOR_GC_LIFETIME_MS", default_value_t = arbor_coordinator::gc::GC_LIFETIME_DEFAULT_MS)]
+        gc_lifetime_ms: u64,
         /// Where `/metrics` (Prometheus) and `/health` are served, e.g.
         /// 127.0.0.1:9100; not served when unset.
         #[arg(long, env = "ARBOR_METRICS_LISTEN")]
@@ -232,6 +236,7 @@ fn run_service(command: Command) -> Result<(), String> {
                 root,
                 region_split_keys,
                 store_dead_after_ms,
+                gc_lifetime_ms,
                 metrics_listen,
             } => {
                 let config = arbor_coordinator::CoordinatorConfig {
@@ -242,9 +247,12 @@ fn run_service(command: Command) -> Result<(), String> {
                     region_split_keys,
                     store_dead_after_ms,
                 };
-                arbor_coordinator::server::run_coordinator_with_metrics(
+                arbor_coordinator::server::run_coordinator_with_gc(
                     config,
                     metrics_listen,
+                    arbor_coordinator::gc::GcConfig {
+                        lifetime_ms: gc_lifetime_ms,
+                    },
                     shutdown_signal(),
                 )
                 .await

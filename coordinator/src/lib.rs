@@ -19,6 +19,7 @@
 
 pub mod allocator;
 pub mod error;
+pub mod gc;
 pub mod lease;
 pub mod schedule;
 pub mod scheduler;

@@ -179,7 +179,7 @@ fn store_client(
 }
 
 /// The leader store's client for `region_id`, from heartbeats.
-fn leader_client(
+pub(crate) fn leader_client(
     coordinator: &Coordinator,
     region_id: u64,
 ) -> Result<StoreClient<tonic::transport::Channel>, CoordinatorError> {
@@ -193,7 +193,7 @@ fn leader_client(
     store_client(coordinator, leader)
 }
 
-fn timed<T>(message: T, timeout_ms: u64) -> tonic::Request<T> {
+pub(crate) fn timed<T>(message: T, timeout_ms: u64) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.set_timeout(Duration::from_millis(timeout_ms));
     request

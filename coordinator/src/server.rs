@@ -20,6 +20,7 @@ use futures::StreamExt;
 use tonic::transport::server::TcpIncoming;
 
 use crate::error::CoordinatorError;
+use crate::gc::GcConfig;
 use crate::lease::{decide, LeaseAction, LocalTenure, LEASE_TTL_MS};
 use crate::schedule::ScheduleConfig;
 use crate::scheduler::STORE_DEAD_AFTER_MIN_MS;
@@ -62,6 +63,20 @@ pub async fn run_coordinator_with_metrics(
     metrics_listen: Option<SocketAddr>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), CoordinatorError> {
+    run_coordinator_with_gc(config, metrics_listen, GcConfig::default(), shutdown).await
+}
+
+/// [`run_coordinator_with_metrics`] with GC settings other than the
+/// default (a separate argument so `CoordinatorConfig` literals elsewhere
+/// keep compiling).
+pub async fn run_coordinator_with_gc(
+    config: CoordinatorConfig,
+    metrics_listen: Option<SocketAddr>,
+    gc: GcConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), CoordinatorError> {
+    gc.check()
+        .map_err(|hint| CoordinatorError::InvalidArgument { hint })?;
     if config.root_addresses.is_empty() {
         return Err(CoordinatorError::InvalidArgument {
             hint: "no root addresses given".into(),
@@ -109,6 +124,7 @@ pub async fn run_coordinator_with_metrics(
         tokio::spawn(tail_root(coordinator.clone())),
         tokio::spawn(lease_loop(coordinator.clone())),
         tokio::spawn(duties_loop(coordinator.clone())),
+        tokio::spawn(crate::gc::run(coordinator.clone(), gc)),
         tokio::spawn(crate::schedule::run(
             coordinator.clone(),
             ScheduleConfig {

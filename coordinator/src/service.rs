@@ -282,11 +282,15 @@ impl CoordinatorService for CoordinatorHandle {
         let now = self.0.now_ms();
         let mut view = self.0.view_mut();
         view.record_heartbeat(&store, request.regions, now);
+        if let Some(stats) = request.stats {
+            view.record_store_stats(store.store_id, stats);
+        }
         Ok(Response::new(StoreHeartbeatResponse {
             regions: view.regions_of_store(store.store_id),
             cursor: view.root.cursor,
             joined: view.is_joined(store.store_id),
             stores: view.root.stores.clone(),
+            gc_safe_point: view.root.gc_safe_point,
         }))
     }
 

@@ -109,11 +109,26 @@ impl ChangePeersCommand {
     }
 }
 
+/// Garbage-collect the versions of the keys in `[start_key, end_key)`
+/// (empty end = the region's end; clipped to the region as it is at apply)
+/// below `safe_point` (see `storage::gc`), and raise the region's applied
+/// safe point to it. Every replica deletes the same versions: the decision
+/// is a pure function of the versions, identical at the same log index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcCommand {
+    pub safe_point: u64,
+    #[serde(with = "hex_bytes")]
+    pub start_key: Vec<u8>,
+    #[serde(with = "hex_bytes")]
+    pub end_key: Vec<u8>,
+}
+
 /// Commands that change the region itself rather than its data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AdminCommand {
     Split(SplitCommand),
     ChangePeers(ChangePeersCommand),
+    Gc(GcCommand),
 }
 
 /// Converts a wire mutation; unknown enum values are the caller's error.
@@ -203,6 +218,17 @@ impl RegionCommand {
 }
 
 impl RegionCommand {
+    /// A GC batch; it carries no epoch: it applies to whatever part of its
+    /// key range the region holds when it applies.
+    pub fn gc(gc: GcCommand) -> Self {
+        Self {
+            format_version: COMMAND_FORMAT_VERSION,
+            epoch: None,
+            txn: None,
+            admin: Some(AdminCommand::Gc(gc)),
+        }
+    }
+
     pub fn change_peers(change: ChangePeersCommand) -> Self {
         Self {
             format_version: COMMAND_FORMAT_VERSION,
@@ -261,6 +287,9 @@ pub struct RegionResponse {
     /// Set for a peer change command.
     #[serde(skip)]
     pub change_peers: Option<ChangePeersOutcome>,
+    /// Set for a GC command: how many versions it deleted.
+    #[serde(skip)]
+    pub gc_deleted: Option<u64>,
 }
 
 pub(crate) mod hex_bytes {
@@ -434,6 +463,18 @@ mod tests {
         });
         let json = serde_json::to_string(&command).expect("serializing a peer change");
         let decoded: RegionCommand = serde_json::from_str(&json).expect("decoding a peer change");
+        assert_eq!(decoded, command);
+    }
+
+    #[test]
+    fn gc_commands_round_trip() {
+        let command = RegionCommand::gc(GcCommand {
+            safe_point: 5 << 18,
+            start_key: vec![0, 0xff],
+            end_key: Vec::new(),
+        });
+        let json = serde_json::to_string(&command).expect("serializing a GC command");
+        let decoded: RegionCommand = serde_json::from_str(&json).expect("decoding a GC command");
         assert_eq!(decoded, command);
     }
 

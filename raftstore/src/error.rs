@@ -77,6 +77,8 @@ pub enum RaftstoreError {
     TxnTooLarge { mutations: usize, limit: usize },
     #[error("transaction of {bytes} bytes exceeds the limit of {limit} bytes; split it")]
     TxnBytesTooLarge { bytes: usize, limit: usize },
+    #[error("snapshot too old: read at {read_ts} is below the GC safe point {safe_point}; versions it needs may be collected, start a new transaction")]
+    SnapshotTooOld { read_ts: u64, safe_point: u64 },
 }
 
 impl RaftstoreError {
@@ -95,9 +97,8 @@ impl RaftstoreError {
             | RaftstoreError::Io { .. }
             | RaftstoreError::Raft { .. }
             | RaftstoreError::Bind { .. } => tonic::Status::internal(message),
-            RaftstoreError::IncompatibleStoreFormat { .. } => {
-                tonic::Status::failed_precondition(message)
-            }
+            RaftstoreError::IncompatibleStoreFormat { .. }
+            | RaftstoreError::SnapshotTooOld { .. } => tonic::Status::failed_precondition(message),
             RaftstoreError::WriteConflict { .. }
             | RaftstoreError::LockWaitTimeout { .. }
             | RaftstoreError::TxnAborted { .. } => tonic::Status::aborted(message),
@@ -248,6 +249,13 @@ mod tests {
                 },
                 Code::ResourceExhausted,
             ),
+            (
+                RaftstoreError::SnapshotTooOld {
+                    read_ts: 1,
+                    safe_point: 2,
+                },
+                Code::FailedPrecondition,
+            ),
         ]
     }
 
@@ -295,9 +303,10 @@ mod tests {
                 | RaftstoreError::LockWaitTimeout { .. }
                 | RaftstoreError::TxnAborted { .. }
                 | RaftstoreError::TxnTooLarge { .. }
-                | RaftstoreError::TxnBytesTooLarge { .. } => {}
+                | RaftstoreError::TxnBytesTooLarge { .. }
+                | RaftstoreError::SnapshotTooOld { .. } => {}
             }
         }
-        assert_eq!(every_variant().len(), 17);
+        assert_eq!(every_variant().len(), 18);
     }
 }

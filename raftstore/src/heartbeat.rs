@@ -8,11 +8,14 @@
 //! view lags root, or root lagging a split, cannot take a region away.
 
 use std::collections::HashMap;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arbor_proto::coordinator_client::CoordinatorClient;
-use arbor_proto::{StoreDescriptor, StoreHeartbeatRequest, StoreHeartbeatResponse};
+use arbor_proto::{StoreDescriptor, StoreHeartbeatRequest, StoreHeartbeatResponse, StoreStats};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -28,13 +31,46 @@ pub const HEARTBEAT_TIMEOUT_MS: u64 = 1_000;
 pub const HEARTBEAT_WARN_INTERVAL_MS: u64 = 10_000;
 
 pub fn build_request(node: &StoreNode) -> StoreHeartbeatRequest {
+    let regions: Vec<_> = node.peers().iter().map(|peer| peer.heartbeat()).collect();
+    let used_bytes = regions
+        .iter()
+        .map(|region| region.approximate_size_bytes)
+        .sum();
+    let (capacity_bytes, available_bytes) = disk_space(node.db().path()).unwrap_or((0, 0));
     StoreHeartbeatRequest {
         store: Some(StoreDescriptor {
             store_id: node.store_id(),
             address: node.advertise_address().to_string(),
         }),
-        regions: node.peers().iter().map(|peer| peer.heartbeat()).collect(),
+        regions,
+        stats: Some(StoreStats {
+            capacity_bytes,
+            available_bytes,
+            used_bytes,
+        }),
     }
+}
+
+/// (capacity, available to this process) in bytes of the file system
+/// holding `path`; `None` when it cannot be asked (reported as 0 = unknown:
+/// a heartbeat is never held back for it).
+pub fn disk_space(path: &Path) -> Option<(u64, u64)> {
+    let path = CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a NUL-terminated string that outlives the call and
+    // `stats` is writable memory of the type statvfs fills; it is read only
+    // after the call reported success.
+    let stats = unsafe {
+        if libc::statvfs(path.as_ptr(), stats.as_mut_ptr()) != 0 {
+            return None;
+        }
+        stats.assume_init()
+    };
+    let fragment = stats.f_frsize as u64;
+    Some((
+        (stats.f_blocks as u64).saturating_mul(fragment),
+        (stats.f_bavail as u64).saturating_mul(fragment),
+    ))
 }
 
 /// Learns store addresses and starts every assigned region not yet local.
@@ -43,6 +79,7 @@ pub async fn handle_response(node: &StoreNode, response: StoreHeartbeatResponse)
         return;
     }
     node.transport().set_addresses(&response.stores);
+    node.learn_gc_safe_point(response.gc_safe_point);
     for region in response.regions {
         let hosted_here = region
             .peers
@@ -99,6 +136,8 @@ pub async fn run(node: Arc<StoreNode>, coordinators: Vec<String>, stop: watch::R
     let mut failures = FailureLog {
         last_warned: HashMap::new(),
     };
+    // GC follows the safe point these heartbeats learn, and stops with them.
+    let gc = tokio::spawn(crate::storage::gc::run(node.clone(), stop.clone()));
     let mut periodic = Periodic::new(Duration::from_millis(HEARTBEAT_INTERVAL_MS), stop);
     while periodic.tick().await {
         let request = build_request(&node);
@@ -112,5 +151,26 @@ pub async fn run(node: Arc<StoreNode>, coordinators: Vec<String>, stop: watch::R
                 Err(error) => failures.report(address, &error, Instant::now()),
             }
         }
+    }
+    // A pass cut short is safe: each GC entry is whole, and the next
+    // leader redoes the pass.
+    gc.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_space_reports_the_file_system_of_a_directory() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (capacity, available) = disk_space(dir.path()).expect("statvfs of a temp dir");
+        assert!(capacity > 0);
+        assert!(available <= capacity);
+    }
+
+    #[test]
+    fn disk_space_of_a_missing_path_is_unknown() {
+        assert_eq!(disk_space(Path::new("/no/such/arbor/dir")), None);
     }
 }

@@ -43,6 +43,11 @@ pub const HIBERNATE_AFTER_IDLE_MS: u64 = 4_000;
 pub const LEADER_HIBERNATE_DELAY_MS: u64 = 1_000;
 /// How often the driver observes every region of the store.
 pub const HIBERNATION_TICK_MS: u64 = 200;
+/// Every this many ticks the driver observes sleeping regions even when
+/// nothing it watches changed: a backstop for a store the transport does
+/// not know, whose liveness [`AliveStores`] asks directly and cannot
+/// compare between ticks.
+pub const SLEEPING_RECHECK_TICKS: u64 = 5;
 /// A region that called an election for a dead leader calls again after
 /// this long if it still has no live leader.
 pub const ELECT_RETRY_MS: u64 = 1_000;
@@ -166,16 +171,65 @@ fn wake(state: &mut HibernationState) -> Action {
     Action::Stay
 }
 
+/// Which stores are alive, asked of [`StoreLiveness`] once per known store
+/// at the start of a tick rather than once per region and voter: a
+/// thousand regions ask about the same handful of stores, and each direct
+/// question takes the liveness lock.
+pub struct AliveStores<'a> {
+    liveness: &'a StoreLiveness,
+    known: Vec<(StoreId, bool)>,
+    recheck_sleeping: bool,
+}
+
+impl<'a> AliveStores<'a> {
+    pub fn new(liveness: &'a StoreLiveness, stores: impl IntoIterator<Item = StoreId>) -> Self {
+        let mut known: Vec<(StoreId, bool)> = stores
+            .into_iter()
+            .map(|store_id| (store_id, liveness.is_alive(store_id)))
+            .collect();
+        known.sort_unstable();
+        Self {
+            liveness,
+            known,
+            recheck_sleeping: true,
+        }
+    }
+
+    /// Sleeping regions need a fresh look this tick (set by [`run`]): the
+    /// liveness of some store changed since the last tick, or the
+    /// [`SLEEPING_RECHECK_TICKS`] backstop is due. True unless told.
+    pub fn recheck_sleeping(&self) -> bool {
+        self.recheck_sleeping
+    }
+
+    /// A store not known at the start of the tick is asked directly.
+    pub fn is_alive(&self, store_id: StoreId) -> bool {
+        match self.known.iter().find(|(known, _)| *known == store_id) {
+            Some((_, alive)) => *alive,
+            None => self.liveness.is_alive(store_id),
+        }
+    }
+}
+
 /// Observes every region of `node` each tick and applies the decisions,
 /// until `stop` turns true.
 pub async fn run(node: Arc<StoreNode>, liveness: Arc<StoreLiveness>, stop: watch::Receiver<bool>) {
     let mut periodic = Periodic::new(Duration::from_millis(HIBERNATION_TICK_MS), stop);
     let epoch = Instant::now();
+    let mut previous: Option<Vec<(StoreId, bool)>> = None;
+    let mut ticks: u64 = 0;
     while periodic.tick().await {
+        ticks = ticks.wrapping_add(1);
         let now_ms = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let stores = node.transport().addresses().into_iter().map(|(id, _)| id);
+        let changed =
+            |alive: &AliveStores<'_>| previous.as_ref().is_none_or(|known| *known != alive.known);
+        let mut alive = AliveStores::new(&liveness, stores);
+        alive.recheck_sleeping = ticks % SLEEPING_RECHECK_TICKS == 0 || changed(&alive);
         for peer in node.peers() {
-            peer.hibernation_tick(now_ms, &liveness).await;
+            peer.hibernation_tick(now_ms, &alive).await;
         }
+        previous = Some(alive.known);
     }
 }
 
@@ -325,6 +379,22 @@ mod tests {
                 }
             ),
             None
+        );
+    }
+
+    #[test]
+    fn alive_stores_answer_for_known_and_unknown_stores_as_liveness_does() {
+        let liveness = StoreLiveness::new(1);
+        liveness.heard_from(2);
+        let alive = AliveStores::new(&liveness, [1, 2]);
+        assert_eq!(alive.known, vec![(1, true), (2, true)]);
+        assert!(alive.recheck_sleeping(), "a standalone view rechecks");
+        assert!(alive.is_alive(1), "this store");
+        assert!(alive.is_alive(2), "heard from");
+        assert_eq!(
+            alive.is_alive(3),
+            liveness.is_alive(3),
+            "a store unknown at the start of the tick is asked directly"
         );
     }
 

@@ -104,6 +104,7 @@ pub mod server;
 pub mod service;
 pub mod storage;
 pub mod store;
+pub mod traffic;
 pub mod tso;
 pub mod txn;
 pub mod types;

@@ -5,8 +5,14 @@
 //! heartbeat responses) and one lazily connected channel per address, shared
 //! by every region. Transport failures become `Unreachable`, so openraft backs
 //! off instead of hammering a dead store.
+//!
+//! Tests cut a store off with a [`PartitionFilter`]: traffic this store would
+//! send to a blocked store (raft messages, liveness pings, peer changes,
+//! leader transfers: everything that dials another store through the
+//! transport) fails at once as unreachable, as over a broken network.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -75,11 +81,67 @@ impl ChannelPool {
     }
 }
 
+/// The stores this store's outgoing traffic is dropped to, for tests that
+/// partition a cluster (like root's `PeerFilter`). Empty in production, and
+/// then one relaxed atomic load per call.
+#[derive(Default)]
+pub struct PartitionFilter {
+    /// Whether `blocked` may hold anything: the fast path for the usual
+    /// empty filter, so no lock is taken per raft message.
+    active: AtomicBool,
+    blocked: RwLock<BTreeSet<StoreId>>,
+}
+
+impl PartitionFilter {
+    /// Drops everything this store sends to `stores` from now on.
+    pub fn block(&self, stores: &[StoreId]) {
+        let mut blocked = self
+            .blocked
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        blocked.extend(stores);
+        self.active.store(!blocked.is_empty(), Ordering::SeqCst);
+    }
+
+    /// Lets everything through again.
+    pub fn heal(&self) {
+        let mut blocked = self
+            .blocked
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        blocked.clear();
+        self.active.store(false, Ordering::SeqCst);
+    }
+
+    pub fn blocks(&self, store_id: StoreId) -> bool {
+        if !self.active.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.blocked
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(&store_id)
+    }
+
+    fn blocked(&self) -> Vec<StoreId> {
+        if !self.active.load(Ordering::Relaxed) {
+            return Vec::new();
+        }
+        self.blocked
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .copied()
+            .collect()
+    }
+}
+
 /// Store addresses and channels of one store process.
 #[derive(Default)]
 pub struct Transport {
     addresses: RwLock<HashMap<StoreId, String>>,
     pool: ChannelPool,
+    partition: PartitionFilter,
 }
 
 impl Transport {
@@ -116,8 +178,31 @@ impl Transport {
         addresses.get(&store_id).cloned()
     }
 
+    /// A channel to another store at `address`; refused while the
+    /// partition filter blocks the store there, so every caller that dials
+    /// a store (liveness pings, peer changes, leader transfers) is cut off
+    /// as raft messages are.
     pub fn channel(&self, address: &str) -> Result<Channel, RaftstoreError> {
+        if let Some(store_id) = self.blocked_store_at(address) {
+            return Err(RaftstoreError::Transport {
+                address: address.to_string(),
+                hint: format!("store {store_id} is partitioned away"),
+            });
+        }
         self.pool.channel(address)
+    }
+
+    /// The partition filter of this store's outgoing traffic.
+    pub fn partition(&self) -> &PartitionFilter {
+        &self.partition
+    }
+
+    /// A blocked store whose address is `address`, if any.
+    fn blocked_store_at(&self, address: &str) -> Option<StoreId> {
+        self.partition
+            .blocked()
+            .into_iter()
+            .find(|store_id| self.address_of(*store_id).as_deref() == Some(address))
     }
 
     /// Every store address known, by store id.
@@ -229,6 +314,10 @@ impl PeerConnection {
         let Some(address) = self.address() else {
             return Err(self.unreachable("", "address unknown".into()));
         };
+        // By store id too: the membership's address may not be in the book.
+        if self.transport.partition().blocks(self.target) {
+            return Err(self.unreachable(&address, "partitioned away".into()));
+        }
         let channel = match self.transport.channel(&address) {
             Ok(channel) => channel,
             Err(error) => return Err(self.unreachable(&address, error.to_string())),
@@ -282,5 +371,36 @@ impl RaftNetwork<RegionTypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> RpcResult<VoteResponse<StoreId>, Infallible> {
         self.call(Method::Vote, &request, option).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A runtime: a lazy channel spawns its connection worker.
+    #[tokio::test]
+    async fn a_partitioned_store_is_refused_a_channel_until_healed() {
+        let transport = Transport::new();
+        transport.set_address(2, "127.0.0.1:1".into());
+        transport.set_address(3, "127.0.0.1:2".into());
+        assert!(!transport.partition().blocks(2));
+        assert!(transport.channel("127.0.0.1:1").is_ok());
+
+        transport.partition().block(&[2]);
+        assert!(transport.partition().blocks(2));
+        assert!(!transport.partition().blocks(3));
+        assert!(matches!(
+            transport.channel("127.0.0.1:1"),
+            Err(RaftstoreError::Transport { .. })
+        ));
+        assert!(
+            transport.channel("127.0.0.1:2").is_ok(),
+            "others still reachable"
+        );
+
+        transport.partition().heal();
+        assert!(!transport.partition().blocks(2));
+        assert!(transport.channel("127.0.0.1:1").is_ok());
     }
 }

@@ -13,19 +13,65 @@ use arbor_proto::{
     ServerBusy,
 };
 use openraft::error::{ForwardToLeader, InitializeError, RaftError};
-use openraft::{BasicNode, ServerState};
+use openraft::{BasicNode, RaftMetrics, ServerState};
 use rocksdb::DB;
+use tokio::sync::watch;
 
 use crate::config::BOOTSTRAP_CONF_VER;
 use crate::error::RaftstoreError;
-use crate::hibernate::{self, Action, HibernationState, Observation, Role};
+use crate::hibernate::{self, Action, AliveStores, HibernationState, Observation, Role};
 use crate::keys::{self, CF_LOCK, CF_WRITE};
-use crate::liveness::StoreLiveness;
 use crate::network::{RegionNetworkFactory, Transport};
 use crate::storage::cf;
 use crate::storage::state_machine::{KeyRange, SharedDescriptor, SplitObserver};
 use crate::storage::{RegionLogStore, RegionStateMachine};
+use crate::traffic::TrafficCounters;
 use crate::types::{RegionId, RegionRaft, StoreId};
+
+/// A region's heartbeat asks RocksDB for its approximate size only every
+/// this many heartbeats (and when a split changed its range). The estimate
+/// covers flushed files only, so it moves at flushes and compactions, not
+/// at each write; asking for every region at every heartbeat was a visible
+/// share of an idle store's CPU.
+pub const SIZE_REFRESH_HEARTBEATS: u64 = 20;
+
+/// The last approximate size a heartbeat asked RocksDB for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SizeEstimate {
+    bytes: u64,
+    /// The region's epoch version when measured: a split changes the range.
+    version: u64,
+    /// Heartbeats that report `bytes` before it is asked again.
+    heartbeats_left: u64,
+}
+
+/// What one heartbeat does about a region's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SizeStep {
+    /// Report the known estimate again (with one heartbeat fewer left).
+    Reuse(SizeEstimate),
+    /// Ask RocksDB, then reuse the answer for `heartbeats_left` heartbeats.
+    Measure { heartbeats_left: u64 },
+}
+
+fn size_step(known: Option<SizeEstimate>, version: u64, region_id: RegionId) -> SizeStep {
+    match known {
+        Some(known) if known.version == version && known.heartbeats_left > 0 => {
+            SizeStep::Reuse(SizeEstimate {
+                heartbeats_left: known.heartbeats_left - 1,
+                ..known
+            })
+        }
+        Some(_) => SizeStep::Measure {
+            heartbeats_left: SIZE_REFRESH_HEARTBEATS - 1,
+        },
+        // The first wait depends on the region id, spreading the later
+        // measurements of regions that started together over the period.
+        None => SizeStep::Measure {
+            heartbeats_left: region_id % SIZE_REFRESH_HEARTBEATS,
+        },
+    }
+}
 
 pub struct Peer {
     region_id: RegionId,
@@ -38,8 +84,16 @@ pub struct Peer {
     key_count: Arc<AtomicU64>,
     /// Only the hibernation driver takes it, once per tick.
     hibernation: Mutex<HibernationState>,
+    /// The hibernation driver's own view of the raft metrics: it tells
+    /// whether they changed since the driver last looked, so a sleeping
+    /// region whose metrics did not change is not observed again.
+    hibernation_metrics: Mutex<watch::Receiver<RaftMetrics<StoreId, BasicNode>>>,
     /// A client request arrived since the driver's last tick.
     touched: AtomicBool,
+    /// What this replica served (reads and writes it admitted).
+    traffic: TrafficCounters,
+    /// Only the heartbeat takes it, once per heartbeat.
+    size_estimate: Mutex<Option<SizeEstimate>>,
 }
 
 pub fn range_of(descriptor: &RegionDescriptor) -> KeyRange {
@@ -113,6 +167,7 @@ impl Peer {
         let raft = RegionRaft::new(store_id, config, network, log_store, state_machine)
             .await
             .map_err(|e| raft_error(e.to_string()))?;
+        let hibernation_metrics = Mutex::new(raft.metrics());
         let peer = Arc::new(Self {
             region_id,
             store_id,
@@ -122,7 +177,10 @@ impl Peer {
             transport,
             key_count,
             hibernation: Mutex::new(HibernationState::default()),
+            hibernation_metrics,
             touched: AtomicBool::new(false),
+            traffic: TrafficCounters::default(),
+            size_estimate: Mutex::new(None),
         });
         Ok((peer, initialize))
     }
@@ -272,17 +330,61 @@ impl Peer {
         }))
     }
 
+    /// The region's report for the store heartbeat. Reads the raft metrics
+    /// in place (cloning them copies the membership's maps, for a thousand
+    /// regions per heartbeat).
     pub fn heartbeat(&self) -> RegionHeartbeat {
-        let metrics = self.raft.metrics().borrow().clone();
+        let (leader_store_id, term, applied_index) = {
+            let receiver = self.raft.metrics();
+            let metrics = receiver.borrow();
+            (
+                metrics.current_leader.unwrap_or(0),
+                metrics.current_term,
+                metrics.last_applied.map_or(0, |log_id| log_id.index),
+            )
+        };
+        let descriptor = self.descriptor();
+        let version = descriptor.epoch.unwrap_or_default().version;
         RegionHeartbeat {
             region_id: self.region_id,
-            leader_store_id: metrics.current_leader.unwrap_or(0),
-            term: metrics.current_term,
-            applied_index: metrics.last_applied.map(|log_id| log_id.index).unwrap_or(0),
+            leader_store_id,
+            term,
+            applied_index,
             key_count: self.key_count.load(Ordering::Relaxed),
-            region: Some(self.descriptor()),
-            approximate_size_bytes: self.approximate_size_bytes(),
+            approximate_size_bytes: self.heartbeat_size_bytes(version),
+            region: Some(descriptor),
+            traffic: Some(self.traffic.snapshot()),
         }
+    }
+
+    /// [`Self::approximate_size_bytes`], asked of RocksDB only every
+    /// [`SIZE_REFRESH_HEARTBEATS`] heartbeats or when the range changed
+    /// (epoch `version`). After the first measurement a region waits a
+    /// number of heartbeats that depends on its id, so the regions of a
+    /// store that started together do not all ask at the same heartbeat.
+    fn heartbeat_size_bytes(&self, version: u64) -> u64 {
+        let mut estimate = self
+            .size_estimate
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let heartbeats_left = match size_step(*estimate, version, self.region_id) {
+            SizeStep::Reuse(known) => {
+                *estimate = Some(known);
+                return known.bytes;
+            }
+            SizeStep::Measure { heartbeats_left } => heartbeats_left,
+        };
+        let bytes = self.approximate_size_bytes();
+        *estimate = Some(SizeEstimate {
+            bytes,
+            version,
+            heartbeats_left,
+        });
+        bytes
+    }
+
+    pub fn traffic(&self) -> &TrafficCounters {
+        &self.traffic
     }
 
     /// A client request reached this region: the next hibernation tick
@@ -321,8 +423,18 @@ impl Peer {
     }
 
     /// One tick of [`hibernate::run`]: observe, decide, switch timers.
-    pub async fn hibernation_tick(&self, now_ms: u64, liveness: &StoreLiveness) {
-        let seen = self.observe(now_ms, liveness);
+    ///
+    /// A sleeping region that was not touched, whose raft metrics did not
+    /// change and whose stores' liveness did not change is skipped:
+    /// [`hibernate::decide`] would see what it saw last tick and answer
+    /// `Stay` without changing its state. Most of a store's regions sleep,
+    /// and observing each of them every tick was the largest share of an
+    /// idle store's CPU.
+    pub async fn hibernation_tick(&self, now_ms: u64, alive: &AliveStores<'_>) {
+        if self.asleep_and_unchanged(alive) {
+            return;
+        }
+        let seen = self.observe(now_ms, alive);
         let action = {
             let mut state = self
                 .hibernation
@@ -358,44 +470,77 @@ impl Peer {
         }
     }
 
-    fn observe(&self, now_ms: u64, liveness: &StoreLiveness) -> Observation {
-        let metrics = self.raft.metrics().borrow().clone();
+    fn asleep_and_unchanged(&self, alive: &AliveStores<'_>) -> bool {
+        if alive.recheck_sleeping() || self.touched.load(Ordering::Relaxed) {
+            return false;
+        }
+        let hibernating = self
+            .hibernation
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .hibernating;
+        // An error means the raft group is gone: observe (as before).
+        hibernating
+            && !self
+                .hibernation_metrics
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .has_changed()
+                .unwrap_or(true)
+    }
+
+    /// Reads the raft metrics in place and allocates nothing, and marks
+    /// them seen for [`Self::asleep_and_unchanged`].
+    fn observe(&self, now_ms: u64, alive: &AliveStores<'_>) -> Observation {
+        let mut receiver = self
+            .hibernation_metrics
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let metrics = receiver.borrow_and_update();
         let role = match metrics.state {
             ServerState::Leader => Role::Leader,
             ServerState::Follower => Role::Follower,
             _ => Role::Other,
         };
-        let voters: Vec<StoreId> = metrics.membership_config.membership().voter_ids().collect();
+        // The voters of every configuration (two during a joint change; a
+        // voter of both appears twice, which neither `all` nor `min` minds).
+        // `voter_ids()` would collect them into a new set.
+        let voters = || {
+            metrics
+                .membership_config
+                .membership()
+                .get_joint_config()
+                .iter()
+                .flatten()
+                .copied()
+        };
         let last_log_index = metrics.last_log_index.unwrap_or(0);
         let replicated = role == Role::Leader
             && metrics.replication.as_ref().is_some_and(|progress| {
-                voters
-                    .iter()
-                    .filter(|voter| **voter != self.store_id)
+                voters()
+                    .filter(|voter| *voter != self.store_id)
                     .all(|voter| {
                         progress
-                            .get(voter)
+                            .get(&voter)
                             .and_then(|matched| matched.as_ref())
                             .map(|log_id| log_id.index)
                             == Some(last_log_index)
                     })
             });
-        let live_voters: Vec<StoreId> = voters
-            .iter()
-            .copied()
-            .filter(|voter| liveness.is_alive(*voter))
-            .collect();
+        let voters_alive = voters().all(|voter| alive.is_alive(voter));
+        let first_live_voter =
+            voters().filter(|voter| alive.is_alive(*voter)).min() == Some(self.store_id);
         Observation {
             now_ms,
             role,
             leader: metrics.current_leader,
             leader_alive: metrics
                 .current_leader
-                .is_none_or(|leader| liveness.is_alive(leader)),
+                .is_none_or(|leader| alive.is_alive(leader)),
             last_log_index,
             replicated,
-            voters_alive: live_voters.len() == voters.len(),
-            first_live_voter: live_voters.iter().min() == Some(&self.store_id),
+            voters_alive,
+            first_live_voter,
             touched: self.touched.swap(false, Ordering::Relaxed),
         }
     }
@@ -429,6 +574,53 @@ mod tests {
                 .collect(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_heartbeat_measures_the_size_once_per_refresh_period_and_after_a_split() {
+        let region_id = SIZE_REFRESH_HEARTBEATS + 3;
+        let SizeStep::Measure { heartbeats_left } = size_step(None, 1, region_id) else {
+            panic!("the first heartbeat measures");
+        };
+        assert_eq!(heartbeats_left, 3, "first wait spread by region id");
+        let mut known = SizeEstimate {
+            bytes: 4_096,
+            version: 1,
+            heartbeats_left: SIZE_REFRESH_HEARTBEATS - 1,
+        };
+        let mut measured_at = Vec::new();
+        for heartbeat in 0..3 * SIZE_REFRESH_HEARTBEATS {
+            known = match size_step(Some(known), 1, region_id) {
+                SizeStep::Reuse(next) => {
+                    assert_eq!(next.bytes, 4_096);
+                    next
+                }
+                SizeStep::Measure { heartbeats_left } => {
+                    measured_at.push(heartbeat);
+                    SizeEstimate {
+                        heartbeats_left,
+                        ..known
+                    }
+                }
+            };
+        }
+        let period = SIZE_REFRESH_HEARTBEATS;
+        assert_eq!(
+            measured_at,
+            vec![period - 1, 2 * period - 1, 3 * period - 1],
+            "one measurement per {period} heartbeats"
+        );
+        let fresh = SizeEstimate {
+            heartbeats_left: SIZE_REFRESH_HEARTBEATS - 1,
+            ..known
+        };
+        assert!(
+            matches!(
+                size_step(Some(fresh), 2, region_id),
+                SizeStep::Measure { .. }
+            ),
+            "a split (new epoch version) measures at once"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 
 use arbor_proto::RegionDescriptor;
@@ -86,6 +86,10 @@ pub struct StoreNode {
     tso: Option<Arc<TsoClient>>,
     /// Which other stores answered pings lately ([`crate::liveness`]).
     liveness: Arc<StoreLiveness>,
+    /// Root's GC safe point as the last heartbeat answer told it (only
+    /// rises); the regions this store leads collect below it
+    /// ([`crate::storage::gc`]).
+    gc_safe_point: AtomicU64,
 }
 
 impl StoreNode {
@@ -118,7 +122,19 @@ impl StoreNode {
             memory_locks: Arc::new(MemoryLockTable::default()),
             tso,
             liveness: Arc::new(StoreLiveness::new(store_id)),
+            gc_safe_point: AtomicU64::new(0),
         }))
+    }
+
+    /// The GC safe point this store knows (0 = none yet).
+    pub fn gc_safe_point(&self) -> u64 {
+        self.gc_safe_point.load(Ordering::Relaxed)
+    }
+
+    /// Learns root's GC safe point; an older answer (a lagging coordinator)
+    /// never lowers it.
+    pub fn learn_gc_safe_point(&self, safe_point: u64) {
+        self.gc_safe_point.fetch_max(safe_point, Ordering::Relaxed);
     }
 
     pub fn liveness(&self) -> &Arc<StoreLiveness> {

@@ -81,6 +81,8 @@ pub enum GatewayError {
     MultipleStatementsInPrepare,
     #[error("could not serialize access due to concurrent update: {reason}")]
     SerializationFailure { reason: String },
+    #[error("snapshot too old: {reason}")]
+    SnapshotTooOld { reason: String },
     #[error("current transaction is aborted, commands ignored until end of transaction block")]
     InFailedTransaction,
     #[error("{statement} can only be used in transaction blocks")]
@@ -173,6 +175,10 @@ impl GatewayError {
             // Retrying the statement may succeed, as after a Postgres
             // serialization failure.
             GatewayError::SerializationFailure { .. } => "40001",
+            // Postgres' snapshot_too_old: the transaction read past the GC
+            // lifetime; a new transaction (not a retry at the same
+            // snapshot) may succeed.
+            GatewayError::SnapshotTooOld { .. } => "72000",
             GatewayError::InFailedTransaction => "25P02",
             GatewayError::NoActiveTransaction { .. } => "25P01",
             // As Postgres refuses CREATE DATABASE or VACUUM in a block: the
@@ -432,6 +438,7 @@ mod tests {
             GatewayError::CantChangeParameter { name: "x".into() },
             GatewayError::MultipleStatementsInPrepare,
             GatewayError::SerializationFailure { reason: "x".into() },
+            GatewayError::SnapshotTooOld { reason: "x".into() },
             GatewayError::InFailedTransaction,
             GatewayError::NoActiveTransaction {
                 statement: "SAVEPOINT",
@@ -522,6 +529,7 @@ mod tests {
             GatewayError::InvalidParameterValue { .. } => "22023",
             GatewayError::CantChangeParameter { .. } => "55P02",
             GatewayError::SerializationFailure { .. } => "40001",
+            GatewayError::SnapshotTooOld { .. } => "72000",
             GatewayError::InFailedTransaction => "25P02",
             GatewayError::NoActiveTransaction { .. } => "25P01",
             GatewayError::ActiveSqlTransaction { .. } => "25001",
@@ -550,7 +558,7 @@ mod tests {
     #[test]
     fn every_variant_maps_to_its_sqlstate() {
         let errors = every_variant();
-        assert_eq!(errors.len(), 48, "a variant is missing from every_variant");
+        assert_eq!(errors.len(), 49, "a variant is missing from every_variant");
         for error in &errors {
             assert_eq!(error.sqlstate(), expected_sqlstate(error), "{error:?}");
             assert_eq!(error.sqlstate().len(), 5);

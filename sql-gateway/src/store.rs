@@ -150,6 +150,7 @@ fn unavailable(error: RaftstoreError) -> GatewayError {
         RaftstoreError::WriteConflict { .. }
         | RaftstoreError::LockWaitTimeout { .. }
         | RaftstoreError::TxnAborted { .. } => GatewayError::SerializationFailure { reason },
+        RaftstoreError::SnapshotTooOld { .. } => GatewayError::SnapshotTooOld { reason },
         RaftstoreError::TxnTooLarge { limit, .. }
         | RaftstoreError::TxnBytesTooLarge { limit, .. } => GatewayError::ProgramLimitExceeded {
             what: reason,

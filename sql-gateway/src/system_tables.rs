@@ -50,7 +50,7 @@ impl SystemTable {
     }
 
     pub(crate) fn columns(self) -> Vec<Column> {
-        use SqlType::{Bool, Int8, Text};
+        use SqlType::{Bool, Float8, Int8, Text};
         let columns: &[(&str, SqlType)] = match self {
             SystemTable::Regions => &[
                 ("region_id", Int8),
@@ -63,6 +63,11 @@ impl SystemTable {
                 ("term", Int8),
                 ("applied_index", Int8),
                 ("key_count", Int8),
+                ("size_bytes", Int8),
+                ("read_keys_per_sec", Float8),
+                ("read_bytes_per_sec", Float8),
+                ("written_keys_per_sec", Float8),
+                ("written_bytes_per_sec", Float8),
                 ("observed_at", Text),
             ],
             SystemTable::Leases => &[
@@ -87,6 +92,9 @@ impl SystemTable {
                 ("last_heartbeat", Text),
                 ("region_count", Int8),
                 ("leader_count", Int8),
+                ("capacity_bytes", Int8),
+                ("available_bytes", Int8),
+                ("used_bytes", Int8),
             ],
             SystemTable::RootPeers => &[
                 ("peer_id", Int8),
@@ -135,6 +143,15 @@ fn optional_id(value: u64) -> Value {
     }
 }
 
+/// A disk figure where 0 means the store could not measure it.
+fn known_bytes(value: u64) -> Value {
+    if value == 0 {
+        Value::Null
+    } else {
+        int(value)
+    }
+}
+
 fn text(value: &str) -> Value {
     Value::Text(value.to_owned())
 }
@@ -162,6 +179,11 @@ fn region_rows(view: &ClusterViewResponse) -> Vec<Row> {
                 int(status.term),
                 int(status.applied_index),
                 int(status.key_count),
+                int(status.approximate_size_bytes),
+                Value::Float(status.read_keys_per_sec),
+                Value::Float(status.read_bytes_per_sec),
+                Value::Float(status.written_keys_per_sec),
+                Value::Float(status.written_bytes_per_sec),
                 timestamp(status.observed_at_ms),
             ])
         })
@@ -208,6 +230,7 @@ fn store_rows(view: &ClusterViewResponse) -> Vec<Row> {
         .iter()
         .filter_map(|status| {
             let store = status.store.as_ref()?;
+            let stats = status.stats;
             Some(vec![
                 int(store.store_id),
                 text(&store.address),
@@ -215,6 +238,11 @@ fn store_rows(view: &ClusterViewResponse) -> Vec<Row> {
                 timestamp(status.last_heartbeat_ms),
                 int(u64::from(status.region_count)),
                 int(u64::from(status.leader_count)),
+                // NULL until the store reported its disk (0 = it could not
+                // ask the file system).
+                stats.map_or(Value::Null, |s| known_bytes(s.capacity_bytes)),
+                stats.map_or(Value::Null, |s| known_bytes(s.available_bytes)),
+                stats.map_or(Value::Null, |s| int(s.used_bytes)),
             ])
         })
         .collect()
@@ -316,7 +344,8 @@ pub(crate) mod tests {
     use super::*;
     use arbor_proto::{
         CoordinatorLease, CoordinatorStatus, RegionDescriptor, RegionEpoch, RegionPeer,
-        RegionStatus, RootEventRecord, RootState, RootStatusResponse, StoreDescriptor, StoreStatus,
+        RegionStatus, RootEventRecord, RootState, RootStatusResponse, StoreDescriptor, StoreStats,
+        StoreStatus,
     };
 
     /// 2024-05-01 12:34:56.789 UTC.
@@ -373,6 +402,11 @@ pub(crate) mod tests {
                     applied_index: 10,
                     key_count: 7,
                     observed_at_ms: OBSERVED_AT_MS,
+                    approximate_size_bytes: 4_096,
+                    read_keys_per_sec: 12.5,
+                    read_bytes_per_sec: 250.0,
+                    written_keys_per_sec: 2.0,
+                    written_bytes_per_sec: 64.0,
                 },
                 RegionStatus {
                     region: Some(RegionDescriptor {
@@ -393,6 +427,7 @@ pub(crate) mod tests {
                     applied_index: 3,
                     key_count: 0,
                     observed_at_ms: OBSERVED_AT_MS,
+                    ..RegionStatus::default()
                 },
             ],
             stores: vec![
@@ -405,6 +440,11 @@ pub(crate) mod tests {
                     alive: true,
                     region_count: 1,
                     leader_count: 1,
+                    stats: Some(StoreStats {
+                        capacity_bytes: 1 << 30,
+                        available_bytes: 1 << 29,
+                        used_bytes: 4_096,
+                    }),
                 },
                 StoreStatus {
                     store: Some(StoreDescriptor {
@@ -415,6 +455,7 @@ pub(crate) mod tests {
                     alive: false,
                     region_count: 2,
                     leader_count: 0,
+                    stats: None,
                 },
             ],
             root_peers: vec![RootStatusResponse {
@@ -461,6 +502,7 @@ pub(crate) mod tests {
                         (Value::Text(_), SqlType::Text) => true,
                         (Value::Int(_), SqlType::Int8) => true,
                         (Value::Bool(_), SqlType::Bool) => true,
+                        (Value::Float(_), SqlType::Float8) => true,
                         _ => false,
                     };
                     assert!(fits, "{table:?}.{} holds {value:?}", column.name);
@@ -481,10 +523,37 @@ pub(crate) mod tests {
         assert_eq!(rows[0][3], Value::Int(2));
         assert_eq!(rows[0][6], Value::Text("1@store1,2@store2".into()));
         assert_eq!(
-            rows[0][10],
+            rows[0][15],
             Value::Text("2024-05-01 12:34:56.789+00".into())
         );
         assert_eq!(rows[1][5], Value::Null, "unknown leader is NULL");
+    }
+
+    #[test]
+    fn regions_show_size_and_traffic_rates_of_the_leader() {
+        let rows = SystemTable::Regions.rows(&sample_view());
+        let columns = SystemTable::Regions.columns();
+        let at = |name: &str| {
+            columns
+                .iter()
+                .position(|column| column.name == name)
+                .expect("column exists")
+        };
+        assert_eq!(rows[0][at("size_bytes")], Value::Int(4_096));
+        assert_eq!(rows[0][at("read_keys_per_sec")], Value::Float(12.5));
+        assert_eq!(rows[0][at("read_bytes_per_sec")], Value::Float(250.0));
+        assert_eq!(rows[0][at("written_keys_per_sec")], Value::Float(2.0));
+        assert_eq!(rows[0][at("written_bytes_per_sec")], Value::Float(64.0));
+        assert_eq!(rows[1][at("read_keys_per_sec")], Value::Float(0.0));
+    }
+
+    #[test]
+    fn stores_show_disk_figures_or_null_before_the_first_report() {
+        let rows = SystemTable::Stores.rows(&sample_view());
+        assert_eq!(rows[0][6], Value::Int(1 << 30), "capacity_bytes");
+        assert_eq!(rows[0][7], Value::Int(1 << 29), "available_bytes");
+        assert_eq!(rows[0][8], Value::Int(4_096), "used_bytes");
+        assert_eq!(rows[1][6..9], [Value::Null, Value::Null, Value::Null]);
     }
 
     #[test]

@@ -283,6 +283,14 @@ struct RetryState {
     last_error: String,
 }
 
+/// A read below the GC safe point: no retry at that timestamp can succeed.
+fn snapshot_too_old(refusal: arbor_proto::SnapshotTooOld) -> RaftstoreError {
+    RaftstoreError::SnapshotTooOld {
+        read_ts: refusal.read_ts,
+        safe_point: refusal.safe_point,
+    }
+}
+
 pub(crate) fn unexpected_reply(what: &str) -> RaftstoreError {
     RaftstoreError::Transport {
         address: String::new(),
@@ -363,6 +371,9 @@ impl RegionClient {
             let Reply::Get(reply) = executed.reply else {
                 return Err(unexpected_reply("get"));
             };
+            if let Some(refusal) = reply.snapshot_too_old {
+                return Err(snapshot_too_old(refusal));
+            }
             match reply.locked {
                 Some(lock) => self.handle_lock(&lock, &mut wait).await?,
                 None => return Ok(reply.found.then_some(reply.value)),
@@ -423,6 +434,9 @@ impl RegionClient {
             let Reply::Scan(reply) = executed.reply else {
                 return Err(unexpected_reply("scan"));
             };
+            if let Some(refusal) = reply.snapshot_too_old {
+                return Err(snapshot_too_old(refusal));
+            }
             if let Some(lock) = reply.locked {
                 self.handle_lock(&lock, &mut wait).await?;
                 continue;

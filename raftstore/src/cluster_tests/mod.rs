@@ -12,6 +12,7 @@
 //! bounded by [`TEST_DEADLINE_SECS`].
 
 mod membership;
+mod partition;
 mod txn;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -9,11 +9,12 @@
 //! between is seen either as its lock or as its write record, never as
 //! nothing.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use arbor_proto::{
     GetRequest, GetResponse, KvPair, RegionDescriptor, RegionError, ScanLocksRequest,
-    ScanLocksResponse, ScanRequest, ScanResponse,
+    ScanLocksResponse, ScanRequest, ScanResponse, SnapshotTooOld,
 };
 use openraft::error::{CheckIsLeaderError, RaftError};
 
@@ -26,7 +27,7 @@ use crate::error::RaftstoreError;
 use crate::memory_lock::key_range;
 use crate::peer::{range_of, server_busy, Peer};
 use crate::storage::mvcc::{self, DbReader, ScanLimits};
-use crate::storage::state_machine::KeyRange;
+use crate::storage::state_machine::{applied_gc_safe_point, KeyRange};
 use crate::store::StoreNode;
 use crate::txn::{record, LockInfo, TxnReader};
 
@@ -110,11 +111,44 @@ pub async fn get(node: &StoreNode, request: GetRequest) -> Result<GetResponse, R
         return Ok(locked(lock.info(key)));
     }
     let value = reader.value_at(key, read_ts)?;
+    if let Some(refusal) = snapshot_too_old(node, &peer, read_ts)? {
+        return Ok(GetResponse {
+            snapshot_too_old: Some(refusal),
+            ..Default::default()
+        });
+    }
+    if let Some(value) = &value {
+        peer.traffic()
+            .record_read(1, (key.len() + value.len()) as u64);
+    }
     Ok(GetResponse {
         region_error: None,
         found: value.is_some(),
         value: value.unwrap_or_default(),
         locked: None,
+        snapshot_too_old: None,
+    })
+}
+
+/// The refusal of a read at `read_ts` below the region's applied GC safe
+/// point, if it is. Asked *after* the data was read: GC raises the safe
+/// point in the same write batch as its deletions, so a read that may have
+/// missed a collected version always sees the raised safe point here.
+fn snapshot_too_old(
+    node: &StoreNode,
+    peer: &Peer,
+    read_ts: u64,
+) -> Result<Option<SnapshotTooOld>, RaftstoreError> {
+    let safe_point = applied_gc_safe_point(node.db(), peer.region_id())?;
+    Ok(refuse_below_safe_point(read_ts, safe_point))
+}
+
+/// Pure: a read at `read_ts` is refused when it lies below `safe_point`
+/// (a read exactly at it still sees every version it needs).
+pub fn refuse_below_safe_point(read_ts: u64, safe_point: u64) -> Option<SnapshotTooOld> {
+    (read_ts < safe_point).then_some(SnapshotTooOld {
+        read_ts,
+        safe_point,
     })
 }
 
@@ -161,7 +195,7 @@ async fn admit_range(
     context: Option<&arbor_proto::RegionContext>,
     start: &[u8],
     end: &[u8],
-) -> Result<Result<(RegionDescriptor, KeyRange), RegionError>, RaftstoreError> {
+) -> Result<Result<(Arc<Peer>, KeyRange), RegionError>, RaftstoreError> {
     let (peer, descriptor) = match admit(node, context)? {
         Ok(admitted) => admitted,
         Err(region_error) => return Ok(Err(region_error)),
@@ -172,7 +206,7 @@ async fn admit_range(
     if let Err(region_error) = read_barrier(node, &peer, &descriptor).await {
         return Ok(Err(region_error));
     }
-    Ok(Ok((descriptor, range)))
+    Ok(Ok((peer, range)))
 }
 
 pub async fn scan(node: &StoreNode, request: ScanRequest) -> Result<ScanResponse, RaftstoreError> {
@@ -181,7 +215,7 @@ pub async fn scan(node: &StoreNode, request: ScanRequest) -> Result<ScanResponse
     if !request.ignore_locks {
         check_read_ts(request.read_ts)?;
     }
-    let range = match admit_range(
+    let (peer, range) = match admit_range(
         node,
         request.context.as_ref(),
         &request.start_key,
@@ -189,7 +223,7 @@ pub async fn scan(node: &StoreNode, request: ScanRequest) -> Result<ScanResponse
     )
     .await?
     {
-        Ok((_, range)) => range,
+        Ok(admitted) => admitted,
         Err(region_error) => {
             return Ok(ScanResponse {
                 region_error: Some(region_error),
@@ -218,6 +252,12 @@ pub async fn scan(node: &StoreNode, request: ScanRequest) -> Result<ScanResponse
     let reader = DbReader { db };
     let locks = reader.locks_now(&range);
     let outcome = mvcc::scan_range(db, &range, read_ts, limits)?;
+    if let Some(refusal) = snapshot_too_old(node, &peer, read_ts)? {
+        return Ok(ScanResponse {
+            snapshot_too_old: Some(refusal),
+            ..Default::default()
+        });
+    }
     // Only locks inside what the scan covered matter: up to its last pair
     // when the limits cut it short, else the whole range.
     let until = match (outcome.more, outcome.pairs.last()) {
@@ -231,6 +271,9 @@ pub async fn scan(node: &StoreNode, request: ScanRequest) -> Result<ScanResponse
     if let Some((key, lock)) = mvcc::first_blocking_lock(locks, until.as_deref(), read_ts)? {
         return Ok(locked(lock.info(&key)));
     }
+    let bytes: usize = outcome.pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
+    peer.traffic()
+        .record_read(outcome.pairs.len() as u64, bytes as u64);
     Ok(scanned(outcome))
 }
 
@@ -242,7 +285,7 @@ pub async fn scan_locks(
 ) -> Result<ScanLocksResponse, RaftstoreError> {
     check_scan_bound_size(&request.start_key)?;
     check_scan_bound_size(&request.end_key)?;
-    let (descriptor, range) = match admit_range(
+    let (peer, range) = match admit_range(
         node,
         request.context.as_ref(),
         &request.start_key,
@@ -262,7 +305,7 @@ pub async fn scan_locks(
     let mut response = ScanLocksResponse::default();
     for item in (DbReader { db: node.db() }).locks_now(&range) {
         let (key, value) = item.map_err(|source| RaftstoreError::Storage {
-            context: format!("scanning locks of region {}", descriptor.region_id),
+            context: format!("scanning locks of region {}", peer.region_id()),
             source,
         })?;
         if response.locks.len() == limit {
@@ -270,7 +313,7 @@ pub async fn scan_locks(
             break;
         }
         let lock = record::decode_lock(&value).map_err(|error| RaftstoreError::Corrupt {
-            context: format!("lock of key {key:?} in region {}", descriptor.region_id),
+            context: format!("lock of key {key:?} in region {}", peer.region_id()),
             hint: error.to_string(),
         })?;
         response.locks.push(lock_info_proto(&lock.info(&key)));
@@ -288,6 +331,7 @@ fn scanned(outcome: mvcc::ScanOutcome) -> ScanResponse {
             .collect(),
         more: outcome.more,
         locked: None,
+        snapshot_too_old: None,
     }
 }
 
@@ -300,6 +344,20 @@ mod tests {
             start: start.as_bytes().to_vec(),
             end: end.as_bytes().to_vec(),
         }
+    }
+
+    #[test]
+    fn reads_below_the_safe_point_are_refused_and_at_or_above_it_served() {
+        assert_eq!(refuse_below_safe_point(5, 0), None, "no GC yet");
+        assert_eq!(refuse_below_safe_point(100, 100), None);
+        assert_eq!(refuse_below_safe_point(101, 100), None);
+        assert_eq!(
+            refuse_below_safe_point(99, 100),
+            Some(SnapshotTooOld {
+                read_ts: 99,
+                safe_point: 100
+            })
+        );
     }
 
     #[test]

@@ -291,6 +291,11 @@ pub async fn prewrite(
     if mutations.is_empty() {
         return Ok(PrewriteResponse::default());
     }
+    let written_bytes: usize = mutations
+        .iter()
+        .map(|mutation| mutation.key.len() + mutation.value.len())
+        .sum();
+    let written_keys = mutations.len() as u64;
     let command = Prewrite {
         start_ts: request.start_ts,
         primary: request.primary_key,
@@ -299,7 +304,7 @@ pub async fn prewrite(
         one_pc_commit_ts: None,
     };
     let outcome = if request.one_pc {
-        one_phase_commit(node, peer, &descriptor, command).await?
+        one_phase_commit(node, peer.clone(), &descriptor, command).await?
     } else {
         run(node, &peer, &descriptor, TxnCommand::Prewrite(command)).await?
     };
@@ -311,11 +316,15 @@ pub async fn prewrite(
         TxnOutcome::Prewritten {
             existed,
             one_pc_commit_ts,
-        } => Ok(PrewriteResponse {
-            existed,
-            one_pc_commit_ts: one_pc_commit_ts.unwrap_or(0),
-            ..Default::default()
-        }),
+        } => {
+            peer.traffic()
+                .record_write(written_keys, written_bytes as u64);
+            Ok(PrewriteResponse {
+                existed,
+                one_pc_commit_ts: one_pc_commit_ts.unwrap_or(0),
+                ..Default::default()
+            })
+        }
         TxnOutcome::Failed(error) => Ok(PrewriteResponse {
             error: Some(txn_error_proto(&error)),
             ..Default::default()

@@ -9,6 +9,7 @@
 //! writes ([`keys::STORE_FORMAT_VERSION`], recorded at creation); an older
 //! store is refused with the directory named, never converted in place.
 
+pub mod gc;
 pub mod log_store;
 pub mod mvcc;
 pub mod snapshot;
@@ -58,6 +59,18 @@ pub fn open_db(path: &Path) -> Result<Arc<DB>, RaftstoreError> {
     })?;
     check_format(&db, path)?;
     Ok(Arc::new(db))
+}
+
+/// Opens a store's RocksDB read-only, beside the store process that has it
+/// open (RocksDB allows this; the view is the data as of opening). For
+/// tools and end-to-end tests that inspect versions; nothing is written.
+pub fn open_read_only(path: &Path) -> Result<DB, RaftstoreError> {
+    DB::open_cf_for_read_only(&Options::default(), path, keys::COLUMN_FAMILIES, false).map_err(
+        |source| RaftstoreError::Storage {
+            context: format!("opening {} read-only", path.display()),
+            source,
+        },
+    )
 }
 
 fn incompatible(path: &Path, found: String) -> RaftstoreError {

@@ -27,6 +27,10 @@ pub struct SnapshotHeader {
     pub last_applied: Option<LogId<StoreId>>,
     pub membership: StoredMembership<StoreId, BasicNode>,
     pub key_count: u64,
+    /// The region's applied GC safe point (absent in snapshots from before
+    /// GC existed: nothing was collected).
+    #[serde(default)]
+    pub gc_safe_point: u64,
     #[serde(with = "crate::command::hex_bytes")]
     pub start_key: Vec<u8>,
     #[serde(with = "crate::command::hex_bytes")]
@@ -188,6 +192,7 @@ mod tests {
                 last_applied: Some(LogId::new(openraft::CommittedLeaderId::new(2, 1), 17)),
                 membership: StoredMembership::default(),
                 key_count: 2,
+                gc_safe_point: 7 << 18,
                 start_key: b"a".to_vec(),
                 end_key: Vec::new(),
                 descriptor: Some(vec![1, 2, 3]),

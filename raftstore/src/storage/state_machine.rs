@@ -35,8 +35,8 @@ use super::mvcc::{self, DbReader};
 use super::snapshot::{self, RegionSnapshot, SnapshotHeader};
 use super::{cf, synced};
 use crate::command::{
-    format_supported, AdminCommand, ChangePeersCommand, EpochRecord, RegionCommand, RegionResponse,
-    SplitCommand,
+    format_supported, AdminCommand, ChangePeersCommand, EpochRecord, GcCommand, RegionCommand,
+    RegionResponse, SplitCommand,
 };
 use crate::error::RaftstoreError;
 use crate::keys::{self, StateKind, CF_LOCK, CF_RAFT_LOG, CF_RAFT_STATE, CF_REGION_META, CF_WRITE};
@@ -153,6 +153,42 @@ struct AppliedState {
     last_applied: Option<LogId<StoreId>>,
     membership: StoredMembership<StoreId, BasicNode>,
     key_count: u64,
+    /// The highest GC safe point applied: versions below it may be gone,
+    /// so reads below it are refused (absent in states written before GC
+    /// existed: nothing was collected).
+    #[serde(default)]
+    gc_safe_point: u64,
+}
+
+/// Only the GC safe point of an [`AppliedState`] (the read path's view).
+#[derive(Deserialize)]
+struct AppliedGcSafePoint {
+    #[serde(default)]
+    gc_safe_point: u64,
+}
+
+/// The GC safe point `region_id`'s apply has reached on this store, read
+/// from disk: apply raises it in the same write batch as its deletions, so
+/// a reader that re-reads it after reading data knows whether anything it
+/// read could have been collected.
+pub fn applied_gc_safe_point(db: &DB, region_id: RegionId) -> Result<u64, RaftstoreError> {
+    let stored = db
+        .get_pinned_cf(
+            cf(db, CF_RAFT_STATE),
+            keys::state_key(region_id, StateKind::Applied),
+        )
+        .map_err(storage_error(format!(
+            "loading the GC safe point of region {region_id}"
+        )))?;
+    let Some(bytes) = stored else {
+        return Ok(0);
+    };
+    let state: AppliedGcSafePoint =
+        serde_json::from_slice(&bytes).map_err(|e| RaftstoreError::Corrupt {
+            context: format!("applied state of region {region_id}"),
+            hint: e.to_string(),
+        })?;
+    Ok(state.gc_safe_point)
 }
 
 pub struct RegionStateMachine {
@@ -226,6 +262,9 @@ impl RegionStateMachine {
                 ..Default::default()
             });
         }
+        if let Some(AdminCommand::Gc(gc)) = &command.admin {
+            return self.apply_gc(gc, batch);
+        }
         let Some(txn) = &command.txn else {
             // Neither a transaction nor a split (handled before): nothing.
             return Ok(RegionResponse::default());
@@ -244,6 +283,14 @@ impl RegionStateMachine {
                 ..Default::default()
             });
         }
+        if let Some(refused) =
+            super::gc::refuse_txn_below_safe_point(txn, self.applied.gc_safe_point)
+        {
+            return Ok(RegionResponse {
+                txn: Some(refused),
+                ..Default::default()
+            });
+        }
         let reader = DbReader { db: &self.db };
         let states = txn::key_states(&reader, keys, txn.start_ts())
             .map_err(|e| StorageIOError::read_state_machine(AnyError::error(e.to_string())))?;
@@ -255,6 +302,23 @@ impl RegionStateMachine {
             .saturating_add_signed(decision.key_count_delta);
         Ok(RegionResponse {
             txn: Some(decision.outcome),
+            ..Default::default()
+        })
+    }
+
+    /// Stages a GC batch's deletions and raises the applied safe point in
+    /// the same batch (see `storage::gc`). The key count does not change:
+    /// a key's newest data version is never deleted unless it is a Delete.
+    fn apply_gc(
+        &mut self,
+        gc: &GcCommand,
+        batch: &mut WriteBatch,
+    ) -> StorageResult<RegionResponse> {
+        let deleted = super::gc::stage(&self.db, &self.range(), gc, batch)
+            .map_err(|e| StorageIOError::read_state_machine(AnyError::error(e.to_string())))?;
+        self.applied.gc_safe_point = self.applied.gc_safe_point.max(gc.safe_point);
+        Ok(RegionResponse {
+            gc_deleted: Some(deleted),
             ..Default::default()
         })
     }
@@ -465,6 +529,9 @@ impl RegionStateMachine {
             last_applied: None,
             membership: StoredMembership::default(),
             key_count: right_keys,
+            // The child's versions were collected up to the parent's safe
+            // point: it refuses the same reads.
+            gc_safe_point: self.applied.gc_safe_point,
         };
         let applied_bytes =
             serde_json::to_vec(&child_applied).map_err(|e| write_error(e.to_string()))?;
@@ -622,6 +689,7 @@ impl RaftStateMachine<RegionTypeConfig> for RegionStateMachine {
                     last_applied: self.applied.last_applied,
                     membership: self.applied.membership.clone(),
                     key_count: self.applied.key_count,
+                    gc_safe_point: self.applied.gc_safe_point,
                     start_key: descriptor.start_key.clone(),
                     end_key: descriptor.end_key.clone(),
                     descriptor: Some(keys::encode_descriptor(&descriptor)),
@@ -702,6 +770,8 @@ impl RaftStateMachine<RegionTypeConfig> for RegionStateMachine {
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
             key_count,
+            // The snapshot's data was collected up to its safe point.
+            gc_safe_point: decoded.header.gc_safe_point,
         };
         self.stage_applied_state(&mut batch)?;
         batch.put_cf(

@@ -346,6 +346,9 @@ pub enum AbortReason {
     LockNotFound,
     /// The command itself cannot be right (e.g. commit_ts <= start_ts).
     Invalid,
+    /// Its start_ts lies below the region's GC safe point: versions its
+    /// conflict check needs may be collected (see `storage::gc`).
+    BelowGcSafePoint,
 }
 
 impl std::fmt::Display for AbortReason {
@@ -354,6 +357,12 @@ impl std::fmt::Display for AbortReason {
             AbortReason::RolledBack => write!(f, "rolled back"),
             AbortReason::LockNotFound => write!(f, "its lock is gone and it did not commit"),
             AbortReason::Invalid => write!(f, "invalid transaction command"),
+            AbortReason::BelowGcSafePoint => {
+                write!(
+                    f,
+                    "its start_ts is below the GC safe point (snapshot too old)"
+                )
+            }
         }
     }
 }

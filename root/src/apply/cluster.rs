@@ -1,7 +1,9 @@
-//! Cluster-wide facts: bootstrap, store membership, allocator fences and
-//! the SQL catalog.
+//! Cluster-wide facts: bootstrap, store membership, allocator fences, the
+//! GC safe point and the SQL catalog.
 
-use arbor_proto::{CatalogChanged, ClusterBootstrapped, RootState, StoreJoined, StoreLeft};
+use arbor_proto::{
+    CatalogChanged, ClusterBootstrapped, GcSafePointAdvanced, RootState, StoreJoined, StoreLeft,
+};
 
 use super::{malformed, require_bootstrapped, Rejection, CATALOG_BYTES_MAX};
 
@@ -92,5 +94,22 @@ pub(super) fn catalog_changed(
     }
     state.catalog = event.catalog.clone();
     state.catalog_version += 1;
+    Ok(())
+}
+
+/// The GC safe point only moves forward: once stores may have deleted the
+/// versions below it, no later event may promise them back.
+pub(super) fn advance_gc_safe_point(
+    state: &mut RootState,
+    event: &GcSafePointAdvanced,
+) -> Result<(), Rejection> {
+    require_bootstrapped(state)?;
+    if event.safe_point <= state.gc_safe_point {
+        return Err(Rejection::SafePointNotForward {
+            current: state.gc_safe_point,
+            proposed: event.safe_point,
+        });
+    }
+    state.gc_safe_point = event.safe_point;
     Ok(())
 }

@@ -125,6 +125,14 @@ pub fn describe_event(event: &RootEvent) -> (&'static str, String) {
             "peer_change_cancelled",
             format!("region_id={} reason={}", e.region_id, e.reason),
         ),
+        Kind::GcSafePointAdvanced(e) => (
+            "gc_safe_point_advanced",
+            format!(
+                "safe_point={} (physical {} ms)",
+                e.safe_point,
+                e.safe_point >> 18
+            ),
+        ),
         Kind::LeaseGranted(e) => (
             "lease_granted",
             format!(

@@ -89,6 +89,8 @@ pub enum Rejection {
     CatalogVersionMismatch { expected: u64, current: u64 },
     #[error("lease fence failed: {hint}")]
     LeaseFenceFailed { hint: String },
+    #[error("GC safe point is {current}; {proposed} does not move it forward")]
+    SafePointNotForward { current: u64, proposed: u64 },
 }
 
 impl Rejection {
@@ -111,6 +113,7 @@ impl Rejection {
             Rejection::NothingPending { .. } => RejectionCode::NothingPending,
             Rejection::CatalogVersionMismatch { .. } => RejectionCode::CatalogVersionMismatch,
             Rejection::LeaseFenceFailed { .. } => RejectionCode::LeaseFenceFailed,
+            Rejection::SafePointNotForward { .. } => RejectionCode::SafePointNotForward,
         }
     }
 }
@@ -166,6 +169,7 @@ fn apply_event(
             cluster::raise_fence(&mut state.tso_fence, e.expected_fence, e.new_fence)
         }
         Kind::CatalogChanged(e) => cluster::catalog_changed(state, e),
+        Kind::GcSafePointAdvanced(e) => cluster::advance_gc_safe_point(state, e),
         Kind::LeaseGranted(e) => lease::grant(state, e, stamp_ms),
         Kind::LeaseRenewed(e) => lease::renew(state, e, stamp_ms),
         Kind::LeaseSealed(e) => lease::seal(state, e, stamp_ms),

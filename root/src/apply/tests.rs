@@ -494,6 +494,40 @@ fn fences_only_move_forward_from_the_value_seen() {
 }
 
 #[test]
+fn gc_safe_point_only_moves_forward_and_a_refusal_changes_nothing() {
+    let mut state = bootstrapped();
+    let advance = |safe_point| Kind::GcSafePointAdvanced(GcSafePointAdvanced { safe_point });
+    apply(&mut state, advance(100 << 18)).unwrap();
+    assert_eq!(state.gc_safe_point, 100 << 18);
+    for stale in [100 << 18, 99 << 18, 0] {
+        let err = apply(&mut state, advance(stale)).unwrap_err();
+        assert_eq!(err.code(), RejectionCode::SafePointNotForward);
+        assert_eq!(state.gc_safe_point, 100 << 18, "a refusal changes nothing");
+    }
+    apply(&mut state, advance((100 << 18) + 1)).unwrap();
+    assert_eq!(state.gc_safe_point, (100 << 18) + 1);
+}
+
+#[test]
+fn gc_safe_point_is_refused_before_bootstrap_and_from_a_deposed_holder() {
+    let mut fresh = RootState::default();
+    let advance = Kind::GcSafePointAdvanced(GcSafePointAdvanced { safe_point: 5 });
+    let err = apply_command(&mut fresh, &command(advance.clone(), 1), 1).unwrap_err();
+    assert_eq!(err.code(), RejectionCode::NotBootstrapped);
+    let mut state = bootstrapped();
+    apply_command(&mut state, &command(grant("a", 1, 1000), 0), 20).unwrap();
+    apply_command(&mut state, &command(grant("b", 2, 1000), 2000), 21).unwrap();
+    let mut late = command(advance, 2001);
+    late.lease_fence = Some(LeaseFence {
+        holder_id: "a".into(),
+        generation: 1,
+    });
+    let err = apply_command(&mut state, &late, 22).unwrap_err();
+    assert_eq!(err.code(), RejectionCode::LeaseFenceFailed);
+    assert_eq!(state.gc_safe_point, 0);
+}
+
+#[test]
 fn catalog_changes_only_against_the_current_version() {
     let mut state = bootstrapped();
     let change = |expected: u64, bytes: &[u8]| {
@@ -606,7 +640,7 @@ fn generated_region_histories_keep_regions_tiling_and_rejections_change_nothing(
             region_epoch.version += 1;
         }
         let key = vec![b'a' + (next() % 26) as u8, b'a' + (next() % 26) as u8];
-        let kind = match next() % 6 {
+        let kind = match next() % 7 {
             0 | 1 => {
                 next_region_id += 1;
                 split(region.region_id, &key, Some(region_epoch), next_region_id)
@@ -638,10 +672,15 @@ fn generated_region_histories_keep_regions_tiling_and_rejections_change_nothing(
                     }),
                 }
             }
-            _ => Kind::MergeCommitted(MergeCommitted {
+            5 => Kind::MergeCommitted(MergeCommitted {
                 source_region_id: region.region_id,
             }),
+            // Around the current safe point: forward or not, at random.
+            _ => Kind::GcSafePointAdvanced(GcSafePointAdvanced {
+                safe_point: (state.gc_safe_point + 2).saturating_sub(next() % 4),
+            }),
         };
+        let gc_safe_point_before = state.gc_safe_point;
         let before = state.clone();
         let is_split = matches!(kind, Kind::SplitCommitted(_));
         let is_merge = matches!(kind, Kind::MergeCommitted(_));
@@ -663,6 +702,10 @@ fn generated_region_histories_keep_regions_tiling_and_rejections_change_nothing(
             }
         }
         assert_regions_tile_the_key_space(&state);
+        assert!(
+            state.gc_safe_point >= gc_safe_point_before,
+            "the GC safe point moved backwards"
+        );
         let mut ids: Vec<u64> = state.regions.iter().map(|r| r.region_id).collect();
         ids.extend(&state.tombstoned_region_ids);
         let count = ids.len();
