@@ -68,6 +68,9 @@ enum Command {
         /// Split a region once it holds more keys than this.
         #[arg(long, env = "ARBOR_REGION_SPLIT_KEYS", default_value_t = arbor_coordinator::scheduler::REGION_SPLIT_KEYS_DEFAULT)]
         region_split_keys: u64,
+        /// Split a region once its data on disk passes this many bytes.
+        #[arg(long, env = "ARBOR_REGION_SPLIT_BYTES", default_value_t = arbor_coordinator::scheduler::REGION_SPLIT_BYTES_DEFAULT)]
+        region_split_bytes: u64,
         /// Replace a store's replicas once it has been silent this long.
         #[arg(long, env = "ARBOR_STORE_DEAD_AFTER_MS", default_value_t = arbor_coordinator::scheduler::STORE_DEAD_AFTER_DEFAULT_MS)]
         store_dead_after_ms: u64,
@@ -235,6 +238,7 @@ fn run_service(command: Command) -> Result<(), String> {
                 advertise,
                 root,
                 region_split_keys,
+                region_split_bytes,
                 store_dead_after_ms,
                 gc_lifetime_ms,
                 metrics_listen,
@@ -245,6 +249,7 @@ fn run_service(command: Command) -> Result<(), String> {
                     advertise_address: advertise::resolve(listen, advertise.as_deref())?,
                     root_addresses: root,
                     region_split_keys,
+                    region_split_bytes,
                     store_dead_after_ms,
                 };
                 arbor_coordinator::server::run_coordinator_with_gc(

@@ -39,6 +39,7 @@ pub const BLOCKED_LOGGED_MAX: usize = 4_096;
 #[derive(Debug, Clone, Copy)]
 pub struct ScheduleConfig {
     pub split_keys_max: u64,
+    pub split_bytes_max: u64,
     pub store_dead_after_ms: u64,
 }
 
@@ -58,6 +59,7 @@ pub async fn run(coordinator: Arc<Coordinator>, config: ScheduleConfig) {
             now_ms: coordinator.now_ms(),
             observing_since_ms,
             split_keys_max: config.split_keys_max,
+            split_bytes_max: config.split_bytes_max,
             store_dead_after_ms: config.store_dead_after_ms,
             balance_leaders_from_ms,
         };

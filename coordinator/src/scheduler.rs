@@ -32,6 +32,10 @@ pub use replace::{peer_change_state, peers_after, PeerChangeState, PEER_CHANGES_
 /// Split a region once a store reports more keys than this (overridable per
 /// coordinator, small in tests).
 pub const REGION_SPLIT_KEYS_DEFAULT: u64 = 200_000;
+/// Regions whose on-disk size (RocksDB's estimate of flushed data) passes
+/// this split too, whatever their key count: a few large values make a
+/// region heavy with few keys (TiKV splits at 96 MiB as well).
+pub const REGION_SPLIT_BYTES_DEFAULT: u64 = 96 << 20;
 /// Most keys read to choose a split key; a larger region splits off its
 /// first keys this many at a time, which still converges.
 pub const SPLIT_KEY_SCAN_MAX: u64 = 10_000;
@@ -48,6 +52,8 @@ pub struct Tick {
     pub observing_since_ms: u64,
     /// Split regions holding more keys than this.
     pub split_keys_max: u64,
+    /// Split regions larger on disk than this.
+    pub split_bytes_max: u64,
     /// A store silent this long is dead and its peers are replaced.
     pub store_dead_after_ms: u64,
     /// No leader moves before this time: the driver sets it a cooldown after
@@ -131,8 +137,7 @@ pub fn next_steps(view: &ClusterView, tick: Tick) -> Plan {
     let replaced_before = plan.steps.len();
     replace::replacements(view, &tick, &mut busy, &mut plan);
     let replacing = plan.steps.len() > replaced_before;
-    plan.steps
-        .extend(splits(view, tick.split_keys_max, &mut busy));
+    plan.steps.extend(splits(view, &tick, &mut busy));
     // Leaders move only in a calm cluster: while peers are being replaced
     // the leader counts are about to change anyway.
     let calm = !replacing
@@ -147,11 +152,14 @@ pub fn next_steps(view: &ClusterView, tick: Tick) -> Plan {
     plan
 }
 
-fn splits(view: &ClusterView, split_keys_max: u64, busy: &mut BTreeSet<u64>) -> Vec<Step> {
+fn splits(view: &ClusterView, tick: &Tick, busy: &mut BTreeSet<u64>) -> Vec<Step> {
     let oversized: Vec<RegionDescriptor> = view
         .region_statuses()
         .into_iter()
-        .filter(|status| status.key_count > split_keys_max)
+        .filter(|status| {
+            status.key_count > tick.split_keys_max
+                || status.approximate_size_bytes > tick.split_bytes_max
+        })
         .filter_map(|status| status.region)
         .filter(|region| !busy.contains(&region.region_id))
         .take(SPLITS_PER_TICK_MAX)
@@ -197,6 +205,7 @@ pub(crate) mod tests {
             now_ms,
             observing_since_ms: 0,
             split_keys_max: REGION_SPLIT_KEYS_DEFAULT,
+            split_bytes_max: REGION_SPLIT_BYTES_DEFAULT,
             store_dead_after_ms: STORE_DEAD_AFTER_DEFAULT_MS,
             balance_leaders_from_ms: 0,
         }
@@ -290,6 +299,23 @@ pub(crate) mod tests {
         let steps = next_steps(&view_with_keys(101), split_tick(100)).steps;
         assert!(
             matches!(&steps[..], [Step::PlanSplit { region, scan_keys: 50 }] if region.region_id == 1)
+        );
+    }
+
+    #[test]
+    fn a_region_over_the_size_threshold_splits_with_few_keys() {
+        let mut view = view_with_keys(10);
+        let report = view.reports.get_mut(&1).expect("store 1 reported");
+        report.regions[0].approximate_size_bytes = 2_000;
+        let by_size = |split_bytes_max| Tick {
+            split_bytes_max,
+            ..split_tick(100)
+        };
+        assert!(next_steps(&view, by_size(2_000)).steps.is_empty());
+        let steps = next_steps(&view, by_size(1_999)).steps;
+        assert!(
+            matches!(&steps[..], [Step::PlanSplit { region, scan_keys: 5 }] if region.region_id == 1),
+            "{steps:?}"
         );
     }
 

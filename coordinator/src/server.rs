@@ -42,6 +42,8 @@ pub struct CoordinatorConfig {
     pub root_addresses: Vec<String>,
     /// Split regions with more keys than this.
     pub region_split_keys: u64,
+    /// Split regions larger on disk than this.
+    pub region_split_bytes: u64,
     /// Replace the replicas of a store silent this long (at least
     /// [`crate::scheduler::STORE_DEAD_AFTER_MIN_MS`]).
     pub store_dead_after_ms: u64,
@@ -129,6 +131,7 @@ pub async fn run_coordinator_with_gc(
             coordinator.clone(),
             ScheduleConfig {
                 split_keys_max: config.region_split_keys,
+                split_bytes_max: config.region_split_bytes,
                 store_dead_after_ms: config.store_dead_after_ms,
             },
         )),

@@ -159,6 +159,7 @@ async fn one_holder_renews_and_a_sealed_lease_passes_to_the_standby_at_once() {
                 advertise_address: address.clone(),
                 root_addresses: peers.values().cloned().collect(),
                 region_split_keys: arbor_coordinator::scheduler::REGION_SPLIT_KEYS_DEFAULT,
+                region_split_bytes: arbor_coordinator::scheduler::REGION_SPLIT_BYTES_DEFAULT,
                 store_dead_after_ms: arbor_coordinator::scheduler::STORE_DEAD_AFTER_DEFAULT_MS,
             };
             Some(spawn(|stopped| {

@@ -335,6 +335,21 @@ async fn two_holder_crashes_in_a_row_never_repeat_a_timestamp_or_an_id() {
     assert_eq!(third_holder, survivor);
     assert_eq!(holder_generation, third_generation);
 
+    // The takeover was seen by the first client answered; let every client
+    // be answered by the survivor (both kinds) before they stop.
+    let deadline = Instant::now() + Duration::from_millis(TAKEOVER_WITHIN_MS);
+    while !logs.iter().all(|log| {
+        let log = log.lock().expect("client log lock");
+        [Kind::Timestamps, Kind::Ids].into_iter().all(|kind| {
+            log.served
+                .iter()
+                .any(|served| served.kind == kind && served.generation == third_generation)
+        })
+    }) && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         task.await.expect("client task");

@@ -115,6 +115,7 @@ fn start_coordinator(listen: SocketAddr, root_addresses: Vec<String>) -> Running
         root_addresses,
         // The tests split by hand; the scheduler must not.
         region_split_keys: u64::MAX,
+        region_split_bytes: u64::MAX,
         store_dead_after_ms: arbor_coordinator::scheduler::STORE_DEAD_AFTER_DEFAULT_MS,
     };
     let task = tokio::spawn(run_coordinator(config, async {
