@@ -11,7 +11,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arbor_metrics::Health;
 use arbor_proto::region_error::Kind as RegionErrorKind;
 use arbor_proto::store_client::StoreClient;
 use arbor_proto::*;
@@ -20,13 +19,11 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::{
-    commit_directly, put, region, snapshot_and_purge, start_coordinator, start_in_process,
-    start_roots, Running, SETTLE_DEADLINE_SECS, TEST_DEADLINE_SECS,
+    commit_directly, put, region, snapshot_and_purge, start_coordinator, start_full_store,
+    start_in_process, start_roots, FullStore, Running, SETTLE_DEADLINE_SECS, TEST_DEADLINE_SECS,
 };
 use crate::client::RegionClient;
-use crate::error::RaftstoreError;
 use crate::operation::{conf_change, read, transfer_leader};
-use crate::service::StoreMetrics;
 use crate::storage::mvcc::{self, DbReader};
 use crate::store::StoreNode;
 
@@ -40,47 +37,6 @@ const CHANGE_DEADLINE_SECS: u64 = 60;
 const KEYS: [&str; 4] = ["apple", "banana", "kiwi", "zebra"];
 const SPLIT_KEY: &[u8] = b"m";
 const SPLIT_REGION_ID: u64 = 1_000;
-
-/// A store run in-process with every task of a real one (heartbeats,
-/// liveness, hibernation), so the test can reach its node.
-struct FullStore {
-    node: Arc<StoreNode>,
-    address: String,
-    server: Running<RaftstoreError>,
-}
-
-async fn start_full_store(store_id: u64, dir: &Path, coordinator: &str) -> FullStore {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a store");
-    let address = listener.local_addr().expect("store address").to_string();
-    let node = StoreNode::open(
-        store_id,
-        address.clone(),
-        &dir.join(format!("store-{store_id}")),
-        vec![coordinator.to_string()],
-    )
-    .expect("open store");
-    node.start_persisted_regions()
-        .await
-        .expect("restart regions");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(crate::server::serve_node(
-        node.clone(),
-        listener,
-        vec![coordinator.to_string()],
-        StoreMetrics::new(),
-        Health::new(),
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    FullStore {
-        node,
-        address,
-        server: Running { stop, task },
-    }
-}
 
 fn context_of(region: &RegionDescriptor) -> Option<RegionContext> {
     Some(RegionContext {

@@ -35,7 +35,9 @@ use tokio::time::Instant;
 use crate::client::{RegionClient, WriteOutcome};
 use crate::error::RaftstoreError;
 use crate::server::{run_store, StoreConfig};
+use crate::service::StoreMetrics;
 use crate::store::StoreNode;
+use arbor_metrics::Health;
 
 const TEST_DEADLINE_SECS: u64 = 120;
 const STORE_COUNT: u64 = 3;
@@ -955,4 +957,46 @@ async fn snapshot_and_purge(
         .await
         .expect("log purged");
     snapshot
+}
+
+/// A store run in-process with every task of a real one (heartbeats,
+/// liveness, hibernation), so a test can reach its node (and its
+/// transport's partition filter).
+struct FullStore {
+    node: Arc<StoreNode>,
+    address: String,
+    server: Running<RaftstoreError>,
+}
+
+async fn start_full_store(store_id: u64, dir: &Path, coordinator: &str) -> FullStore {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a store");
+    let address = listener.local_addr().expect("store address").to_string();
+    let node = StoreNode::open(
+        store_id,
+        address.clone(),
+        &dir.join(format!("store-{store_id}")),
+        vec![coordinator.to_string()],
+    )
+    .expect("open store");
+    node.start_persisted_regions()
+        .await
+        .expect("restart regions");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(crate::server::serve_node(
+        node.clone(),
+        listener,
+        vec![coordinator.to_string()],
+        StoreMetrics::new(),
+        Health::new(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    FullStore {
+        node,
+        address,
+        server: Running { stop, task },
+    }
 }

@@ -14,21 +14,17 @@
 //! read index.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use arbor_metrics::Health;
 use arbor_proto::store_client::StoreClient;
 use arbor_proto::*;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::{put, start_coordinator, start_roots, Running, SETTLE_DEADLINE_SECS};
+use super::{
+    put, start_coordinator, start_full_store, start_roots, FullStore, SETTLE_DEADLINE_SECS,
+};
 use crate::client::RegionClient;
 use crate::config::REQUEST_TIMEOUT_MS;
-use crate::error::RaftstoreError;
-use crate::service::StoreMetrics;
 use crate::storage::mvcc::DbReader;
 use crate::store::StoreNode;
 use crate::types::StoreId;
@@ -52,47 +48,6 @@ const REGION_ID: u64 = 1;
 const KEY: &str = "partitioned-key";
 const OLD_VALUE: &str = "old";
 const NEW_VALUE: &str = "new";
-
-/// A store run in-process with every task of a real one, so the test can
-/// reach its node (and its transport's partition filter).
-struct FullStore {
-    node: Arc<StoreNode>,
-    address: String,
-    server: Running<RaftstoreError>,
-}
-
-async fn start_full_store(store_id: StoreId, dir: &Path, coordinator: &str) -> FullStore {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a store");
-    let address = listener.local_addr().expect("store address").to_string();
-    let node = StoreNode::open(
-        store_id,
-        address.clone(),
-        &dir.join(format!("store-{store_id}")),
-        vec![coordinator.to_string()],
-    )
-    .expect("open store");
-    node.start_persisted_regions()
-        .await
-        .expect("restart regions");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(crate::server::serve_node(
-        node.clone(),
-        listener,
-        vec![coordinator.to_string()],
-        StoreMetrics::new(),
-        Health::new(),
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    FullStore {
-        node,
-        address,
-        server: Running { stop, task },
-    }
-}
 
 /// The store among `stores` whose replica of region 1 believes it leads.
 async fn leader_among<'a>(stores: &[&'a FullStore]) -> &'a FullStore {
