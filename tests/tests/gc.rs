@@ -27,6 +27,33 @@ const POLL_MS: u64 = 200;
 /// A raw key outside the SQL tables' key space (those start with `t`).
 const RAW_KEY: &[u8] = b"gc-test-key";
 
+/// A cluster whose coordinators collect versions older than
+/// [`GC_LIFETIME_MS`].
+fn gc_cluster(dir: &Path) -> Cluster {
+    Cluster::start_with(
+        dir,
+        ClusterOptions {
+            coordinator_args: vec!["--gc-lifetime-ms".into(), GC_LIFETIME_MS.to_string()],
+            ..Default::default()
+        },
+    )
+}
+
+/// Stops every node; fails if the test body ran out of time (`what` names
+/// it and its bound) or a node did not stop cleanly.
+fn stop_checked(mut cluster: Cluster, finished_in_time: bool, what: &str) {
+    let stopped = cluster.stop();
+    assert!(
+        finished_in_time,
+        "{what} timed out\n{}",
+        cluster.logs_tail()
+    );
+    assert!(
+        stopped.is_empty(),
+        "nodes that did not stop cleanly: {stopped:?}"
+    );
+}
+
 fn coordinators(cluster: &Cluster) -> Vec<String> {
     cluster.listen_addresses("coordinator-")
 }
@@ -160,24 +187,9 @@ async fn gc(cluster: &mut Cluster) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn old_versions_are_collected_below_the_safe_point_and_old_reads_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut cluster = Cluster::start_with(
-        dir.path(),
-        ClusterOptions {
-            coordinator_args: vec!["--gc-lifetime-ms".into(), GC_LIFETIME_MS.to_string()],
-            ..Default::default()
-        },
-    );
+    let mut cluster = gc_cluster(dir.path());
     let finished = tokio::time::timeout(Duration::from_secs(180), gc(&mut cluster)).await;
-    let stopped = cluster.stop();
-    assert!(
-        finished.is_ok(),
-        "GC test exceeded 180 s\n{}",
-        cluster.logs_tail()
-    );
-    assert!(
-        stopped.is_empty(),
-        "nodes that did not stop cleanly: {stopped:?}"
-    );
+    stop_checked(cluster, finished.is_ok(), "GC test (180 s)");
 }
 
 /// Root's GC safe point as the first coordinator that answers sees it.
@@ -249,22 +261,7 @@ async fn held(cluster: &mut Cluster) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_safe_point_stays_below_a_lock_left_by_a_dead_transaction() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut cluster = Cluster::start_with(
-        dir.path(),
-        ClusterOptions {
-            coordinator_args: vec!["--gc-lifetime-ms".into(), GC_LIFETIME_MS.to_string()],
-            ..Default::default()
-        },
-    );
+    let mut cluster = gc_cluster(dir.path());
     let finished = tokio::time::timeout(Duration::from_secs(120), held(&mut cluster)).await;
-    let stopped = cluster.stop();
-    assert!(
-        finished.is_ok(),
-        "held-lock test exceeded 120 s\n{}",
-        cluster.logs_tail()
-    );
-    assert!(
-        stopped.is_empty(),
-        "nodes that did not stop cleanly: {stopped:?}"
-    );
+    stop_checked(cluster, finished.is_ok(), "held-lock test (120 s)");
 }
