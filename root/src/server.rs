@@ -77,7 +77,9 @@ async fn start_node_with_metrics(
         hint: format!("cannot create {}: {e}", config.data_dir.display()),
     })?;
     let db = open_db(&config.data_dir)?;
-    let log_store = RootLogStore::new(db.clone());
+    let log_store = RootLogStore::new(db.clone()).map_err(|e| RootError::InvalidArgument {
+        hint: format!("cannot start the WAL sync thread: {e}"),
+    })?;
     let (state_machine, state) = RootStateMachine::open(db.clone())?;
     let raft = RootRaft::new(
         config.peer_id,

@@ -1,10 +1,13 @@
-//! The raft log of a root peer, on RocksDB. Appends and votes are synced to
-//! disk before openraft is told they are durable.
+//! The raft log of a root peer, on RocksDB. Votes, truncations and purge
+//! points are synced before they return; appends are written at once and
+//! reported durable to openraft only after a group WAL sync
+//! ([`arbor_wal`]), so concurrent proposals share one fsync.
 
 use std::fmt::Debug;
 use std::ops::RangeBounds;
 use std::sync::Arc;
 
+use arbor_wal::WalSyncer;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
     AnyError, Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote,
@@ -20,11 +23,14 @@ type StorageResult<T> = Result<T, StorageError<RootPeerId>>;
 #[derive(Clone)]
 pub struct RootLogStore {
     db: Arc<DB>,
+    syncer: Arc<WalSyncer>,
 }
 
 impl RootLogStore {
-    pub fn new(db: Arc<DB>) -> Self {
-        Self { db }
+    /// The log store of `db`, with its own WAL sync thread.
+    pub fn new(db: Arc<DB>) -> Result<Self, std::io::Error> {
+        let syncer = WalSyncer::start(&db, "root-wal-sync")?;
+        Ok(Self { db, syncer })
     }
 
     fn synced() -> WriteOptions {
@@ -146,19 +152,25 @@ impl RaftLogStorage<RootTypeConfig> for RootLogStore {
                 .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
             batch.put_cf(cf(&self.db, CF_LOG), index_key(entry.log_id.index), bytes);
         }
-        let result = self.db.write_opt(batch, &Self::synced()).map_err(io_error);
-        let failed = result
-            .as_ref()
-            .err()
-            .map(|e| StorageIOError::write_logs(AnyError::new(e)));
-        callback.log_io_completed(result);
-        match failed {
-            Some(error) => Err(error.into()),
-            None => Ok(()),
+        // Unsynced: readable at once; durable once the syncer reports it.
+        if let Err(error) = self.db.write(batch) {
+            let failed = StorageIOError::write_logs(AnyError::new(&error));
+            callback.log_io_completed(Err(io_error(&error)));
+            return Err(failed.into());
         }
+        self.syncer
+            .after_sync(move |synced| callback.log_io_completed(synced))
+            .await;
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<RootPeerId>) -> StorageResult<()> {
+        // Let every append queued before report first, so no report of an
+        // entry this removes arrives after the removal.
+        self.syncer
+            .drain()
+            .await
+            .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(
             cf(&self.db, CF_LOG),

@@ -61,7 +61,8 @@ mod conformance {
             let db = open_db(dir.path()).expect("open a fresh RocksDB");
             let (state_machine, _) =
                 RootStateMachine::open(db.clone()).expect("empty state machine");
-            Ok((dir, RootLogStore::new(db), state_machine))
+            let log_store = RootLogStore::new(db).expect("start the WAL sync thread");
+            Ok((dir, log_store, state_machine))
         }
     }
 

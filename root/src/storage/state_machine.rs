@@ -1,5 +1,14 @@
 //! The applied state of a root peer: [`crate::apply`] driven by openraft,
 //! persisted in RocksDB atomically with the events it accepted.
+//!
+//! **Invariant:** an apply batch is written without syncing the write-ahead
+//! log: every entry it applies is already synced in this peer's raft log
+//! (the same RocksDB; see `log_store`), and the image records the last log
+//! id it covers, so a crash that loses unsynced batches only rewinds
+//! `last_applied`, and openraft applies those entries again — to the same
+//! state and the same event records, because apply is deterministic. A sync
+//! here would double the fsyncs of every proposal on the leader. Installing
+//! a snapshot is synced: the log it replaces may be purged right after.
 
 use std::io::Cursor as IoCursor;
 use std::sync::Arc;
@@ -179,7 +188,7 @@ impl RootStateMachine {
             );
         }
         let mut options = WriteOptions::default();
-        options.set_sync(true);
+        options.set_sync(snapshot.is_some());
         self.db
             .write_opt(batch, &options)
             .map_err(|e| StorageIOError::write_state_machine(AnyError::new(&e)).into())
