@@ -31,6 +31,11 @@ pub enum RootError {
     },
     #[error("gRPC server failed: {0}")]
     Transport(String),
+    #[error("raft message for root peer {addressed} reached peer {actual} (the address now belongs to another peer); refused")]
+    WrongPeer {
+        addressed: RootPeerId,
+        actual: RootPeerId,
+    },
 }
 
 impl RootError {
@@ -43,6 +48,7 @@ impl RootError {
             }
             RootError::InvalidArgument { .. } => tonic::Status::invalid_argument(message),
             RootError::Corrupt { .. } => tonic::Status::data_loss(message),
+            RootError::WrongPeer { .. } => tonic::Status::failed_precondition(message),
             RootError::Storage { .. }
             | RootError::Raft(_)
             | RootError::Bind { .. }
@@ -93,6 +99,13 @@ mod tests {
                 Code::Internal,
             ),
             (RootError::Transport("x".into()), Code::Internal),
+            (
+                RootError::WrongPeer {
+                    addressed: 1,
+                    actual: 2,
+                },
+                Code::FailedPrecondition,
+            ),
         ];
         for (error, code) in cases {
             assert_eq!(error.to_status().code(), code, "{error}");

@@ -127,7 +127,11 @@ impl RootPeerConnection {
         };
         let json =
             serde_json::to_vec(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let mut grpc_request = tonic::Request::new(RaftPayload { group_id: 0, json });
+        let mut grpc_request = tonic::Request::new(RaftPayload {
+            group_id: 0,
+            json,
+            target_id: self.target,
+        });
         grpc_request.set_timeout(option.hard_ttl());
         let reply = match method {
             Method::AppendEntries => client.append_entries(grpc_request).await,

@@ -34,6 +34,11 @@ pub const SNAPSHOT_LOGS_SINCE_LAST: u64 = 5_000;
 /// Entries kept behind a snapshot so a briefly lagging peer catches up from
 /// the log instead of a snapshot.
 pub const LOGS_KEPT_AFTER_SNAPSHOT: u64 = 1_000;
+/// How long `stop` waits for raft's tasks to let go of the database before
+/// it returns anyway (with a warning).
+pub const DB_RELEASE_WAIT_MAX_MS: u64 = 5_000;
+/// How often `stop` looks whether they did.
+const DB_RELEASE_POLL_MS: u64 = 10;
 
 #[derive(Debug, Clone)]
 pub struct RootConfig {
@@ -77,9 +82,7 @@ async fn start_node_with_metrics(
         hint: format!("cannot create {}: {e}", config.data_dir.display()),
     })?;
     let db = open_db(&config.data_dir)?;
-    let log_store = RootLogStore::new(db.clone()).map_err(|e| RootError::InvalidArgument {
-        hint: format!("cannot start the WAL sync thread: {e}"),
-    })?;
+    let log_store = RootLogStore::new(db.clone());
     let (state_machine, state) = RootStateMachine::open(db.clone())?;
     let raft = RootRaft::new(
         config.peer_id,
@@ -208,11 +211,26 @@ impl RootPeer {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        match (&mut self.server).await {
+        let served = match (&mut self.server).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(RootError::Transport(e.to_string())),
             Err(e) => Err(RootError::Transport(e.to_string())),
+        };
+        // openraft's storage tasks may drop their handles of the database a
+        // moment after shutdown returns; RocksDB closes (syncing its log)
+        // when the last one goes, so wait for ours to be the last: a caller
+        // may reopen or delete the directory right after `stop`.
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(DB_RELEASE_WAIT_MAX_MS);
+        while Arc::strong_count(&self.node.db) > 1 {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    "root storage still in use {DB_RELEASE_WAIT_MAX_MS} ms after stop; returning anyway"
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(DB_RELEASE_POLL_MS)).await;
         }
+        served
     }
 }
 

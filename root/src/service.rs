@@ -633,14 +633,30 @@ async fn stream_events(
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(payload: &RaftPayload) -> Result<T, Status> {
+/// Decodes a raft message sent to this peer (`peer_id`); one addressed to
+/// another peer id is refused before it can reach raft.
+fn decode<T: serde::de::DeserializeOwned>(
+    peer_id: RootPeerId,
+    payload: &RaftPayload,
+) -> Result<T, Status> {
+    if payload.target_id != 0 && payload.target_id != peer_id {
+        return Err(RootError::WrongPeer {
+            addressed: payload.target_id,
+            actual: peer_id,
+        }
+        .into());
+    }
     serde_json::from_slice(&payload.json)
         .map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
     let json = serde_json::to_vec(value).map_err(|e| Status::internal(e.to_string()))?;
-    Ok(Response::new(RaftPayload { group_id: 0, json }))
+    Ok(Response::new(RaftPayload {
+        group_id: 0,
+        json,
+        target_id: 0,
+    }))
 }
 
 #[tonic::async_trait]
@@ -649,12 +665,12 @@ impl RootRaftService for RootNode {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let message = decode(request.get_ref())?;
+        let message = decode(self.peer_id, request.get_ref())?;
         encode(&self.raft.append_entries(message).await)
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let message = decode(request.get_ref())?;
+        let message = decode(self.peer_id, request.get_ref())?;
         encode(&self.raft.vote(message).await)
     }
 
@@ -662,7 +678,7 @@ impl RootRaftService for RootNode {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let message = decode(request.get_ref())?;
+        let message = decode(self.peer_id, request.get_ref())?;
         encode(&self.raft.install_snapshot(message).await)
     }
 }
@@ -702,5 +718,36 @@ mod metrics_tests {
         ] {
             assert!(text.contains(series), "{series} missing from\n{text}");
         }
+    }
+}
+
+#[cfg(test)]
+mod raft_address_tests {
+    use super::*;
+
+    fn payload(target_id: u64) -> RaftPayload {
+        RaftPayload {
+            group_id: 0,
+            json: b"{\"a\":1}".to_vec(),
+            target_id,
+        }
+    }
+
+    #[test]
+    fn a_raft_message_for_another_peer_id_is_refused_before_raft_sees_it() {
+        let refused =
+            decode::<serde_json::Value>(2, &payload(1)).expect_err("peer 2 got peer 1's message");
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+        assert!(
+            refused.message().contains("peer 1"),
+            "{}",
+            refused.message()
+        );
+    }
+
+    #[test]
+    fn a_raft_message_for_this_peer_or_for_nobody_in_particular_is_decoded() {
+        assert!(decode::<serde_json::Value>(2, &payload(2)).is_ok());
+        assert!(decode::<serde_json::Value>(2, &payload(0)).is_ok());
     }
 }

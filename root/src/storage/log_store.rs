@@ -1,13 +1,14 @@
-//! The raft log of a root peer, on RocksDB. Votes, truncations and purge
-//! points are synced before they return; appends are written at once and
-//! reported durable to openraft only after a group WAL sync
-//! ([`arbor_wal`]), so concurrent proposals share one fsync.
+//! The raft log of a root peer, on RocksDB. Appends, votes and purge points
+//! are synced to disk before openraft is told they are durable; the
+//! committed log id is not (openraft learns it again from a quorum).
+//! (openraft 0.9 waits for each append's flush before it goes on, so an
+//! asynchronous flush would not batch fsyncs; RocksDB already groups the
+//! syncs of concurrent writers.)
 
 use std::fmt::Debug;
 use std::ops::RangeBounds;
 use std::sync::Arc;
 
-use arbor_wal::WalSyncer;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
     AnyError, Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote,
@@ -23,14 +24,11 @@ type StorageResult<T> = Result<T, StorageError<RootPeerId>>;
 #[derive(Clone)]
 pub struct RootLogStore {
     db: Arc<DB>,
-    syncer: Arc<WalSyncer>,
 }
 
 impl RootLogStore {
-    /// The log store of `db`, with its own WAL sync thread.
-    pub fn new(db: Arc<DB>) -> Result<Self, std::io::Error> {
-        let syncer = WalSyncer::start(&db, "root-wal-sync")?;
-        Ok(Self { db, syncer })
+    pub fn new(db: Arc<DB>) -> Self {
+        Self { db }
     }
 
     fn synced() -> WriteOptions {
@@ -52,10 +50,20 @@ impl RootLogStore {
         }
     }
 
-    fn put_meta<T: serde::Serialize>(&self, key: &[u8], value: &T) -> Result<(), std::io::Error> {
+    fn put_meta<T: serde::Serialize>(
+        &self,
+        key: &[u8],
+        value: &T,
+        sync: bool,
+    ) -> Result<(), std::io::Error> {
         let bytes = serde_json::to_vec(value).map_err(io_error)?;
+        let options = if sync {
+            Self::synced()
+        } else {
+            WriteOptions::default()
+        };
         self.db
-            .put_cf_opt(cf(&self.db, CF_META), key, bytes, &Self::synced())
+            .put_cf_opt(cf(&self.db, CF_META), key, bytes, &options)
             .map_err(io_error)
     }
 
@@ -118,7 +126,7 @@ impl RaftLogStorage<RootTypeConfig> for RootLogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<RootPeerId>) -> StorageResult<()> {
-        self.put_meta(META_VOTE, vote)
+        self.put_meta(META_VOTE, vote, true)
             .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
     }
 
@@ -127,7 +135,10 @@ impl RaftLogStorage<RootTypeConfig> for RootLogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<RootPeerId>>) -> StorageResult<()> {
-        self.put_meta(META_COMMITTED, &committed)
+        // Not synced: a lost committed id only means openraft learns the
+        // commit point again from the leader (or, leading, from a quorum);
+        // a sync here would cost the raft core an fsync per commit advance.
+        self.put_meta(META_COMMITTED, &committed, false)
             .map_err(|e| StorageIOError::write(AnyError::new(&e)).into())
     }
 
@@ -152,25 +163,19 @@ impl RaftLogStorage<RootTypeConfig> for RootLogStore {
                 .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
             batch.put_cf(cf(&self.db, CF_LOG), index_key(entry.log_id.index), bytes);
         }
-        // Unsynced: readable at once; durable once the syncer reports it.
-        if let Err(error) = self.db.write(batch) {
-            let failed = StorageIOError::write_logs(AnyError::new(&error));
-            callback.log_io_completed(Err(io_error(&error)));
-            return Err(failed.into());
+        let result = self.db.write_opt(batch, &Self::synced()).map_err(io_error);
+        let failed = result
+            .as_ref()
+            .err()
+            .map(|e| StorageIOError::write_logs(AnyError::new(e)));
+        callback.log_io_completed(result);
+        match failed {
+            Some(error) => Err(error.into()),
+            None => Ok(()),
         }
-        self.syncer
-            .after_sync(move |synced| callback.log_io_completed(synced))
-            .await;
-        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<RootPeerId>) -> StorageResult<()> {
-        // Let every append queued before report first, so no report of an
-        // entry this removes arrives after the removal.
-        self.syncer
-            .drain()
-            .await
-            .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(
             cf(&self.db, CF_LOG),
@@ -186,7 +191,7 @@ impl RaftLogStorage<RootTypeConfig> for RootLogStore {
     async fn purge(&mut self, log_id: LogId<RootPeerId>) -> StorageResult<()> {
         // Record the purge point first: a crash in between leaves extra log
         // entries below it, which are harmless, never a hole above it.
-        self.put_meta(META_LAST_PURGED, &log_id)
+        self.put_meta(META_LAST_PURGED, &log_id, true)
             .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
         self.db
             .delete_range_cf(
