@@ -18,7 +18,7 @@ import sys
 
 README_START = "<!-- bench:start -->"
 README_END = "<!-- bench:end -->"
-SCHEMAS = ("arbor-bench/1", "arbor-bench/2")
+SCHEMAS = ("arbor-bench/1", "arbor-bench/2", "arbor-bench/3")
 
 
 def fmt(value, digits=1):
@@ -181,9 +181,78 @@ def region_client_lines(report):
     return lines
 
 
+def mib(kib):
+    return "-" if kib is None else f"{kib / 1024:.1f}"
+
+
+def soak_lines(report):
+    """The soak (issues 4 and 6): idle CPU per store against the aim, and
+    every process's RSS over the load with a flat/grows verdict."""
+    soak = report.get("soak")
+    if not soak:
+        return []
+    lines = [f"## Soak: {soak['regions']:,} idle regions, then {soak['minutes']} minutes of light load", ""]
+    hibernated = soak.get("hibernated_after_seconds")
+    lines.append(
+        f"A fresh cluster split to {soak['regions']:,} regions in {fmt(soak.get('split_seconds'), 0)} s; "
+        + (f"at least 99 % of each store's regions hibernated {fmt(hibernated, 0)} s later. " if hibernated is not None
+           else "the wait for hibernation ran out first (the tables give each store's hibernating regions). ")
+        + f"Load: {soak['writes_per_second']} region-client writes/s spread over the preloaded keys "
+        f"(so over the regions) and {soak['proposals_per_second']} root proposals/s to the separate 3-peer root group "
+        f"(`rootbench-*`), open loop. Done: {soak['writes']['ok']:,} writes ({soak['writes']['errors']} failed), "
+        f"{soak['proposals']['ok']:,} proposals ({soak['proposals']['errors']} failed, "
+        f"{soak['proposals']['skipped'] + soak['writes']['skipped']} ticks skipped). "
+        f"Load average {fmt(soak.get('load_average_start'), 2)} at the start, {fmt(soak.get('load_average_end'), 2)} at the end."
+    )
+    lines.append("")
+    before, after = soak.get("idle_before") or {}, soak.get("idle_after") or {}
+    stores_after = {s["name"]: s for s in after.get("stores", [])}
+    if before:
+        aim = soak["idle_cpu_aim_pct"]
+        lines.append(
+            f"Idle CPU per store over {fmt(before.get('seconds'), 0)} s windows, % of one core "
+            f"(aim: under {fmt(aim, 0)} % with {soak['regions']:,} idle regions):"
+        )
+        lines.append("")
+        lines.append("| store | regions (hibernating) before | CPU % before | regions (hibernating) after | CPU % after | RSS MiB before / after | aim met |")
+        lines.append("|---|---:|---:|---:|---:|---:|---|")
+        for s in before.get("stores", []):
+            a = stores_after.get(s["name"])
+            met = s["cpu_pct"] < aim and (a is None or a["cpu_pct"] < aim)
+            after_regions = "{} ({})".format(a["regions"], a["hibernating"]) if a else "-"
+            after_cpu = "{:.2f}".format(a["cpu_pct"]) if a else "-"
+            after_rss = mib(a["rss_kib"]) if a else "-"
+            lines.append(
+                f"| {s['name']} | {s['regions']} ({s['hibernating']}) | {s['cpu_pct']:.2f} "
+                f"| {after_regions} | {after_cpu} | {mib(s['rss_kib'])} / {after_rss} | {'yes' if met else 'no'} |"
+            )
+        lines.append("")
+    memory = soak.get("memory", [])
+    if memory:
+        lines.append(
+            f"RSS of every process, sampled every {soak['sample_seconds']} s during the load. The slope is the "
+            f"least-squares fit over the second half; a process is flat when that slope, over 10 minutes, stays under "
+            f"{fmt(100 * soak['growth_limit_share'], 0)} % of its starting RSS, bounded to "
+            f"{fmt(soak['growth_limit_min_kib'] / 1024, 1)}–{fmt(soak['growth_limit_max_kib'] / 1024, 1)} MiB (the limit column)."
+        )
+        lines.append("")
+        lines.append("| process | RSS MiB start | after | max | slope 2nd half KiB/min | limit KiB/10 min | verdict |")
+        lines.append("|---|---:|---:|---:|---:|---:|---|")
+        for m in memory:
+            slope = m.get("slope_second_half_kib_per_min")
+            slope_cell = "-" if slope is None else "{:+.1f}".format(slope)
+            lines.append(
+                f"| {m['name']} | {mib(m['rss_start_kib'])} | {mib(m['rss_end_kib'])} | {mib(m['rss_max_kib'])} "
+                f"| {slope_cell} | {m['limit_kib_per_10_min']:.0f} | {m['verdict']} |"
+            )
+        lines.append("")
+    return lines
+
+
 def report_markdown(report, chart_names):
     date = report["date"]
     groups = report.get("groups") or []
+    # The groups of a full run (soak runs only when named).
     every = ["root", "tso", "sql", "clients", "region", "failover", "regions"]
     partial = f" (groups: {', '.join(groups)})" if groups and set(every) - set(groups) else ""
     lines = [f"# Arbor benchmarks, {date}{partial}{' (quick run)' if report.get('quick') else ''}", ""]
@@ -198,8 +267,10 @@ def report_markdown(report, chart_names):
     for setting in report.get("setup", []):
         lines.append(f"- **{setting['system']}**: {setting['detail']}")
     lines.append("")
-    lines.append("## Arbor against its anchors")
-    lines.append("")
+    anchored = ("comparisons", "measurements", "region_client", "client_scaling", "region_scaling", "failover")
+    if any(report.get(key) for key in anchored):
+        lines.append("## Arbor against its anchors")
+        lines.append("")
     lines.extend(comparison_tables(report))
     measurements = report.get("measurements", [])
     if measurements:
@@ -268,6 +339,7 @@ def report_markdown(report, chart_names):
             for detail in f["details"]:
                 lines.append(f"- {detail}")
         lines.append("")
+    lines.extend(soak_lines(report))
     if chart_names:
         lines.append("## Charts")
         lines.append("")

@@ -127,6 +127,9 @@ pub struct Arbor {
     pub root: Vec<String>,
     pub coordinators: Vec<String>,
     pub stores: Vec<String>,
+    /// Each store's `/metrics` listener (the soak reads its hibernation
+    /// gauge there).
+    pub store_metrics: Vec<String>,
     pub pg_port: u16,
     pub http_port: u16,
 }
@@ -164,16 +167,18 @@ impl Arbor {
     }
 
     pub async fn start(supervisor: &Supervisor, binary: &Path, data: &Path) -> Result<Arbor> {
-        let ports = free_ports(ROOT_PEERS + COORDINATORS + STORES + 2)?;
+        let ports = free_ports(ROOT_PEERS + COORDINATORS + 2 * STORES + 2)?;
         let address = |port: &u16| format!("127.0.0.1:{port}");
         let (root_ports, rest) = ports.split_at(ROOT_PEERS);
         let (coordinator_ports, rest) = rest.split_at(COORDINATORS);
         let (store_ports, rest) = rest.split_at(STORES);
+        let (store_metrics_ports, rest) = rest.split_at(STORES);
         let arbor = Arbor {
             binary: binary.to_path_buf(),
             root: root_ports.iter().map(address).collect(),
             coordinators: coordinator_ports.iter().map(address).collect(),
             stores: store_ports.iter().map(address).collect(),
+            store_metrics: store_metrics_ports.iter().map(address).collect(),
             pg_port: rest[0],
             http_port: rest[1],
         };
@@ -220,6 +225,8 @@ impl Arbor {
                     arbor.coordinators.join(","),
                     "--data".into(),
                     dir(&format!("store-{id}")),
+                    "--metrics-listen".into(),
+                    arbor.store_metrics[i].clone(),
                 ],
             ))?;
         }

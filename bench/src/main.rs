@@ -29,6 +29,7 @@ mod plan;
 mod procs;
 mod region;
 mod report;
+mod soak;
 mod sql;
 mod stats;
 
@@ -118,9 +119,13 @@ struct Args {
     /// pgbench scale (100 000 accounts each).
     #[arg(long, default_value_t = 1)]
     scale: u64,
-    /// Run only these groups (root, tso, sql, clients, region, failover, regions).
+    /// Run only these groups (root, tso, sql, clients, region, failover,
+    /// regions, soak); soak runs only when named here.
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
+    /// Minutes of steady load in the soak group.
+    #[arg(long, default_value_t = plan::SOAK_MINUTES_DEFAULT)]
+    soak_minutes: u64,
 }
 
 struct Run {
@@ -335,18 +340,17 @@ impl Run {
                 Ok(None)
             }
             Step::StopRootAnchors => {
-                for name in [
-                    "etcd-3",
-                    "etcd-2",
-                    "etcd-1",
-                    "rootbench-3",
-                    "rootbench-2",
-                    "rootbench-1",
-                ] {
+                for name in ["etcd-3", "etcd-2", "etcd-1"] {
                     self.supervisor.stop(name).await;
                 }
                 self.etcd = None;
-                self.root_group = None;
+                // The soak proposes to the same group later.
+                if !self.config.runs("soak") {
+                    for name in ["rootbench-3", "rootbench-2", "rootbench-1"] {
+                        self.supervisor.stop(name).await;
+                    }
+                    self.root_group = None;
+                }
                 Ok(None)
             }
             Step::StopPostgres => {
@@ -499,6 +503,9 @@ impl Run {
             }
             Step::StoreFailover { repetition } => self.store_failover(*repetition).await.map(Some),
             Step::Regions { target } => self.regions(*target).await.map(Some),
+            Step::SoakSplit { target } => self.soak_split(*target).await.map(Some),
+            Step::SoakIdle { after_load } => self.soak_idle(*after_load).await.map(Some),
+            Step::SoakLoad { minutes } => self.soak_load(*minutes).await.map(Some),
         }
     }
 
@@ -509,27 +516,25 @@ impl Run {
             .ok_or_else(|| unavailable("root group"))?;
         let leader = group.leader(&self.supervisor).await?;
         let channel = channel(&leader)?;
-        let propose = |client: &mut RootClient<tonic::transport::Channel>, kind: Kind| {
-            let mut client = client.clone();
-            async move {
-                let call = client.propose(ProposeRequest {
-                    event: Some(RootEvent { kind: Some(kind) }),
-                    lease_fence: None,
-                });
-                match tokio::time::timeout(Duration::from_millis(REQUEST_TIMEOUT_MS), call).await {
-                    Ok(Ok(answer)) if answer.get_ref().accepted => Ok(1),
-                    Ok(Ok(answer)) => {
-                        Err(format!("rejected: {}", answer.get_ref().rejection_detail))
-                    }
-                    Ok(Err(status)) => Err(status.message().to_string()),
-                    Err(_) => Err("timed out".to_string()),
-                }
-            }
-        };
+        self.grant_bench_lease(&channel).await?;
+        let requests: Vec<Request> = (0..clients)
+            .map(|_| {
+                let client = RootClient::new(channel.clone());
+                let request: Request = Box::new(move || renew_bench_lease(client.clone()).boxed());
+                request
+            })
+            .collect();
+        Ok(closed_loop(requests, Duration::from_secs(seconds))
+            .await
+            .outcome())
+    }
+
+    /// Grants the lease the root proposals renew, once per run.
+    async fn grant_bench_lease(&mut self, channel: &tonic::transport::Channel) -> Result<()> {
         if !self.bench_lease_granted {
-            let mut client = RootClient::new(channel.clone());
+            let client = RootClient::new(channel.clone());
             propose(
-                &mut client,
+                client,
                 Kind::LeaseGranted(LeaseGranted {
                     holder_id: "arbor-bench".into(),
                     holder_address: "127.0.0.1:1".into(),
@@ -541,26 +546,7 @@ impl Run {
             .map_err(|e| BenchError::cluster("granting the benchmark's lease", e))?;
             self.bench_lease_granted = true;
         }
-        let requests: Vec<Request> = (0..clients)
-            .map(|_| {
-                let mut client = RootClient::new(channel.clone());
-                let request: Request = Box::new(move || {
-                    propose(
-                        &mut client,
-                        Kind::LeaseRenewed(LeaseRenewed {
-                            holder_id: "arbor-bench".into(),
-                            generation: 1,
-                            ttl_ms: BENCH_LEASE_TTL_MS,
-                        }),
-                    )
-                    .boxed()
-                });
-                request
-            })
-            .collect();
-        Ok(closed_loop(requests, Duration::from_secs(seconds))
-            .await
-            .outcome())
+        Ok(())
     }
 
     async fn etcd_puts(&mut self, clients: usize, seconds: u64) -> Result<Outcome> {
@@ -979,6 +965,35 @@ impl Run {
     }
 
     async fn regions(&mut self, target: usize) -> Result<String> {
+        let settle_max_seconds = self.config.region_settle_max_seconds;
+        let (split_keys, settle_seconds) = self.split_to(target, settle_max_seconds).await?;
+        // Measure even if some of many regions still elect a leader; say so.
+        let view = match self
+            .arbor()?
+            .wait_healthy(Duration::from_millis(FAILOVER_WAIT_MAX_MS))
+            .await
+        {
+            Ok(view) => view,
+            Err(error) => {
+                self.report.notes.push(format!(
+                    "region scaling at ~{target} regions: measured although the cluster was not fully healthy ({error})"
+                ));
+                self.arbor()?.view().await?
+            }
+        };
+        self.regions_measure(view, split_keys, settle_seconds).await
+    }
+
+    /// Restarts the coordinators with a split threshold that gives about
+    /// `target` regions and waits (up to `settle_max_seconds`) until
+    /// no region is over it and the count held for 3 s. Answers the
+    /// threshold (None: one region wanted, nothing to split) and the
+    /// seconds it took.
+    async fn split_to(
+        &mut self,
+        target: usize,
+        settle_max_seconds: u64,
+    ) -> Result<(Option<u64>, f64)> {
         let arbor = self.arbor()?;
         let view = arbor
             .wait_healthy(Duration::from_millis(FAILOVER_WAIT_MAX_MS))
@@ -1011,8 +1026,7 @@ impl Run {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
-            let settle_deadline =
-                started + Duration::from_secs(self.config.region_settle_max_seconds);
+            let settle_deadline = started + Duration::from_secs(settle_max_seconds);
             let mut last_count = 0;
             let mut stable_since = Instant::now();
             while Instant::now() < settle_deadline {
@@ -1031,21 +1045,17 @@ impl Run {
                 }
             }
         }
-        let settle_seconds = started.elapsed().as_secs_f64();
-        // Measure even if some of many regions still elect a leader; say so.
-        let view = match self
-            .arbor()?
-            .wait_healthy(Duration::from_millis(FAILOVER_WAIT_MAX_MS))
-            .await
-        {
-            Ok(view) => view,
-            Err(error) => {
-                self.report.notes.push(format!(
-                    "region scaling at ~{target} regions: measured although the cluster was not fully healthy ({error})"
-                ));
-                self.arbor()?.view().await?
-            }
-        };
+        Ok((split_keys, started.elapsed().as_secs_f64()))
+    }
+
+    /// The region-scaling point at the current region count: idle CPU,
+    /// then point selects.
+    async fn regions_measure(
+        &mut self,
+        view: arbor_proto::ClusterViewResponse,
+        split_keys: Option<u64>,
+        settle_seconds: f64,
+    ) -> Result<String> {
         let regions = view.regions.len();
         let stores: Vec<String> = (1..=arbor::STORES as u64).map(Arbor::store_name).collect();
         let holder = self
@@ -1094,6 +1104,39 @@ impl Run {
         });
         Ok(line)
     }
+}
+
+/// One root proposal; answers 1 when accepted.
+async fn propose(
+    mut client: RootClient<tonic::transport::Channel>,
+    kind: Kind,
+) -> std::result::Result<u64, String> {
+    let call = client.propose(ProposeRequest {
+        event: Some(RootEvent { kind: Some(kind) }),
+        lease_fence: None,
+    });
+    match tokio::time::timeout(Duration::from_millis(REQUEST_TIMEOUT_MS), call).await {
+        Ok(Ok(answer)) if answer.get_ref().accepted => Ok(1),
+        Ok(Ok(answer)) => Err(format!("rejected: {}", answer.get_ref().rejection_detail)),
+        Ok(Err(status)) => Err(status.message().to_string()),
+        Err(_) => Err("timed out".to_string()),
+    }
+}
+
+/// The proposal the root benchmark and the soak repeat: a renewal of the
+/// benchmark's own lease, accepted every time, so the state does not grow.
+async fn renew_bench_lease(
+    client: RootClient<tonic::transport::Channel>,
+) -> std::result::Result<u64, String> {
+    propose(
+        client,
+        Kind::LeaseRenewed(LeaseRenewed {
+            holder_id: "arbor-bench".into(),
+            generation: 1,
+            ttl_ms: BENCH_LEASE_TTL_MS,
+        }),
+    )
+    .await
 }
 
 async fn shutdown_signal() {
@@ -1185,7 +1228,8 @@ async fn async_main(args: Args) -> ExitCode {
             .map_or(0, |d| d.as_secs());
         machine::utc_date(now)
     });
-    let config = Config::new(args.quick, args.only.clone());
+    let mut config = Config::new(args.quick, args.only.clone());
+    config.soak_minutes = args.soak_minutes;
     let stem = report::result_stem(&date, args.quick, args.only.as_deref());
     let pgbench_dir = args.run_dir.join("pgbench");
     if let Err(e) = std::fs::create_dir_all(&pgbench_dir) {

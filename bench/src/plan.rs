@@ -4,10 +4,30 @@
 
 use std::fmt::Write;
 
-/// The benchmark groups, selectable with `--only`.
+/// The benchmark groups, selectable with `--only`, in the order they run.
 pub const GROUPS: &[&str] = &[
-    "root", "tso", "sql", "clients", "region", "failover", "regions",
+    "root", "tso", "sql", "clients", "region", "failover", "regions", "soak",
 ];
+
+/// Groups that run only when named with `--only`: the soak alone takes
+/// longer than the whole 15-minute budget of the full run.
+pub const OPT_IN_GROUPS: &[&str] = &["soak"];
+
+/// Regions the soak makes before measuring (issue 6: 1,000 idle regions).
+pub const SOAK_REGIONS: usize = 1_000;
+/// Default minutes of steady load in the soak (`--soak-minutes`).
+pub const SOAK_MINUTES_DEFAULT: u64 = 10;
+/// Seconds of each idle CPU window of the soak (before and after the load).
+pub const SOAK_IDLE_SECONDS: u64 = 60;
+/// Seconds between two RSS samples of every process during the soak.
+pub const SOAK_SAMPLE_SECONDS: u64 = 30;
+/// Most seconds the soak waits for every region to hibernate (splits still
+/// under way wake regions; on a busy 2-core machine 120 s was too short).
+pub const SOAK_HIBERNATE_WAIT_MAX_SECONDS: u64 = 300;
+/// Most seconds the soak waits for the splits to 1,000 regions to settle:
+/// longer than the `regions` group's wait, since an unsettled split makes
+/// the idle window not idle (240 s was not enough on a busy machine).
+pub const SOAK_SETTLE_MAX_SECONDS: u64 = 480;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -36,12 +56,22 @@ pub struct Config {
     pub region_targets: Vec<usize>,
     /// Most seconds to wait for splits to reach one region target.
     pub region_settle_max_seconds: u64,
+    /// Minutes of steady load in the soak.
+    pub soak_minutes: u64,
+    /// Seconds of each idle CPU window of the soak.
+    pub soak_idle_seconds: u64,
     pub groups: Vec<String>,
 }
 
 impl Config {
     pub fn new(quick: bool, only: Option<Vec<String>>) -> Config {
-        let groups = only.unwrap_or_else(|| GROUPS.iter().map(|g| g.to_string()).collect());
+        let groups = only.unwrap_or_else(|| {
+            GROUPS
+                .iter()
+                .filter(|g| !OPT_IN_GROUPS.contains(g))
+                .map(|g| g.to_string())
+                .collect()
+        });
         if quick {
             Config {
                 quick,
@@ -57,6 +87,8 @@ impl Config {
                 store_failover_repetitions: 1,
                 region_targets: vec![1, 10],
                 region_settle_max_seconds: 30,
+                soak_minutes: SOAK_MINUTES_DEFAULT,
+                soak_idle_seconds: 10,
                 groups,
             }
         } else {
@@ -64,7 +96,7 @@ impl Config {
                 quick,
                 seconds: 8,
                 scaling_seconds: 3,
-                kv_clients: vec![1, 16],
+                kv_clients: vec![1, 16, 64],
                 tso_clients: vec![1, 16, 64],
                 region_clients: vec![1, 16, 64],
                 sql_clients: vec![1, 16, 64],
@@ -74,6 +106,8 @@ impl Config {
                 store_failover_repetitions: 3,
                 region_targets: vec![1, 10, 100, 1_000],
                 region_settle_max_seconds: 240,
+                soak_minutes: SOAK_MINUTES_DEFAULT,
+                soak_idle_seconds: SOAK_IDLE_SECONDS,
                 groups,
             }
         }
@@ -250,6 +284,20 @@ pub enum Step {
     Regions {
         target: usize,
     },
+    /// Splits to about `target` regions and waits until the stores say
+    /// every region hibernates.
+    SoakSplit {
+        target: usize,
+    },
+    /// One idle window: CPU of each store and RSS of every process.
+    SoakIdle {
+        after_load: bool,
+    },
+    /// Steady light load (region writes and root proposals) for `minutes`,
+    /// sampling every process's RSS.
+    SoakLoad {
+        minutes: u64,
+    },
 }
 
 impl Step {
@@ -302,6 +350,16 @@ impl Step {
             }
             Step::Regions { target } => format!(
                 "region scaling: split to ~{target} regions, then idle CPU and point select for {scaling_seconds} s"
+            ),
+            Step::SoakSplit { target } => format!(
+                "soak: split to ~{target} regions, wait until every region hibernates"
+            ),
+            Step::SoakIdle { after_load } => format!(
+                "soak: idle window {} the load: CPU per store, RSS of every process",
+                if *after_load { "after" } else { "before" }
+            ),
+            Step::SoakLoad { minutes } => format!(
+                "soak: {minutes} min of light load (region writes + root proposals), RSS every {SOAK_SAMPLE_SECONDS} s"
             ),
         }
     }
@@ -419,6 +477,33 @@ pub fn plan(config: &Config) -> Vec<(Step, f64)> {
                 settle + 3.0 + config.scaling_seconds as f64 + pgbench_overhead(16) + 4.0,
             ));
         }
+    }
+    if config.runs("soak") {
+        // The root group of the `root` group stays up for the soak when
+        // both run (see `Step::StopRootAnchors`); so do the region
+        // group's preloaded keys and client.
+        if !root {
+            steps.push((Step::StartRootGroup, 4.0));
+        }
+        if !config.runs("region") {
+            steps.push((Step::RegionPreload, 3.0));
+        }
+        let settle = (SOAK_REGIONS as f64 / 4.0).min(SOAK_SETTLE_MAX_SECONDS as f64);
+        steps.push((
+            Step::SoakSplit {
+                target: SOAK_REGIONS,
+            },
+            settle + 10.0,
+        ));
+        let idle = config.soak_idle_seconds as f64 + 1.0;
+        steps.push((Step::SoakIdle { after_load: false }, idle));
+        steps.push((
+            Step::SoakLoad {
+                minutes: config.soak_minutes,
+            },
+            config.soak_minutes as f64 * 60.0 + 1.0,
+        ));
+        steps.push((Step::SoakIdle { after_load: true }, idle));
     }
     steps
 }
@@ -597,6 +682,60 @@ mod tests {
         );
         assert_eq!(RegionOp::BatchWrite.sql_counterpart(), None);
         assert_eq!(RegionOp::BatchWrite.label(), "100-key batch write");
+    }
+
+    #[test]
+    fn full_plan_compares_root_and_etcd_at_1_16_and_64_proposers() {
+        let steps = plan(&Config::new(false, None));
+        for clients in [1, 16, 64] {
+            assert!(steps.contains(&(Step::RootProposals { clients }, 8.5)));
+            assert!(steps.contains(&(Step::EtcdPuts { clients }, 8.5)));
+        }
+    }
+
+    #[test]
+    fn soak_runs_only_when_named() {
+        let full = plan(&Config::new(false, None));
+        assert!(!full.iter().any(|(s, _)| matches!(
+            s,
+            Step::SoakSplit { .. } | Step::SoakIdle { .. } | Step::SoakLoad { .. }
+        )));
+        let only: Vec<Step> = plan(&Config::new(false, Some(vec!["soak".into()])))
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        assert_eq!(
+            only,
+            vec![
+                Step::StartArbor,
+                Step::StartRootGroup,
+                Step::RegionPreload,
+                Step::SoakSplit {
+                    target: SOAK_REGIONS
+                },
+                Step::SoakIdle { after_load: false },
+                Step::SoakLoad {
+                    minutes: SOAK_MINUTES_DEFAULT
+                },
+                Step::SoakIdle { after_load: true },
+            ]
+        );
+    }
+
+    #[test]
+    fn soak_reuses_the_root_group_and_preload_of_groups_that_ran() {
+        let config = Config::new(
+            true,
+            Some(vec!["root".into(), "region".into(), "soak".into()]),
+        );
+        let steps: Vec<Step> = plan(&config).into_iter().map(|(s, _)| s).collect();
+        let count = |step: &Step| steps.iter().filter(|s| *s == step).count();
+        assert_eq!(count(&Step::StartRootGroup), 1);
+        assert_eq!(count(&Step::RegionPreload), 1);
+        let load = steps
+            .iter()
+            .position(|s| matches!(s, Step::SoakLoad { .. }));
+        assert!(steps.iter().position(|s| *s == Step::StartRootGroup) < load);
     }
 
     #[test]

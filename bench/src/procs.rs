@@ -268,6 +268,13 @@ impl Supervisor {
         killed
     }
 
+    /// Resident set size of the child now, KiB.
+    pub fn rss_kib(&self, name: &str) -> Option<u64> {
+        let pid = self.pid(name)?;
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        crate::soak::rss_kib_of_status(&status)
+    }
+
     /// CPU seconds (user + system) the child has used so far.
     pub fn cpu_seconds(&self, name: &str) -> Option<f64> {
         let pid = self.pid(name)?;

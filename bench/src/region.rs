@@ -76,7 +76,7 @@ fn put(key: Vec<u8>) -> Mutation {
     }
 }
 
-async fn write(client: &RegionClient, keys: Vec<Vec<u8>>) -> std::result::Result<u64, String> {
+pub async fn write(client: &RegionClient, keys: Vec<Vec<u8>>) -> std::result::Result<u64, String> {
     let count = keys.len() as u64;
     let call = client.write(keys.into_iter().map(put).collect());
     match tokio::time::timeout(Duration::from_millis(REQUEST_TIMEOUT_MS), call).await {

@@ -8,8 +8,9 @@ use serde::Serialize;
 use crate::stats::{LatencySummary, Spread};
 
 /// Version 2 added `groups`, `region_client` and, per failover row, `stop`
-/// and `aim_median_ms`; `bench/plot.py` still reads version 1 files.
-pub const SCHEMA: &str = "arbor-bench/2";
+/// and `aim_median_ms`; version 3 added `soak`. `bench/plot.py` still reads
+/// version 1 and 2 files.
+pub const SCHEMA: &str = "arbor-bench/3";
 
 /// The file name (without extension) of a run's JSON, Markdown and charts:
 /// the date for a full run, so only a full run has the name the README
@@ -56,6 +57,9 @@ pub struct Report {
     /// The region client (no SQL): reads and writes straight to the stores.
     pub region_client: Vec<RegionClientPoint>,
     pub failover: Vec<Failover>,
+    /// The soak group: idle CPU per store and every process's memory over
+    /// minutes of steady load.
+    pub soak: Option<crate::soak::SoakReport>,
     /// What the harness had to adapt (statement variants, transaction
     /// support) and anything else a reader must know to trust the numbers.
     pub notes: Vec<String>,
@@ -295,7 +299,7 @@ mod tests {
             ..Report::default()
         };
         let json = serde_json::to_value(&report).unwrap_or_default();
-        assert_eq!(json["schema"], "arbor-bench/2");
+        assert_eq!(json["schema"], "arbor-bench/3");
         for key in [
             "date",
             "quick",
