@@ -71,6 +71,19 @@ enum Command {
         /// Split a region once its data on disk passes this many bytes.
         #[arg(long, env = "ARBOR_REGION_SPLIT_BYTES", default_value_t = arbor_coordinator::scheduler::REGION_SPLIT_BYTES_DEFAULT)]
         region_split_bytes: u64,
+        /// Merge two adjacent regions on the same stores once they hold
+        /// fewer keys than this together; 0 (the default) with
+        /// --region-merge-bytes 0 turns automatic merge off, because manual
+        /// SPLIT AT boundaries are not kept from merging yet. At most half
+        /// of --region-split-keys.
+        #[arg(long, env = "ARBOR_REGION_MERGE_KEYS", default_value_t = 0)]
+        region_merge_keys: u64,
+        /// Merge two adjacent regions on the same stores once they are
+        /// smaller on disk than this together; 0 (the default) with
+        /// --region-merge-keys 0 turns automatic merge off. At most half of
+        /// --region-split-bytes.
+        #[arg(long, env = "ARBOR_REGION_MERGE_BYTES", default_value_t = 0)]
+        region_merge_bytes: u64,
         /// Replace a store's replicas once it has been silent this long.
         #[arg(long, env = "ARBOR_STORE_DEAD_AFTER_MS", default_value_t = arbor_coordinator::scheduler::STORE_DEAD_AFTER_DEFAULT_MS)]
         store_dead_after_ms: u64,
@@ -239,6 +252,8 @@ fn run_service(command: Command) -> Result<(), String> {
                 root,
                 region_split_keys,
                 region_split_bytes,
+                region_merge_keys,
+                region_merge_bytes,
                 store_dead_after_ms,
                 gc_lifetime_ms,
                 metrics_listen,
@@ -252,11 +267,15 @@ fn run_service(command: Command) -> Result<(), String> {
                     region_split_bytes,
                     store_dead_after_ms,
                 };
-                arbor_coordinator::server::run_coordinator_with_gc(
+                arbor_coordinator::server::run_coordinator_with_merge(
                     config,
                     metrics_listen,
                     arbor_coordinator::gc::GcConfig {
                         lifetime_ms: gc_lifetime_ms,
+                    },
+                    arbor_coordinator::schedule::MergeConfig {
+                        region_merge_keys,
+                        region_merge_bytes,
                     },
                     shutdown_signal(),
                 )

@@ -36,6 +36,14 @@ pub enum CoordinatorError {
         waited_ms: u64,
         last_error: String,
     },
+    #[error(
+        "unsplit at {key:?} not done within {waited_ms} ms (it may still complete): {last_error}"
+    )]
+    MergeNotDone {
+        key: Vec<u8>,
+        waited_ms: u64,
+        last_error: String,
+    },
 }
 
 impl CoordinatorError {
@@ -51,7 +59,8 @@ impl CoordinatorError {
             CoordinatorError::NotLeaseHolder { .. } => tonic::Status::failed_precondition(message),
             CoordinatorError::FenceNotRaised { .. }
             | CoordinatorError::NotReady { .. }
-            | CoordinatorError::SplitNotDone { .. } => tonic::Status::unavailable(message),
+            | CoordinatorError::SplitNotDone { .. }
+            | CoordinatorError::MergeNotDone { .. } => tonic::Status::unavailable(message),
             CoordinatorError::Bind { .. } | CoordinatorError::Transport(_) => {
                 tonic::Status::internal(message)
             }
@@ -114,6 +123,14 @@ mod tests {
             ),
             (
                 CoordinatorError::SplitNotDone {
+                    key: vec![1],
+                    waited_ms: 5,
+                    last_error: "x".into(),
+                },
+                Code::Unavailable,
+            ),
+            (
+                CoordinatorError::MergeNotDone {
                     key: vec![1],
                     waited_ms: 5,
                     last_error: "x".into(),

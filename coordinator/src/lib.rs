@@ -21,12 +21,14 @@ pub mod allocator;
 pub mod error;
 pub mod gc;
 pub mod lease;
+pub mod merge;
 pub mod schedule;
 pub mod scheduler;
 pub mod server;
 pub mod service;
 pub mod singleton;
 pub mod split_at;
+pub mod unsplit_at;
 pub mod view;
 
 pub use error::CoordinatorError;

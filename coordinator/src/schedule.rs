@@ -1,6 +1,7 @@
 //! The scheduler's driver: runs [`crate::scheduler::next_steps`] on the lease
 //! holder, proposing to root under the lease fence and calling stores
-//! (`SplitRegion`, `ChangePeers`, `TransferLeader` at the region's leader).
+//! (`SplitRegion`, `ChangePeers`, `TransferLeader` at the region's leader;
+//! merges through [`crate::merge`]).
 //!
 //! A change is committed in root only once the store answered that it is in
 //! effect, and cancelled only when it provably never applied; anything in
@@ -41,6 +42,56 @@ pub struct ScheduleConfig {
     pub split_keys_max: u64,
     pub split_bytes_max: u64,
     pub store_dead_after_ms: u64,
+    /// Automatic merge thresholds ([`MergeConfig`]; off by default).
+    pub merge: MergeConfig,
+}
+
+/// When adjacent small regions merge by themselves: both thresholds 0
+/// (the default) turns automatic merge off. Off by default because manual
+/// `SPLIT AT` boundaries are not sticky yet: a default-on merge would fold
+/// a user's deliberate split back as soon as both halves were small. With
+/// one threshold set, the other is taken as half its split threshold, so
+/// a merged region never qualifies for a split at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MergeConfig {
+    /// Merge two adjacent regions holding fewer keys than this together.
+    pub region_merge_keys: u64,
+    /// Merge two adjacent regions smaller on disk than this together.
+    pub region_merge_bytes: u64,
+}
+
+impl MergeConfig {
+    /// Refuses thresholds that are not at most half the split thresholds:
+    /// a merged region must sit well below a split, or the scheduler would
+    /// split and merge the same range tick after tick.
+    pub fn check(&self, split_keys_max: u64, split_bytes_max: u64) -> Result<(), String> {
+        if self.region_merge_keys > split_keys_max / 2 {
+            return Err(format!(
+                "--region-merge-keys {} must be at most half of --region-split-keys {split_keys_max}",
+                self.region_merge_keys
+            ));
+        }
+        if self.region_merge_bytes > split_bytes_max / 2 {
+            return Err(format!(
+                "--region-merge-bytes {} must be at most half of --region-split-bytes {split_bytes_max}",
+                self.region_merge_bytes
+            ));
+        }
+        Ok(())
+    }
+
+    /// The (keys, bytes) limits a merged region must stay under, or none
+    /// when automatic merge is off.
+    pub fn limits(&self, split_keys_max: u64, split_bytes_max: u64) -> Option<(u64, u64)> {
+        if self.region_merge_keys == 0 && self.region_merge_bytes == 0 {
+            return None;
+        }
+        let or_half = |limit: u64, split: u64| if limit == 0 { split / 2 } else { limit };
+        Some((
+            or_half(self.region_merge_keys, split_keys_max),
+            or_half(self.region_merge_bytes, split_bytes_max),
+        ))
+    }
 }
 
 pub async fn run(coordinator: Arc<Coordinator>, config: ScheduleConfig) {
@@ -62,6 +113,9 @@ pub async fn run(coordinator: Arc<Coordinator>, config: ScheduleConfig) {
             split_bytes_max: config.split_bytes_max,
             store_dead_after_ms: config.store_dead_after_ms,
             balance_leaders_from_ms,
+            merge_limits: config
+                .merge
+                .limits(config.split_keys_max, config.split_bytes_max),
         };
         let plan = next_steps(&coordinator.view(), tick);
         log_blocked(&plan.blocked, &mut logged_blocked);
@@ -82,6 +136,11 @@ pub async fn run(coordinator: Arc<Coordinator>, config: ScheduleConfig) {
 async fn run_step(coordinator: &Coordinator, step: &Step) -> Result<(), CoordinatorError> {
     match step {
         Step::ExecuteSplit(split) => execute_split(coordinator, split).await,
+        Step::ExecuteMerge(merge) => crate::merge::execute_merge(coordinator, merge).await,
+        Step::PlanMerge { source, target } => {
+            let planned = crate::merge::plan_merge(coordinator, source, target).await?;
+            crate::merge::execute_merge(coordinator, &planned).await
+        }
         Step::PlanSplit { region, scan_keys } => plan_split(coordinator, region, *scan_keys).await,
         Step::ExecutePeerChange(change) => execute_peer_change(coordinator, change).await,
         Step::CancelPeerChange { region_id, reason } => {
@@ -146,7 +205,10 @@ fn lease_fence(coordinator: &Coordinator) -> Result<LeaseFence, CoordinatorError
     })
 }
 
-async fn propose(coordinator: &Coordinator, event: Kind) -> Result<(), CoordinatorError> {
+pub(crate) async fn propose(
+    coordinator: &Coordinator,
+    event: Kind,
+) -> Result<(), CoordinatorError> {
     let answer = coordinator
         .root
         .propose_fenced(event, Some(lease_fence(coordinator)?))
@@ -161,7 +223,7 @@ async fn propose(coordinator: &Coordinator, event: Kind) -> Result<(), Coordinat
 }
 
 /// A client for the store `store_id`, at the address root recorded.
-fn store_client(
+pub(crate) fn store_client(
     coordinator: &Coordinator,
     store_id: u64,
 ) -> Result<StoreClient<tonic::transport::Channel>, CoordinatorError> {
@@ -201,7 +263,7 @@ pub(crate) fn timed<T>(message: T, timeout_ms: u64) -> tonic::Request<T> {
     request
 }
 
-fn store_failed(status: tonic::Status) -> CoordinatorError {
+pub(crate) fn store_failed(status: tonic::Status) -> CoordinatorError {
     CoordinatorError::Transport(status.to_string())
 }
 
@@ -496,4 +558,44 @@ async fn transfer_leader(
         "leader moved to balance leaders"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_thresholds_above_half_the_split_thresholds_are_refused() {
+        let at_half = MergeConfig {
+            region_merge_keys: 50,
+            region_merge_bytes: 500,
+        };
+        assert_eq!(at_half.check(100, 1_000), Ok(()));
+        let keys_over = MergeConfig {
+            region_merge_keys: 51,
+            ..at_half
+        };
+        assert!(keys_over.check(100, 1_000).is_err());
+        let bytes_over = MergeConfig {
+            region_merge_bytes: 501,
+            ..at_half
+        };
+        assert!(bytes_over.check(100, 1_000).is_err());
+        assert_eq!(MergeConfig::default().check(0, 0), Ok(()), "off is fine");
+    }
+
+    #[test]
+    fn merge_is_off_by_default_and_an_unset_threshold_is_half_the_split_one() {
+        assert_eq!(MergeConfig::default().limits(100, 1_000), None);
+        let keys_only = MergeConfig {
+            region_merge_keys: 20,
+            region_merge_bytes: 0,
+        };
+        assert_eq!(keys_only.limits(100, 1_000), Some((20, 500)));
+        let bytes_only = MergeConfig {
+            region_merge_keys: 0,
+            region_merge_bytes: 300,
+        };
+        assert_eq!(bytes_only.limits(100, 1_000), Some((50, 300)));
+    }
 }

@@ -7,19 +7,21 @@
 //! finishes whatever its predecessor left pending.
 //!
 //! What it plans, most urgent first: finishing pending changes; replacing
-//! peers on dead stores ([`replace`]); splitting oversized regions; moving
-//! leaders off overloaded stores ([`balance`]). Every kind is bounded per
+//! peers on dead stores ([`replace`]); splitting oversized regions; merging
+//! adjacent small regions when turned on ([`merge`]); moving leaders off
+//! overloaded stores ([`balance`]). Every kind is bounded per
 //! tick, and a region takes part in at most one step of a tick.
 
 use std::collections::BTreeSet;
 
 use arbor_proto::pending_change::Change;
-use arbor_proto::{RegionDescriptor, RegionEpoch, SplitPlanned};
+use arbor_proto::{MergePlanned, RegionDescriptor, RegionEpoch, SplitPlanned};
 
 use crate::view::ClusterView;
 
 mod balance;
 mod health;
+mod merge;
 mod replace;
 
 pub use balance::{
@@ -27,6 +29,7 @@ pub use balance::{
     LEADER_TRANSFERS_PER_TICK_MAX,
 };
 pub use health::{store_health, StoreHealth, STORE_DEAD_AFTER_DEFAULT_MS, STORE_DEAD_AFTER_MIN_MS};
+pub use merge::{merges, MERGES_PER_TICK_MAX};
 pub use replace::{peer_change_state, peers_after, PeerChangeState, PEER_CHANGES_PER_TICK_MAX};
 
 /// Split a region once a store reports more keys than this (overridable per
@@ -60,6 +63,9 @@ pub struct Tick {
     /// each transfer, so the next decision rests on heartbeats that already
     /// show where that leader went.
     pub balance_leaders_from_ms: u64,
+    /// The (keys, bytes) two adjacent regions together stay under to merge
+    /// automatically; none when automatic merge is off (the default).
+    pub merge_limits: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -67,6 +73,15 @@ pub enum Step {
     /// Ask the region's leader to execute a split already planned in root,
     /// then commit it in root.
     ExecuteSplit(SplitPlanned),
+    /// Run a merge already planned in root (PrepareMerge, WaitApplied,
+    /// CommitMerge at the stores), then commit it in root.
+    ExecuteMerge(MergePlanned),
+    /// Plan in root merging `source` into its left neighbour `target`, then
+    /// run it.
+    PlanMerge {
+        source: RegionDescriptor,
+        target: RegionDescriptor,
+    },
     /// Choose a split key for this region (by scanning `scan_keys` keys at
     /// its leader) and plan the split in root.
     PlanSplit {
@@ -130,6 +145,7 @@ pub fn next_steps(view: &ClusterView, tick: Tick) -> Plan {
             }
             Some(Change::Merge(merge)) => {
                 busy.insert(merge.target_region_id);
+                plan.steps.push(Step::ExecuteMerge(*merge));
             }
             None => {}
         }
@@ -138,6 +154,11 @@ pub fn next_steps(view: &ClusterView, tick: Tick) -> Plan {
     replace::replacements(view, &tick, &mut busy, &mut plan);
     let replacing = plan.steps.len() > replaced_before;
     plan.steps.extend(splits(view, &tick, &mut busy));
+    // Merges only while no store needs its peers replaced: a merge needs
+    // every replica of both regions up.
+    if !replacing {
+        plan.steps.extend(merges(view, &tick, &mut busy));
+    }
     // Leaders move only in a calm cluster: while peers are being replaced
     // the leader counts are about to change anyway.
     let calm = !replacing
@@ -208,6 +229,7 @@ pub(crate) mod tests {
             split_bytes_max: REGION_SPLIT_BYTES_DEFAULT,
             store_dead_after_ms: STORE_DEAD_AFTER_DEFAULT_MS,
             balance_leaders_from_ms: 0,
+            merge_limits: None,
         }
     }
 

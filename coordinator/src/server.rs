@@ -22,7 +22,7 @@ use tonic::transport::server::TcpIncoming;
 use crate::error::CoordinatorError;
 use crate::gc::GcConfig;
 use crate::lease::{decide, LeaseAction, LocalTenure, LEASE_TTL_MS};
-use crate::schedule::ScheduleConfig;
+use crate::schedule::{MergeConfig, ScheduleConfig};
 use crate::scheduler::STORE_DEAD_AFTER_MIN_MS;
 use crate::service::{system_clock, Coordinator, CoordinatorHandle, CoordinatorMetrics};
 use crate::view::ClusterView;
@@ -77,7 +77,24 @@ pub async fn run_coordinator_with_gc(
     gc: GcConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), CoordinatorError> {
+    run_coordinator_with_merge(config, metrics_listen, gc, MergeConfig::default(), shutdown).await
+}
+
+/// [`run_coordinator_with_gc`] with automatic region merge configured
+/// (`--region-merge-keys` / `--region-merge-bytes`; off by default, see
+/// [`MergeConfig`]). A separate argument, like `gc`, so `CoordinatorConfig`
+/// literals elsewhere keep compiling.
+pub async fn run_coordinator_with_merge(
+    config: CoordinatorConfig,
+    metrics_listen: Option<SocketAddr>,
+    gc: GcConfig,
+    merge: MergeConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), CoordinatorError> {
     gc.check()
+        .map_err(|hint| CoordinatorError::InvalidArgument { hint })?;
+    merge
+        .check(config.region_split_keys, config.region_split_bytes)
         .map_err(|hint| CoordinatorError::InvalidArgument { hint })?;
     if config.root_addresses.is_empty() {
         return Err(CoordinatorError::InvalidArgument {
@@ -133,6 +150,7 @@ pub async fn run_coordinator_with_gc(
                 split_keys_max: config.region_split_keys,
                 split_bytes_max: config.region_split_bytes,
                 store_dead_after_ms: config.store_dead_after_ms,
+                merge,
             },
         )),
     ];

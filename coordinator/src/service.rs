@@ -1,6 +1,6 @@
 //! The `Coordinator` gRPC service: heartbeats in, routes and views out.
 //! Served by holder and standbys alike; only the singleton duties
-//! (`GetTimestamps`, `AllocateIds`, `SplitAt`) need the lease, and a standby
+//! (`GetTimestamps`, `AllocateIds`, `SplitAt`, `UnsplitAt`) need the lease, and a standby
 //! answers them with the holder's name.
 
 use std::sync::{Arc, Mutex, RwLock};
@@ -57,10 +57,11 @@ pub enum CoordinatorMethod {
     ListStores,
     ClusterView,
     SplitAt,
+    UnsplitAt,
 }
 
 impl CoordinatorMethod {
-    pub const ALL: [CoordinatorMethod; 8] = [
+    pub const ALL: [CoordinatorMethod; 9] = [
         CoordinatorMethod::GetTimestamps,
         CoordinatorMethod::AllocateIds,
         CoordinatorMethod::StoreHeartbeat,
@@ -69,6 +70,7 @@ impl CoordinatorMethod {
         CoordinatorMethod::ListStores,
         CoordinatorMethod::ClusterView,
         CoordinatorMethod::SplitAt,
+        CoordinatorMethod::UnsplitAt,
     ];
 
     pub fn label(self) -> &'static str {
@@ -81,6 +83,7 @@ impl CoordinatorMethod {
             CoordinatorMethod::ListStores => "list_stores",
             CoordinatorMethod::ClusterView => "cluster_view",
             CoordinatorMethod::SplitAt => "split_at",
+            CoordinatorMethod::UnsplitAt => "unsplit_at",
         }
     }
 }
@@ -380,6 +383,18 @@ impl CoordinatorService for CoordinatorHandle {
         Ok(Response::new(SplitAtResponse {
             left: halves.left,
             right: Some(halves.right),
+        }))
+    }
+
+    async fn unsplit_at(
+        &self,
+        request: Request<UnsplitAtRequest>,
+    ) -> Result<Response<UnsplitAtResponse>, Status> {
+        let _timer = self.0.metrics.time(CoordinatorMethod::UnsplitAt);
+        let key = request.into_inner().key;
+        let region = crate::unsplit_at::unsplit_at(&self.0, key).await?;
+        Ok(Response::new(UnsplitAtResponse {
+            region: Some(region),
         }))
     }
 }

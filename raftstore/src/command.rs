@@ -1,5 +1,6 @@
 //! What a region's raft log carries: one [`RegionCommand`] per transaction
-//! command ([`crate::txn::TxnCommand`]) or admin operation (split), and the
+//! command ([`crate::txn::TxnCommand`]) or admin operation (split, peer
+//! change, GC, merge prepare and commit), and the
 //! [`RegionResponse`] its apply produces.
 //!
 //! Byte strings are stored as hex inside the JSON entry: half the size of
@@ -123,12 +124,38 @@ pub struct GcCommand {
     pub end_key: Vec<u8>,
 }
 
+/// Freeze this (source) region for a merge into `target` (see
+/// `operation::merge`): applies only while the region is still at
+/// `expected_epoch`, `target` is adjacent and on the same stores. From this
+/// entry on the region applies nothing more. The epoch does not move.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrepareMergeCommand {
+    pub expected_epoch: EpochRecord,
+    /// The target as planned.
+    #[serde(with = "descriptor_hex")]
+    pub target: RegionDescriptor,
+}
+
+/// Grow this (target) region over `source`'s range once the local source
+/// replica has applied `prepare_index` (see `operation::merge`). Applies
+/// only while the region is still at `expected_epoch`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommitMergeCommand {
+    pub expected_epoch: EpochRecord,
+    /// The frozen source, as PrepareMerge answered it.
+    #[serde(with = "descriptor_hex")]
+    pub source: RegionDescriptor,
+    pub prepare_index: u64,
+}
+
 /// Commands that change the region itself rather than its data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AdminCommand {
     Split(SplitCommand),
     ChangePeers(ChangePeersCommand),
     Gc(GcCommand),
+    PrepareMerge(PrepareMergeCommand),
+    CommitMerge(CommitMergeCommand),
 }
 
 /// Converts a wire mutation; unknown enum values are the caller's error.
@@ -183,7 +210,7 @@ pub fn mutation_op(kind: MutationKind) -> MutationOp {
 }
 
 /// One transaction command or one admin command of a region.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegionCommand {
     pub format_version: u32,
     /// The epoch the command was admitted at; apply refuses it when the
@@ -237,6 +264,51 @@ impl RegionCommand {
             admin: Some(AdminCommand::ChangePeers(change)),
         }
     }
+
+    pub fn prepare_merge(prepare: PrepareMergeCommand) -> Self {
+        Self {
+            format_version: COMMAND_FORMAT_VERSION,
+            epoch: Some(prepare.expected_epoch),
+            txn: None,
+            admin: Some(AdminCommand::PrepareMerge(prepare)),
+        }
+    }
+
+    pub fn commit_merge(commit: CommitMergeCommand) -> Self {
+        Self {
+            format_version: COMMAND_FORMAT_VERSION,
+            epoch: Some(commit.expected_epoch),
+            txn: None,
+            admin: Some(AdminCommand::CommitMerge(commit)),
+        }
+    }
+}
+
+/// What applying a PrepareMerge produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PrepareMergeOutcome {
+    /// The source is frozen for the target (now, or by an earlier identical
+    /// command) since log index `prepare_index`.
+    Frozen {
+        source: RegionDescriptor,
+        prepare_index: u64,
+    },
+    /// The source is not at the epoch the merge expected.
+    EpochNotMatch { current: RegionDescriptor },
+    /// The merge can never apply (not adjacent, other stores).
+    Invalid { hint: String },
+}
+
+/// What applying a CommitMerge produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommitMergeOutcome {
+    /// The target covers the source's range (now, or already before).
+    Merged { region: RegionDescriptor },
+    /// The target is not at the epoch the merge expected.
+    EpochNotMatch { current: RegionDescriptor },
+    /// The merge can never apply (not adjacent, other stores, the source
+    /// here frozen for another target).
+    Invalid { hint: String },
 }
 
 /// What applying a peer change produced.
@@ -290,6 +362,16 @@ pub struct RegionResponse {
     /// Set for a GC command: how many versions it deleted.
     #[serde(skip)]
     pub gc_deleted: Option<u64>,
+    /// The region is frozen for a merge into this target region: the
+    /// command was refused and nothing but the applied index was written.
+    #[serde(skip)]
+    pub merging: Option<u64>,
+    /// Set for a PrepareMerge command.
+    #[serde(skip)]
+    pub prepare_merge: Option<PrepareMergeOutcome>,
+    /// Set for a CommitMerge command.
+    #[serde(skip)]
+    pub commit_merge: Option<CommitMergeOutcome>,
 }
 
 pub(crate) mod hex_bytes {
@@ -302,6 +384,30 @@ pub(crate) mod hex_bytes {
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
         super::decode_hex(&text).ok_or_else(|| D::Error::custom("invalid hex byte string"))
+    }
+}
+
+/// A region descriptor as the hex of `keys::encode_descriptor` (the proto
+/// type has no serde).
+pub(crate) mod descriptor_hex {
+    use arbor_proto::RegionDescriptor;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        descriptor: &RegionDescriptor,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let bytes = crate::keys::encode_descriptor(descriptor);
+        serializer.serialize_str(&super::encode_hex(&bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<RegionDescriptor, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        let bytes =
+            super::decode_hex(&text).ok_or_else(|| D::Error::custom("invalid hex byte string"))?;
+        crate::keys::decode_descriptor(&bytes).map_err(|e| D::Error::custom(e.to_string()))
     }
 }
 

@@ -89,6 +89,29 @@ pub const CAMPAIGN_RETRY_MS: u64 = RAFT_ELECTION_TIMEOUT_MAX_MS + 250;
 /// How often a waiting `ChangePeers`/`TransferLeader` looks at raft metrics.
 pub const MEMBERSHIP_POLL_MS: u64 = 20;
 
+/// Longest a `WaitApplied` call waits for a replica's apply, whatever its
+/// `timeout_ms` asks (below the coordinators' 10 s store call timeout, so
+/// the store answers `reached = false` first and the caller asks again).
+pub const WAIT_APPLIED_TIMEOUT_MAX_MS: u64 = 8_000;
+/// How often `WaitApplied` looks at the replica's applied index.
+pub const WAIT_APPLIED_POLL_MS: u64 = 10;
+/// How long a `CommitMerge` leader waits for the merge to apply locally
+/// (apply itself waits for the local source replica to catch up to the
+/// PrepareMerge entry) before answering `ServerBusy`; below the
+/// coordinators' 10 s store call timeout. A retry is idempotent.
+pub const COMMIT_MERGE_WAIT_MS: u64 = 8_000;
+/// How often a target replica applying a CommitMerge looks whether the
+/// local source replica reached the PrepareMerge entry.
+pub const MERGE_SOURCE_POLL_MS: u64 = 10;
+/// A target replica still waiting for its local source replica logs a
+/// warning this often (the wait itself is unbounded: apply must not skip
+/// a committed entry, and the source's data is final only once it applied
+/// the PrepareMerge entry).
+pub const MERGE_SOURCE_WARN_MS: u64 = 5_000;
+
+const _: () = assert!(WAIT_APPLIED_POLL_MS < WAIT_APPLIED_TIMEOUT_MAX_MS);
+const _: () = assert!(MERGE_SOURCE_POLL_MS < MERGE_SOURCE_WARN_MS);
+
 /// Most regions one `EpochNotMatch` answer lists.
 pub const EPOCH_NOT_MATCH_REGIONS_MAX: usize = 8;
 

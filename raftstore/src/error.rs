@@ -30,6 +30,8 @@ pub enum RaftstoreError {
     InvalidArgument { hint: String },
     #[error("region {region_id} is not on this store")]
     RegionNotFound { region_id: RegionId },
+    #[error("raft message for store {addressed} reached store {actual} (the address now belongs to another store); refused")]
+    WrongStore { addressed: u64, actual: u64 },
     #[error("region {region_id} unavailable after {attempts} attempts: {last_error}")]
     RegionUnavailable {
         region_id: RegionId,
@@ -98,6 +100,7 @@ impl RaftstoreError {
             | RaftstoreError::Raft { .. }
             | RaftstoreError::Bind { .. } => tonic::Status::internal(message),
             RaftstoreError::IncompatibleStoreFormat { .. }
+            | RaftstoreError::WrongStore { .. }
             | RaftstoreError::SnapshotTooOld { .. } => tonic::Status::failed_precondition(message),
             RaftstoreError::WriteConflict { .. }
             | RaftstoreError::LockWaitTimeout { .. }
@@ -156,6 +159,13 @@ mod tests {
                     hint: "key too long".into(),
                 },
                 Code::InvalidArgument,
+            ),
+            (
+                RaftstoreError::WrongStore {
+                    addressed: 1,
+                    actual: 4,
+                },
+                Code::FailedPrecondition,
             ),
             (
                 RaftstoreError::RegionNotFound { region_id: 4 },
@@ -292,6 +302,7 @@ mod tests {
                 | RaftstoreError::Corrupt { .. }
                 | RaftstoreError::InvalidArgument { .. }
                 | RaftstoreError::RegionNotFound { .. }
+                | RaftstoreError::WrongStore { .. }
                 | RaftstoreError::RegionUnavailable { .. }
                 | RaftstoreError::RouteUnavailable { .. }
                 | RaftstoreError::NoCoordinatorReachable { .. }
@@ -307,6 +318,6 @@ mod tests {
                 | RaftstoreError::SnapshotTooOld { .. } => {}
             }
         }
-        assert_eq!(every_variant().len(), 18);
+        assert_eq!(every_variant().len(), 19);
     }
 }

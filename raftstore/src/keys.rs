@@ -19,7 +19,8 @@
 //!   in index order.
 //! - [`CF_RAFT_STATE`]: `region_id (u64 BE) | kind (u8)` -> JSON: vote,
 //!   committed log id, last purged log id, applied state, current snapshot,
-//!   and the tombstone of a removed replica ([`state_key`]).
+//!   the tombstone of a removed replica, the merge a source region is
+//!   frozen for and the record of a replica merged away ([`state_key`]).
 //! - [`CF_REGION_META`]: `region_id (u64 BE)` -> versioned region descriptor
 //!   ([`region_meta_key`], [`encode_descriptor`]).
 //!
@@ -83,16 +84,26 @@ pub enum StateKind {
     /// log, state and data are gone, so a late heartbeat or `OpenPeer`
     /// naming an older configuration does not bring the replica back.
     Tombstone = 6,
+    /// The merge a source region is frozen for (JSON
+    /// `operation::merge::MergeState`): written with the applied state of
+    /// its PrepareMerge entry; from then on the region applies nothing.
+    Merging = 7,
+    /// A replica merged away here (JSON `operation::merge::MergedRecord`):
+    /// kept after its log and state are gone, so `WaitApplied` can tell
+    /// "applied everything, then merged" from "never here".
+    Merged = 8,
 }
 
 impl StateKind {
-    pub const ALL: [StateKind; 6] = [
+    pub const ALL: [StateKind; 8] = [
         StateKind::Vote,
         StateKind::Committed,
         StateKind::LastPurged,
         StateKind::Applied,
         StateKind::Snapshot,
         StateKind::Tombstone,
+        StateKind::Merging,
+        StateKind::Merged,
     ];
 
     fn from_byte(byte: u8) -> Option<Self> {

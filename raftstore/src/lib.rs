@@ -73,18 +73,31 @@
 //!   descriptor and data range in one batch that writes its tombstone; no
 //!   heartbeat at that `conf_ver` or older, no raft message and no late
 //!   `OpenPeer` of an older configuration brings it back.
+//! - A merge ([`operation::merge`], decided by the pure
+//!   [`operation::merge::decide_prepare`] and
+//!   [`operation::merge::decide_commit`]) of two adjacent regions on the
+//!   same stores moves no data. A PrepareMerge entry freezes the source
+//!   (its merge state lands in the batch of its applied state and travels
+//!   in its snapshots): from it on the source applies every command as a
+//!   refusal that writes only its applied index and answers
+//!   `RegionMerging`. A CommitMerge entry in the target waits until the
+//!   local source replica applied the PrepareMerge, then in one batch grows
+//!   the target (version = max + 1, as root computes it) and replaces the
+//!   source's descriptor, log and state by a tombstone and a merged record;
+//!   the store then stops the source's group.
 //! - A leader transfer ([`operation::transfer_leader`]) asks the target to
 //!   campaign only once it matched the leader's last log index; openraft's
 //!   leader lease, not a special vote, decides when the old leader grants.
 //! - A store answers region errors (`NotLeader`, `EpochNotMatch`,
-//!   `KeyNotInRegion`, `RegionNotFound`, `ServerBusy`) in the response rather
+//!   `KeyNotInRegion`, `RegionNotFound`, `ServerBusy`, `RegionMerging`) in
+//!   the response rather
 //!   than guessing; gRPC statuses mean transport or bad input only.
 //! - Every size, batch, scan, queue and lock TTL is capped by a named
 //!   constant ([`config`]).
 //!
 //! Layout follows TiKV raftstore-v2 by role: [`store`] routes by region id,
 //! [`peer`] holds a region's state and raft handle, [`operation`] has one
-//! module per behaviour (apply, read, txn, split, conf_change,
+//! module per behaviour (apply, read, txn, split, merge, conf_change,
 //! transfer_leader, replica), [`txn`] one file per transaction command.
 
 pub mod client;

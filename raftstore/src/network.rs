@@ -330,6 +330,7 @@ impl PeerConnection {
         let mut grpc_request = tonic::Request::new(RaftPayload {
             group_id: self.region_id,
             json,
+            target_id: self.target,
         });
         grpc_request.set_timeout(option.hard_ttl());
         let reply = match method {

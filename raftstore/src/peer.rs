@@ -22,8 +22,9 @@ use crate::error::RaftstoreError;
 use crate::hibernate::{self, Action, AliveStores, HibernationState, Observation, Role};
 use crate::keys::{self, CF_LOCK, CF_WRITE};
 use crate::network::{RegionNetworkFactory, Transport};
+use crate::operation::merge::MergeState;
 use crate::storage::cf;
-use crate::storage::state_machine::{KeyRange, SharedDescriptor, SplitObserver};
+use crate::storage::state_machine::{KeyRange, MergeObserver, SharedDescriptor, SplitObserver};
 use crate::storage::{RegionLogStore, RegionStateMachine};
 use crate::traffic::TrafficCounters;
 use crate::types::{RegionId, RegionRaft, StoreId};
@@ -145,6 +146,7 @@ impl Peer {
         transport: Arc<Transport>,
         config: Arc<openraft::Config>,
         on_split: SplitObserver,
+        on_merge: MergeObserver,
     ) -> Result<(Arc<Self>, bool), RaftstoreError> {
         let region_id = descriptor.region_id;
         let raft_error = |hint: String| RaftstoreError::Raft { region_id, hint };
@@ -162,7 +164,8 @@ impl Peer {
             shared.clone(),
             key_count.clone(),
             on_split,
-        )?;
+        )?
+        .with_merge_observer(on_merge);
         let network = RegionNetworkFactory::new(region_id, transport.clone());
         let raft = RegionRaft::new(store_id, config, network, log_store, state_machine)
             .await
@@ -220,6 +223,21 @@ impl Peer {
 
     pub fn descriptor(&self) -> RegionDescriptor {
         self.descriptor.get()
+    }
+
+    /// The merge this region is frozen for, if its PrepareMerge applied
+    /// here (see `operation::merge`).
+    pub fn merge_state(&self) -> Option<MergeState> {
+        self.descriptor.merge_state()
+    }
+
+    /// The last log index this replica applied (0 = none).
+    pub fn applied_index(&self) -> u64 {
+        self.raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map_or(0, |log_id| log_id.index)
     }
 
     /// The current descriptor when `epoch` is the current epoch, else the

@@ -1,6 +1,7 @@
 //! The gRPC face of a store: `Store` (Get/Scan and the transaction commands
-//! for the region client; SplitRegion, ChangePeers and TransferLeader for
-//! the coordinator) and `StoreRaft` for the peers of its regions on other
+//! for the region client; SplitRegion, ChangePeers, TransferLeader and the
+//! merge steps PrepareMerge, WaitApplied and CommitMerge for the
+//! coordinator) and `StoreRaft` for the peers of its regions on other
 //! stores (raft messages, liveness pings, replica administration).
 //!
 //! A gRPC status means a transport or bad-input problem only; region errors
@@ -30,7 +31,7 @@ use tonic::{Request, Response, Status};
 
 use crate::config::{RAFT_MESSAGE_BYTES_MAX, STORE_MESSAGE_BYTES_MAX};
 use crate::error::RaftstoreError;
-use crate::operation::{conf_change, read, replica, split, transfer_leader, txn};
+use crate::operation::{conf_change, merge, read, replica, split, transfer_leader, txn};
 use crate::store::StoreNode;
 use crate::types::{RegionRaft, StoreId};
 
@@ -165,6 +166,36 @@ impl Store for StoreService {
         self.metrics.answered(response.region_error.as_ref(), false);
         Ok(Response::new(response))
     }
+
+    async fn prepare_merge(
+        &self,
+        request: Request<arbor_proto::PrepareMergeRequest>,
+    ) -> Result<Response<arbor_proto::PrepareMergeResponse>, Status> {
+        let _timer = self.metrics.time("prepare_merge");
+        let response = merge::prepare_merge(&self.node, request.into_inner()).await?;
+        self.metrics.answered(response.region_error.as_ref(), true);
+        Ok(Response::new(response))
+    }
+
+    async fn wait_applied(
+        &self,
+        request: Request<arbor_proto::WaitAppliedRequest>,
+    ) -> Result<Response<arbor_proto::WaitAppliedResponse>, Status> {
+        let _timer = self.metrics.time("wait_applied");
+        let response = merge::wait_applied(&self.node, request.into_inner()).await?;
+        self.metrics.answered(response.region_error.as_ref(), false);
+        Ok(Response::new(response))
+    }
+
+    async fn commit_merge(
+        &self,
+        request: Request<arbor_proto::CommitMergeRequest>,
+    ) -> Result<Response<arbor_proto::CommitMergeResponse>, Status> {
+        let _timer = self.metrics.time("commit_merge");
+        let response = merge::commit_merge(&self.node, request.into_inner()).await?;
+        self.metrics.answered(response.region_error.as_ref(), true);
+        Ok(Response::new(response))
+    }
 }
 
 #[derive(Clone)]
@@ -189,6 +220,7 @@ impl StoreRaftService {
         Fut: Future<Output = Result<Resp, RaftError<StoreId, E>>>,
     {
         let region_id = payload.group_id;
+        addressed_here(payload.target_id, self.node.store_id())?;
         let Some(peer) = self.node.peer(region_id) else {
             return Err(RaftstoreError::RegionNotFound { region_id }.into());
         };
@@ -204,8 +236,22 @@ impl StoreRaftService {
         Ok(Response::new(RaftPayload {
             group_id: region_id,
             json,
+            target_id: 0,
         }))
     }
+}
+
+/// Refuses a raft message meant for another store id: a store that took
+/// over a dead store's address must never vote or acknowledge as it.
+/// `addressed` 0 = the sender did not say (older senders).
+fn addressed_here(addressed: StoreId, store_id: StoreId) -> Result<(), RaftstoreError> {
+    if addressed != 0 && addressed != store_id {
+        return Err(RaftstoreError::WrongStore {
+            addressed,
+            actual: store_id,
+        });
+    }
+    Ok(())
 }
 
 #[tonic::async_trait]
@@ -421,6 +467,7 @@ impl StoreMetrics {
             Some(RegionErrorKind::KeyNotInRegion(_)) => "key_not_in_region",
             Some(RegionErrorKind::RegionNotFound(_)) => "region_not_found",
             Some(RegionErrorKind::ServerBusy(_)) => "server_busy",
+            Some(RegionErrorKind::RegionMerging(_)) => "region_merging",
             None => "unknown",
         };
         self.region_errors.with(&[kind]).inc();
@@ -490,5 +537,22 @@ mod metrics_tests {
         ] {
             assert!(text.contains(series), "{series} missing from\n{text}");
         }
+    }
+}
+
+#[cfg(test)]
+mod raft_address_tests {
+    use super::*;
+
+    #[test]
+    fn a_raft_message_for_another_store_id_is_refused() {
+        let refused = addressed_here(1, 4).expect_err("store 4 took store 1's message");
+        assert_eq!(refused.to_status().code(), tonic::Code::FailedPrecondition);
+    }
+
+    #[test]
+    fn a_raft_message_for_this_store_or_unaddressed_is_accepted() {
+        assert!(addressed_here(4, 4).is_ok());
+        assert!(addressed_here(0, 4).is_ok());
     }
 }

@@ -29,7 +29,7 @@ use crate::memory_lock::MemoryLockTable;
 use crate::network::Transport;
 use crate::peer::{range_of, Peer};
 use crate::storage;
-use crate::storage::state_machine::SplitObserver;
+use crate::storage::state_machine::{MergeObserver, SplitObserver};
 use crate::tso::TsoClient;
 use crate::types::{RegionId, StoreId};
 
@@ -383,6 +383,7 @@ impl StoreNode {
             self.transport.clone(),
             self.raft_config.clone(),
             self.split_observer(),
+            self.merge_observer(),
         )
         .await?;
         tracing::info!(store_id = self.store_id, region_id, "started region peer");
@@ -431,6 +432,50 @@ impl StoreNode {
             if let Err(error) = peer.raft().trigger().elect().await {
                 tracing::debug!(region_id, %error, "new region did not campaign");
             }
+        }
+    }
+
+    /// What a region's apply calls after a merge is on disk: forget the
+    /// source here at once (so no request, heartbeat or metric sees it
+    /// again), then stop its group and clear what it may have written
+    /// since (in a task: apply must not wait for it).
+    fn merge_observer(&self) -> MergeObserver {
+        let me = self.me.clone();
+        Arc::new(
+            move |_merged: &RegionDescriptor, source: &RegionDescriptor| {
+                let Some(node) = me.upgrade() else {
+                    return;
+                };
+                let source_id = source.region_id;
+                let removed = node
+                    .peers
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .remove(&source_id);
+                tokio::spawn(async move { node.stop_merged_source(source_id, removed).await });
+            },
+        )
+    }
+
+    /// Stops the group of a source region merged away here and clears its
+    /// raft state (keeping its tombstone and merged record).
+    async fn stop_merged_source(&self, source_id: RegionId, peer: Option<Arc<Peer>>) {
+        let _creating = self.creating.lock().await;
+        if let Some(peer) = peer {
+            peer.shutdown().await;
+        }
+        match storage::clear_merged_source(&self.db, source_id) {
+            Ok(()) => tracing::info!(
+                store_id = self.store_id,
+                region_id = source_id,
+                "stopped a region merged away"
+            ),
+            Err(error) => tracing::warn!(
+                store_id = self.store_id,
+                region_id = source_id,
+                %error,
+                "could not clear the state of a region merged away"
+            ),
         }
     }
 

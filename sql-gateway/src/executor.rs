@@ -20,8 +20,8 @@ use crate::error::GatewayError;
 use crate::expr::{system_clock, Clock, StatementTime};
 use crate::plan::{plan_statement, Plan};
 use crate::statement::admin::{
-    self, show_regions::show_regions, split_at::SplitAtPlan, AdminStatement, ParsedStatement,
-    SPLIT_AT_STATEMENT,
+    self, show_regions::show_regions, split_at::SplitAtPlan, unsplit_at::UnsplitAtPlan,
+    AdminStatement, ParsedStatement, SPLIT_AT_STATEMENT, UNSPLIT_AT_STATEMENT,
 };
 use crate::statement::session::SessionCommand;
 use crate::statement::QueryResult;
@@ -169,7 +169,10 @@ impl Executor {
         };
         let result = if in_block && statement.changes_cluster() {
             Err(GatewayError::ActiveSqlTransaction {
-                statement: SPLIT_AT_STATEMENT,
+                statement: match statement {
+                    AdminStatement::UnsplitAt { .. } => UNSPLIT_AT_STATEMENT,
+                    _ => SPLIT_AT_STATEMENT,
+                },
             })
         } else {
             self.run_admin(statement).await
@@ -192,6 +195,12 @@ impl Executor {
                 let table = admin::resolve_table(table, "split", &catalog)?;
                 let now = StatementTime::from_unix_micros((self.clock)());
                 let plan = SplitAtPlan::plan(table, rows, now)?;
+                plan.execute(self.storage.as_ref()).await
+            }
+            AdminStatement::UnsplitAt { table, rows } => {
+                let table = admin::resolve_table(table, "unsplit", &catalog)?;
+                let now = StatementTime::from_unix_micros((self.clock)());
+                let plan = UnsplitAtPlan::plan(table, rows, now)?;
                 plan.execute(self.storage.as_ref()).await
             }
             AdminStatement::ShowRegions { table } => {

@@ -66,6 +66,7 @@ mod bind;
 mod cancel;
 mod catalog_source;
 mod cluster_view;
+mod coordinator_admin;
 mod dashboard;
 mod error;
 mod executor;
@@ -92,7 +93,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use arbor_raftstore::RegionClient;
 use tokio::net::TcpListener;
 
 pub use auth::{AuthConfig, AuthMethod};
@@ -160,7 +160,9 @@ pub async fn run_gateway(
         auth = ?config.auth.method,
         "gateway listening on {address}"
     );
-    let store = Arc::new(RegionClient::new(config.coordinator_addresses.clone()));
+    let store = Arc::new(store::ClusterStorage::new(
+        config.coordinator_addresses.clone(),
+    ));
     let views: Arc<dyn cluster_view::ClusterViewSource> =
         Arc::new(CoordinatorViews::new(config.coordinator_addresses));
     let dashboard = start_dashboard(&config.http_listen, config.dev_control, views.clone()).await?;

@@ -1,10 +1,13 @@
 //! The storage seams, behind traits so statement execution is testable
 //! without a cluster: [`Storage`] (the cluster: TSO, reads at a timestamp,
-//! transactional commit, and the admin request `split_at`) and [`KvStore`] (what statements call: get, scan,
+//! transactional commit, and the admin requests `split_at` and
+//! `unsplit_at`) and [`KvStore`] (what statements call: get, scan,
 //! conditional write).
 //!
-//! Production always uses [`arbor_raftstore::RegionClient`]; unit tests use
-//! an in-memory versioned map with the same semantics.
+//! Production always uses [`ClusterStorage`] (the
+//! [`arbor_raftstore::RegionClient`], plus the coordinators' addresses for
+//! `unsplit_at`); unit tests use an in-memory versioned map with the same
+//! semantics.
 //!
 //! Invariant: every scan here is paged ([`SCAN_PAGE_ROWS`]) and refuses to
 //! examine more than [`SCAN_ROWS_MAX`] rows, so a statement's memory is
@@ -41,7 +44,7 @@ pub(crate) enum WriteIntent {
 /// The cluster as transactions see it: timestamps from the coordinator's
 /// TSO, multi-version reads at a timestamp, and an atomic commit of a
 /// transaction's writes (one region: one raft entry; several: two-phase
-/// commit). Production is [`RegionClient`]; unit tests use a versioned map.
+/// commit). Production is [`ClusterStorage`]; unit tests use a versioned map.
 #[async_trait]
 pub(crate) trait Storage: Send + Sync {
     /// A timestamp above every one handed out before this call started.
@@ -96,6 +99,27 @@ pub(crate) trait Storage: Send + Sync {
     /// it) and answers the regions either side. A key that already starts
     /// a region answers at once, so asking again is harmless.
     async fn split_at(&self, key: &[u8]) -> Result<SplitOutcome, GatewayError>;
+    /// `ALTER TABLE ... UNSPLIT AT`: merges the region starting exactly at
+    /// `key` into its left neighbour (the coordinator lease holder plans,
+    /// executes and commits it) and answers the id of the region holding
+    /// `key` afterwards. A key no region starts at answers at once.
+    async fn unsplit_at(&self, key: &[u8]) -> Result<u64, GatewayError>;
+}
+
+/// Production storage: the region client, and the coordinator addresses
+/// `unsplit_at` asks (the region client keeps its own list private).
+pub(crate) struct ClusterStorage {
+    regions: RegionClient,
+    coordinators: Vec<String>,
+}
+
+impl ClusterStorage {
+    pub(crate) fn new(coordinators: Vec<String>) -> Self {
+        ClusterStorage {
+            regions: RegionClient::new(coordinators.clone()),
+            coordinators,
+        }
+    }
 }
 
 /// The regions either side of a split key, as `split_at` answers them.
@@ -163,6 +187,7 @@ fn unavailable(error: RaftstoreError) -> GatewayError {
         | RaftstoreError::RegionUnavailable { .. }
         | RaftstoreError::RouteUnavailable { .. }
         | RaftstoreError::NoCoordinatorReachable { .. }
+        | RaftstoreError::WrongStore { .. }
         | RaftstoreError::Transport { .. } => GatewayError::StorageUnavailable { reason },
         RaftstoreError::Corrupt { .. } => GatewayError::StorageCorrupt { reason },
         RaftstoreError::InvalidArgument { .. }
@@ -174,13 +199,15 @@ fn unavailable(error: RaftstoreError) -> GatewayError {
 }
 
 #[async_trait]
-impl Storage for RegionClient {
+impl Storage for ClusterStorage {
     async fn timestamp(&self) -> Result<u64, GatewayError> {
-        RegionClient::timestamp(self).await.map_err(unavailable)
+        RegionClient::timestamp(&self.regions)
+            .await
+            .map_err(unavailable)
     }
 
     async fn get_at(&self, key: &[u8], read_ts: u64) -> Result<Option<Vec<u8>>, GatewayError> {
-        RegionClient::get_at(self, key, read_ts)
+        RegionClient::get_at(&self.regions, key, read_ts)
             .await
             .map_err(unavailable)
     }
@@ -192,7 +219,7 @@ impl Storage for RegionClient {
         limit: usize,
         read_ts: u64,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, GatewayError> {
-        RegionClient::scan_at(self, start, end, limit, read_ts)
+        RegionClient::scan_at(&self.regions, start, end, limit, read_ts)
             .await
             .map_err(unavailable)
     }
@@ -213,13 +240,13 @@ impl Storage for RegionClient {
                 },
             })
             .collect();
-        RegionClient::commit(self, start_ts, mutations)
+        RegionClient::commit(&self.regions, start_ts, mutations)
             .await
             .map_err(unavailable)
     }
 
     async fn write(&self, mutations: Vec<Mutation>) -> Result<WriteOutcome, GatewayError> {
-        RegionClient::write(self, mutations)
+        RegionClient::write(&self.regions, mutations)
             .await
             .map_err(unavailable)
     }
@@ -230,13 +257,17 @@ impl Storage for RegionClient {
         primary: &[u8],
         keys: Vec<Vec<u8>>,
     ) -> Result<(), GatewayError> {
-        RegionClient::lock_keys(self, start_ts, primary, keys)
+        RegionClient::lock_keys(&self.regions, start_ts, primary, keys)
             .await
             .map_err(unavailable)
     }
 
     fn keep_alive(&self, start_ts: u64, primary: Vec<u8>) -> KeepAlive {
-        KeepAlive(Some(RegionClient::keep_alive(self, start_ts, primary)))
+        KeepAlive(Some(RegionClient::keep_alive(
+            &self.regions,
+            start_ts,
+            primary,
+        )))
     }
 
     async fn rollback(
@@ -245,19 +276,24 @@ impl Storage for RegionClient {
         primary: &[u8],
         keys: Vec<Vec<u8>>,
     ) -> Result<Option<u64>, GatewayError> {
-        RegionClient::rollback(self, start_ts, primary, keys)
+        RegionClient::rollback(&self.regions, start_ts, primary, keys)
             .await
             .map_err(unavailable)
     }
 
     async fn split_at(&self, key: &[u8]) -> Result<SplitOutcome, GatewayError> {
-        let halves = RegionClient::split_at(self, key)
+        let halves = RegionClient::split_at(&self.regions, key)
             .await
             .map_err(unavailable)?;
         Ok(SplitOutcome {
             left_region_id: halves.left.map(|left| left.region_id),
             right_region_id: halves.right.region_id,
         })
+    }
+
+    async fn unsplit_at(&self, key: &[u8]) -> Result<u64, GatewayError> {
+        let region = crate::coordinator_admin::unsplit_at(&self.coordinators, key).await?;
+        Ok(region.region_id)
     }
 }
 

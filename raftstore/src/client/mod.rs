@@ -712,6 +712,12 @@ impl RegionClient {
                 state.rotation += 1;
                 Next::Retry { pause: true }
             }
+            RegionErrorKind::RegionMerging(_) => {
+                // Frozen for a merge: once it commits the target covers the
+                // range, so back off and ask the coordinator again.
+                self.forget_region(region_id);
+                Next::Retry { pause: true }
+            }
         }
     }
 

@@ -12,6 +12,7 @@
 //! bounded by [`TEST_DEADLINE_SECS`].
 
 mod membership;
+mod merge;
 mod partition;
 mod txn;
 

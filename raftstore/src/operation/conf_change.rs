@@ -291,6 +291,13 @@ pub async fn change_peers(
         ))));
     };
     peer.touch();
+    if let Some(state) = peer.merge_state() {
+        // Frozen for a merge: not even the raft membership may change.
+        return Ok(refused(super::merge::region_merging(
+            context.region_id,
+            state.target_region_id,
+        )));
+    }
     if !peer.is_leader() {
         return Ok(refused(peer.not_leader_here()));
     }

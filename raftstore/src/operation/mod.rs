@@ -1,5 +1,5 @@
 //! One module per behaviour of a region: the pure apply check, reads,
-//! transaction commands, splits, peer changes (`conf_change`), leader
+//! transaction commands, splits, merges, peer changes (`conf_change`), leader
 //! transfer and replica administration (`replica`) as the store service
 //! performs them.
 //!
@@ -10,6 +10,7 @@
 
 pub mod apply;
 pub mod conf_change;
+pub mod merge;
 pub mod read;
 pub mod replica;
 pub mod split;
@@ -45,6 +46,14 @@ pub(crate) fn admit(
     };
     // A client request wakes a hibernating region (see `hibernate`).
     peer.touch();
+    if let Some(state) = peer.merge_state() {
+        // Frozen: once the merge commits the target serves the range, so a
+        // read here could be stale and a write would be refused at apply.
+        return Ok(Err(merge::region_merging(
+            context.region_id,
+            state.target_region_id,
+        )));
+    }
     Ok(peer
         .check_epoch(context.epoch.as_ref())
         .map(|descriptor| (peer, descriptor))

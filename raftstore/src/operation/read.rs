@@ -42,6 +42,13 @@ pub(crate) async fn read_barrier(
     descriptor: &RegionDescriptor,
 ) -> Result<(), RegionError> {
     barrier(peer).await?;
+    if let Some(state) = peer.merge_state() {
+        // Frozen while waiting: the target may serve the range soon.
+        return Err(super::merge::region_merging(
+            peer.region_id(),
+            state.target_region_id,
+        ));
+    }
     peer.check_epoch(descriptor.epoch.as_ref())
         .map(|_| ())
         .map_err(|current| epoch_not_match(node, current))

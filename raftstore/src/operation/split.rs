@@ -182,6 +182,12 @@ pub async fn split_region(
             },
         ))));
     };
+    if let Some(state) = peer.merge_state() {
+        return Ok(refused(super::merge::region_merging(
+            context.region_id,
+            state.target_region_id,
+        )));
+    }
     let split = SplitCommand {
         expected_epoch: EpochRecord::of(context.epoch.as_ref()),
         split_key: request.split_key,

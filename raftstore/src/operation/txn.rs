@@ -135,13 +135,35 @@ pub(crate) async fn propose(
     peer: &Peer,
     command: RegionCommand,
 ) -> Result<Result<RegionResponse, RegionError>, RaftstoreError> {
+    propose_within(peer, command, Duration::from_millis(REQUEST_TIMEOUT_MS)).await
+}
+
+/// [`propose`], waiting at most `timeout` for the apply result. A command
+/// the region refused because it is frozen for a merge answers
+/// `RegionMerging` (nothing was written).
+pub(crate) async fn propose_within(
+    peer: &Peer,
+    command: RegionCommand,
+    timeout: Duration,
+) -> Result<Result<RegionResponse, RegionError>, RaftstoreError> {
     let proposal = peer.raft().client_write(command);
-    match tokio::time::timeout(Duration::from_millis(REQUEST_TIMEOUT_MS), proposal).await {
+    let response = match tokio::time::timeout(timeout, proposal).await {
         // The entry may still commit later; the caller learns "unknown", not
         // "failed" — every transaction command is idempotent, so it retries.
-        Err(_) => Ok(Err(server_busy("timed out waiting for the write to apply"))),
-        Ok(written) => proposal_result(peer, written),
+        Err(_) => return Ok(Err(server_busy("timed out waiting for the write to apply"))),
+        Ok(written) => proposal_result(peer, written)?,
+    };
+    let response = match response {
+        Ok(response) => response,
+        Err(region_error) => return Ok(Err(region_error)),
+    };
+    if let Some(target_region_id) = response.merging {
+        return Ok(Err(super::merge::region_merging(
+            peer.region_id(),
+            target_region_id,
+        )));
     }
+    Ok(Ok(response))
 }
 
 /// The region a command's keys must all lie in, or the region error.

@@ -261,7 +261,12 @@ pub async fn run(node: Arc<StoreNode>, stop: watch::Receiver<bool>) {
         let mut all_visited = true;
         for peer in peers {
             let region_id = peer.region_id();
-            if finished.get(&region_id).copied().unwrap_or(0) >= safe_point || !peer.is_leader() {
+            // A frozen source applies nothing (its GC entries would be
+            // refused); the target collects the range after the merge.
+            if finished.get(&region_id).copied().unwrap_or(0) >= safe_point
+                || !peer.is_leader()
+                || peer.merge_state().is_some()
+            {
                 continue;
             }
             match gc_region(&node, &peer, safe_point).await {

@@ -16,6 +16,8 @@ pub mod snapshot;
 pub mod state_machine;
 
 #[cfg(test)]
+mod merge_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::Path;
@@ -309,6 +311,61 @@ pub fn save_reopened_descriptor(
                 "saving the descriptor of reopened region {}",
                 descriptor.region_id
             ),
+            source,
+        })
+}
+
+/// The record of `region_id`'s replica merged away on this store, if it
+/// was (see `operation::merge`).
+pub fn load_merged(
+    db: &DB,
+    region_id: RegionId,
+) -> Result<Option<crate::operation::merge::MergedRecord>, RaftstoreError> {
+    let bytes = db
+        .get_cf(
+            cf(db, keys::CF_RAFT_STATE),
+            keys::state_key(region_id, StateKind::Merged),
+        )
+        .map_err(|source| RaftstoreError::Storage {
+            context: format!("reading the merged record of region {region_id}"),
+            source,
+        })?;
+    let Some(bytes) = bytes else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| RaftstoreError::Corrupt {
+            context: format!("merged record of region {region_id}"),
+            hint: e.to_string(),
+        })
+}
+
+/// Deletes what a merged-away source's group may still have written after
+/// the merge's batch removed its state (a refusal's applied index, a vote,
+/// appended entries) once that group stopped: its log and every raft state
+/// but the tombstone and the merged record. Its data range belongs to the
+/// target now and is not touched.
+pub fn clear_merged_source(db: &DB, region_id: RegionId) -> Result<(), RaftstoreError> {
+    let mut batch = WriteBatch::default();
+    batch.delete_range_cf(
+        cf(db, keys::CF_RAFT_LOG),
+        keys::log_key(region_id, 0).to_vec(),
+        keys::log_key_upper_bound(region_id),
+    );
+    let state = cf(db, keys::CF_RAFT_STATE);
+    for kind in StateKind::ALL {
+        if !matches!(kind, StateKind::Tombstone | StateKind::Merged) {
+            batch.delete_cf(state, keys::state_key(region_id, kind));
+        }
+    }
+    batch.delete_cf(
+        cf(db, keys::CF_REGION_META),
+        keys::region_meta_key(region_id),
+    );
+    db.write_opt(batch, &synced())
+        .map_err(|source| RaftstoreError::Storage {
+            context: format!("clearing the state of merged region {region_id}"),
             source,
         })
 }

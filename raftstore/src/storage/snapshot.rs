@@ -21,7 +21,7 @@ pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
 const FAMILY_LOCK: u8 = 1;
 const FAMILY_WRITE: u8 = 2;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotHeader {
     pub region_id: RegionId,
     pub last_applied: Option<LogId<StoreId>>,
@@ -39,6 +39,11 @@ pub struct SnapshotHeader {
     /// absent in snapshots of stores from before splits existed.
     #[serde(default, with = "optional_hex_bytes")]
     pub descriptor: Option<Vec<u8>>,
+    /// The merge the region is frozen for at `last_applied` (absent when
+    /// it is not, and in snapshots from before merges existed), so a
+    /// replica restored from it is frozen too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<crate::operation::merge::MergeState>,
 }
 
 mod optional_hex_bytes {
@@ -61,7 +66,7 @@ mod optional_hex_bytes {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RegionSnapshot {
     pub header: SnapshotHeader,
     /// Lock column family pairs, in key order.
@@ -196,6 +201,7 @@ mod tests {
                 start_key: b"a".to_vec(),
                 end_key: Vec::new(),
                 descriptor: Some(vec![1, 2, 3]),
+                merge: None,
             },
             locks: vec![(b"a".to_vec(), b"lock".to_vec())],
             writes: vec![
@@ -215,6 +221,28 @@ mod tests {
             ..sample()
         };
         assert_eq!(decode(&encode(&empty)), Ok(empty));
+    }
+
+    #[test]
+    fn a_frozen_region_s_merge_state_travels_in_its_snapshot() {
+        let state = crate::operation::merge::MergeState {
+            target_region_id: 9,
+            target: arbor_proto::RegionDescriptor {
+                region_id: 9,
+                end_key: b"a".to_vec(),
+                ..Default::default()
+            },
+            prepare_index: 17,
+        };
+        let mut frozen = sample();
+        frozen.header.merge = Some(state.clone());
+        let decoded = decode(&encode(&frozen)).expect("a frozen snapshot decodes");
+        assert_eq!(decoded.header.merge, Some(state));
+        assert_eq!(
+            decode(&encode(&sample())).expect("decodes").header.merge,
+            None,
+            "an unfrozen region's snapshot carries no merge state"
+        );
     }
 
     #[test]

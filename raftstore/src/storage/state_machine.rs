@@ -5,9 +5,14 @@
 //! **Invariant:** the records an entry writes and the applied log id that
 //! covers it land in one RocksDB write batch, so a restart never re-applies
 //! or loses half an entry. Entries are written one batch each (a later
-//! entry's decision reads what the earlier ones wrote), the last one of an
-//! apply call synced, which syncs the write-ahead log of all before it. A
-//! split's effects (both descriptors, the new region's initial log and
+//! entry's decision reads what the earlier ones wrote), unsynced: every
+//! entry applied is already synced in the region's raft log on this same
+//! RocksDB, so a crash that loses unsynced batches only rewinds the applied
+//! log id and openraft applies those entries again, to the same result
+//! (apply is deterministic). A sync per apply call would add an fsync to
+//! every write's latency. Splits, merges and peer changes, which start or
+//! stop groups right after, and snapshots (after which the log is purged)
+//! are synced. A split's effects (both descriptors, the new region's initial log and
 //! applied state, both key counts) land in one batch too, and so does a
 //! peer change's new descriptor.
 //!
@@ -35,13 +40,17 @@ use super::mvcc::{self, DbReader};
 use super::snapshot::{self, RegionSnapshot, SnapshotHeader};
 use super::{cf, synced};
 use crate::command::{
-    format_supported, AdminCommand, ChangePeersCommand, EpochRecord, GcCommand, RegionCommand,
-    RegionResponse, SplitCommand,
+    format_supported, AdminCommand, ChangePeersCommand, CommitMergeCommand, EpochRecord, GcCommand,
+    PrepareMergeCommand, RegionCommand, RegionResponse, SplitCommand,
 };
+use crate::config::{MERGE_SOURCE_POLL_MS, MERGE_SOURCE_WARN_MS};
 use crate::error::RaftstoreError;
 use crate::keys::{self, StateKind, CF_LOCK, CF_RAFT_LOG, CF_RAFT_STATE, CF_REGION_META, CF_WRITE};
 use crate::operation::apply::command_fits_region;
 use crate::operation::conf_change::{decide_apply, ApplyDecision};
+use crate::operation::merge::{
+    decide_commit, decide_prepare, CommitDecision, MergeState, MergedRecord, PrepareDecision,
+};
 use crate::operation::split::{decide_split, SplitDecision};
 use crate::txn::{self, record, Effect};
 use crate::types::{RegionId, RegionTypeConfig, StoreId};
@@ -86,14 +95,36 @@ impl KeyRange {
     }
 }
 
-/// A region's descriptor as this replica's apply left it: the peer reads it
-/// to admit requests, apply (split) and snapshot install change it.
+/// A region's descriptor as this replica's apply left it, and the merge it
+/// is frozen for, if any: the peer reads them to admit requests, apply
+/// (split, peer change, merge) and snapshot install change them.
 #[derive(Clone)]
-pub struct SharedDescriptor(Arc<RwLock<RegionDescriptor>>);
+pub struct SharedDescriptor(
+    Arc<RwLock<RegionDescriptor>>,
+    Arc<RwLock<Option<MergeState>>>,
+);
 
 impl SharedDescriptor {
     pub fn new(descriptor: RegionDescriptor) -> Self {
-        Self(Arc::new(RwLock::new(descriptor)))
+        Self(
+            Arc::new(RwLock::new(descriptor)),
+            Arc::new(RwLock::new(None)),
+        )
+    }
+
+    /// The merge this region is frozen for (PrepareMerge applied).
+    pub fn merge_state(&self) -> Option<MergeState> {
+        self.1
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn set_merge_state(&self, state: Option<MergeState>) {
+        *self
+            .1
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = state;
     }
 
     /// A bare descriptor of `region_id` over `range` (storage tests).
@@ -138,6 +169,15 @@ pub type SplitObserver = Arc<dyn Fn(&RegionDescriptor, &RegionDescriptor) + Send
 
 /// A split observer that does nothing (storage tests).
 pub fn ignore_splits() -> SplitObserver {
+    Arc::new(|_, _| {})
+}
+
+/// Told `(target after the merge, source)` once a CommitMerge is on disk,
+/// so the store stops the source's group and forgets it.
+pub type MergeObserver = Arc<dyn Fn(&RegionDescriptor, &RegionDescriptor) + Send + Sync>;
+
+/// A merge observer that does nothing (storage tests).
+pub fn ignore_merges() -> MergeObserver {
     Arc::new(|_, _| {})
 }
 
@@ -191,6 +231,72 @@ pub fn applied_gc_safe_point(db: &DB, region_id: RegionId) -> Result<u64, Raftst
     Ok(state.gc_safe_point)
 }
 
+/// The merge `region_id` is frozen for on this store, if any.
+pub fn load_merge_state(
+    db: &DB,
+    region_id: RegionId,
+) -> Result<Option<MergeState>, RaftstoreError> {
+    let stored = db
+        .get_cf(
+            cf(db, CF_RAFT_STATE),
+            keys::state_key(region_id, StateKind::Merging),
+        )
+        .map_err(storage_error(format!(
+            "loading the merge state of region {region_id}"
+        )))?;
+    let Some(bytes) = stored else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| RaftstoreError::Corrupt {
+            context: format!("merge state of region {region_id}"),
+            hint: e.to_string(),
+        })
+}
+
+/// What a target replica needs of the local source replica to commit a
+/// merge: its applied index, key count and GC safe point, and the merge it
+/// is frozen for (read from disk; apply writes them in one batch).
+#[derive(Debug, Clone, PartialEq)]
+struct SourceProgress {
+    applied_index: Option<u64>,
+    key_count: u64,
+    gc_safe_point: u64,
+    frozen: Option<MergeState>,
+}
+
+fn load_source_progress(db: &DB, region_id: RegionId) -> Result<SourceProgress, RaftstoreError> {
+    let stored = db
+        .get_cf(
+            cf(db, CF_RAFT_STATE),
+            keys::state_key(region_id, StateKind::Applied),
+        )
+        .map_err(storage_error(format!(
+            "loading applied state of region {region_id}"
+        )))?;
+    let applied: Option<AppliedState> = match stored {
+        None => None,
+        Some(bytes) => {
+            Some(
+                serde_json::from_slice(&bytes).map_err(|e| RaftstoreError::Corrupt {
+                    context: format!("applied state of region {region_id}"),
+                    hint: e.to_string(),
+                })?,
+            )
+        }
+    };
+    let frozen = load_merge_state(db, region_id)?;
+    Ok(SourceProgress {
+        applied_index: applied
+            .as_ref()
+            .and_then(|applied| applied.last_applied.map(|log_id| log_id.index)),
+        key_count: applied.as_ref().map_or(0, |applied| applied.key_count),
+        gc_safe_point: applied.as_ref().map_or(0, |applied| applied.gc_safe_point),
+        frozen,
+    })
+}
+
 pub struct RegionStateMachine {
     db: Arc<DB>,
     region_id: RegionId,
@@ -199,6 +305,7 @@ pub struct RegionStateMachine {
     /// Live key count, shared with the peer for heartbeats.
     key_count: Arc<AtomicU64>,
     on_split: SplitObserver,
+    on_merge: MergeObserver,
 }
 
 fn storage_error(context: String) -> impl FnOnce(rocksdb::Error) -> RaftstoreError {
@@ -230,6 +337,7 @@ impl RegionStateMachine {
             })?,
         };
         key_count.store(applied.key_count, Ordering::Relaxed);
+        descriptor.set_merge_state(load_merge_state(&db, region_id)?);
         Ok(Self {
             db,
             region_id,
@@ -237,7 +345,14 @@ impl RegionStateMachine {
             applied,
             key_count,
             on_split,
+            on_merge: ignore_merges(),
         })
+    }
+
+    /// Tells `on_merge` about every CommitMerge this region applies.
+    pub fn with_merge_observer(mut self, on_merge: MergeObserver) -> Self {
+        self.on_merge = on_merge;
+        self
     }
 
     fn range(&self) -> KeyRange {
@@ -451,6 +566,261 @@ impl RegionStateMachine {
         })
     }
 
+    /// The merge target this frozen region refuses `entry` for: every
+    /// command but a PrepareMerge, which decides for itself (the same
+    /// target again is answered, not refused). Blank and membership
+    /// entries are raft's own and apply as usual.
+    fn frozen_refusal(&self, entry: &Entry<RegionTypeConfig>) -> Option<u64> {
+        let state = self.descriptor.merge_state()?;
+        match &entry.payload {
+            EntryPayload::Normal(_) if Self::prepare_merge_of(entry).is_some() => None,
+            EntryPayload::Normal(_) => Some(state.target_region_id),
+            EntryPayload::Blank | EntryPayload::Membership(_) => None,
+        }
+    }
+
+    fn prepare_merge_of(entry: &Entry<RegionTypeConfig>) -> Option<&PrepareMergeCommand> {
+        match &entry.payload {
+            EntryPayload::Normal(RegionCommand {
+                format_version,
+                admin: Some(AdminCommand::PrepareMerge(prepare)),
+                ..
+            }) if format_supported(*format_version) => Some(prepare),
+            _ => None,
+        }
+    }
+
+    fn commit_merge_of(entry: &Entry<RegionTypeConfig>) -> Option<&CommitMergeCommand> {
+        match &entry.payload {
+            EntryPayload::Normal(RegionCommand {
+                format_version,
+                admin: Some(AdminCommand::CommitMerge(commit)),
+                ..
+            }) if format_supported(*format_version) => Some(commit),
+            _ => None,
+        }
+    }
+
+    /// Applies a PrepareMerge entry: the merge state lands in the batch of
+    /// the applied state; only then is the region frozen for requests.
+    fn apply_prepare_merge(
+        &mut self,
+        log_id: LogId<StoreId>,
+        prepare: &PrepareMergeCommand,
+    ) -> StorageResult<RegionResponse> {
+        self.applied.last_applied = Some(log_id);
+        let current = self.descriptor.get();
+        let frozen = self.descriptor.merge_state();
+        let decision = decide_prepare(&current, frozen.as_ref(), prepare, log_id.index);
+        let mut batch = WriteBatch::default();
+        if let PrepareDecision::Freeze { state } = &decision {
+            let bytes = serde_json::to_vec(state)
+                .map_err(|e| StorageIOError::write_state_machine(AnyError::new(&e)))?;
+            batch.put_cf(
+                cf(&self.db, CF_RAFT_STATE),
+                keys::state_key(self.region_id, StateKind::Merging),
+                bytes,
+            );
+        }
+        self.flush(batch, true)?;
+        if let PrepareDecision::Freeze { state } = &decision {
+            self.descriptor.set_merge_state(Some(state.clone()));
+            tracing::info!(
+                region_id = self.region_id,
+                target_region_id = state.target_region_id,
+                index = log_id.index,
+                "region frozen for a merge"
+            );
+        }
+        let merging = match &decision {
+            PrepareDecision::Merging { target_region_id } => Some(*target_region_id),
+            _ => None,
+        };
+        Ok(RegionResponse {
+            merging,
+            prepare_merge: decision.outcome(&current),
+            ..Default::default()
+        })
+    }
+
+    /// Waits until the local replica of the merge's source applied the
+    /// PrepareMerge entry and is frozen for this region; its progress then,
+    /// or why the merge can never apply (frozen for another target: every
+    /// replica's source log says the same).
+    async fn wait_for_source(
+        &self,
+        commit: &CommitMergeCommand,
+    ) -> StorageResult<Result<SourceProgress, String>> {
+        let source_id = commit.source.region_id;
+        let started = std::time::Instant::now();
+        let mut warned_at = started;
+        loop {
+            let progress = load_source_progress(&self.db, source_id)
+                .map_err(|e| StorageIOError::read_state_machine(AnyError::error(e.to_string())))?;
+            if let Some(frozen) = &progress.frozen {
+                if frozen.target_region_id != self.region_id {
+                    return Ok(Err(format!(
+                        "region {source_id} is frozen for a merge into region {}",
+                        frozen.target_region_id
+                    )));
+                }
+                let needed = commit.prepare_index.max(frozen.prepare_index);
+                if progress.applied_index.is_some_and(|index| index >= needed) {
+                    return Ok(Ok(progress));
+                }
+            }
+            if warned_at.elapsed().as_millis() as u64 >= MERGE_SOURCE_WARN_MS {
+                warned_at = std::time::Instant::now();
+                tracing::warn!(
+                    region_id = self.region_id,
+                    source_region_id = source_id,
+                    prepare_index = commit.prepare_index,
+                    source_applied_index = ?progress.applied_index,
+                    source_frozen = progress.frozen.is_some(),
+                    waited_ms = started.elapsed().as_millis() as u64,
+                    "merge waits for the local source replica to apply its PrepareMerge"
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(MERGE_SOURCE_POLL_MS)).await;
+        }
+    }
+
+    /// Stages everything a merge writes besides the target's applied state:
+    /// the grown descriptor, and the source's descriptor, log and raft
+    /// state replaced by its tombstone and merged record. The source's data
+    /// stays: it is the target's now.
+    fn stage_commit_merge(
+        &mut self,
+        merged: &RegionDescriptor,
+        source: &RegionDescriptor,
+        progress: &SourceProgress,
+        batch: &mut WriteBatch,
+    ) -> StorageResult<()> {
+        batch.put_cf(
+            cf(&self.db, CF_REGION_META),
+            keys::region_meta_key(self.region_id),
+            keys::encode_descriptor(merged),
+        );
+        self.stage_retire_source(source, batch)
+            .map_err(|e| StorageIOError::write_state_machine(AnyError::new(&e)))?;
+        self.applied.key_count = self.applied.key_count.saturating_add(progress.key_count);
+        // The source's versions were collected up to its safe point: the
+        // merged region refuses reads below either.
+        self.applied.gc_safe_point = self.applied.gc_safe_point.max(progress.gc_safe_point);
+        Ok(())
+    }
+
+    /// Stages the retirement of a source merged into this region: its
+    /// descriptor, raft log and state replaced by its tombstone and merged
+    /// record. Its data stays (it is this region's now).
+    fn stage_retire_source(
+        &self,
+        source: &RegionDescriptor,
+        batch: &mut WriteBatch,
+    ) -> Result<(), serde_json::Error> {
+        let source_id = source.region_id;
+        let record = serde_json::to_vec(&MergedRecord {
+            target_region_id: self.region_id,
+            source: source.clone(),
+        })?;
+        batch.delete_cf(
+            cf(&self.db, CF_REGION_META),
+            keys::region_meta_key(source_id),
+        );
+        batch.delete_range_cf(
+            cf(&self.db, CF_RAFT_LOG),
+            keys::log_key(source_id, 0).to_vec(),
+            keys::log_key_upper_bound(source_id),
+        );
+        let state = cf(&self.db, CF_RAFT_STATE);
+        for kind in StateKind::ALL {
+            batch.delete_cf(state, keys::state_key(source_id, kind));
+        }
+        batch.put_cf(
+            state,
+            keys::state_key(source_id, StateKind::Tombstone),
+            keys::encode_descriptor(source),
+        );
+        batch.put_cf(state, keys::state_key(source_id, StateKind::Merged), record);
+        Ok(())
+    }
+
+    /// The local regions a snapshot of this region at `installed` absorbs:
+    /// sources frozen for a merge into this region whose range it now
+    /// covers (the snapshot was taken after the CommitMerge this replica
+    /// never applied). Others are left alone.
+    fn sources_absorbed_by(
+        &self,
+        installed: &RegionDescriptor,
+    ) -> Result<Vec<RegionDescriptor>, RaftstoreError> {
+        let current = self.range();
+        let wider = installed.start_key < current.start
+            || (!current.end.is_empty()
+                && (installed.end_key.is_empty() || installed.end_key > current.end));
+        if !wider {
+            return Ok(Vec::new());
+        }
+        let range = KeyRange {
+            start: installed.start_key.clone(),
+            end: installed.end_key.clone(),
+        };
+        let mut absorbed = Vec::new();
+        for local in super::load_descriptors(&self.db)? {
+            let inside = range.contains(&local.start_key)
+                && (range.end.is_empty()
+                    || (!local.end_key.is_empty() && local.end_key <= range.end));
+            if local.region_id == self.region_id || !inside {
+                continue;
+            }
+            let frozen_for_us = load_merge_state(&self.db, local.region_id)?
+                .is_some_and(|state| state.target_region_id == self.region_id);
+            if frozen_for_us {
+                absorbed.push(local);
+            }
+        }
+        Ok(absorbed)
+    }
+
+    /// Applies a CommitMerge entry on its own batch, after the local source
+    /// replica is final (see `operation::merge`).
+    async fn apply_commit_merge(
+        &mut self,
+        log_id: LogId<StoreId>,
+        commit: &CommitMergeCommand,
+    ) -> StorageResult<RegionResponse> {
+        self.applied.last_applied = Some(log_id);
+        let current = self.descriptor.get();
+        let mut decision = decide_commit(&current, commit);
+        let mut progress = None;
+        if matches!(decision, CommitDecision::Merge { .. }) {
+            match self.wait_for_source(commit).await? {
+                Ok(source) => progress = Some(source),
+                Err(hint) => decision = CommitDecision::Invalid { hint },
+            }
+        }
+        let mut batch = WriteBatch::default();
+        if let (CommitDecision::Merge { region }, Some(progress)) = (&decision, &progress) {
+            self.stage_commit_merge(region, &commit.source, progress, &mut batch)?;
+        }
+        // Synced: the source's group stops right after.
+        self.flush(batch, true)?;
+        if let CommitDecision::Merge { region } = &decision {
+            self.descriptor.set(region.clone());
+            tracing::info!(
+                region_id = self.region_id,
+                source_region_id = commit.source.region_id,
+                index = log_id.index,
+                version = region.epoch.unwrap_or_default().version,
+                "merge applied"
+            );
+            (self.on_merge)(region, &commit.source);
+        }
+        Ok(RegionResponse {
+            commit_merge: Some(decision.outcome()),
+            ..Default::default()
+        })
+    }
+
     fn load_descriptor(&self, region_id: RegionId) -> StorageResult<Option<RegionDescriptor>> {
         let bytes = self
             .db
@@ -656,8 +1026,27 @@ impl RaftStateMachine<RegionTypeConfig> for RegionStateMachine {
         I::IntoIter: OptionalSend,
     {
         let mut responses = Vec::new();
-        let mut entries = entries.into_iter().peekable();
-        while let Some(entry) = entries.next() {
+        for entry in entries {
+            if let Some(target_region_id) = self.frozen_refusal(&entry) {
+                // Frozen for a merge: only the applied index moves.
+                self.applied.last_applied = Some(entry.log_id);
+                responses.push(RegionResponse {
+                    merging: Some(target_region_id),
+                    ..Default::default()
+                });
+                self.flush(WriteBatch::default(), false)?;
+                continue;
+            }
+            if let Some(prepare) = Self::prepare_merge_of(&entry) {
+                let prepare = prepare.clone();
+                responses.push(self.apply_prepare_merge(entry.log_id, &prepare)?);
+                continue;
+            }
+            if let Some(commit) = Self::commit_merge_of(&entry) {
+                let commit = commit.clone();
+                responses.push(self.apply_commit_merge(entry.log_id, &commit).await?);
+                continue;
+            }
             if let Some(split) = Self::split_of(&entry) {
                 let split = split.clone();
                 responses.push(self.apply_split(entry.log_id, &split)?);
@@ -670,7 +1059,7 @@ impl RaftStateMachine<RegionTypeConfig> for RegionStateMachine {
             }
             let mut batch = WriteBatch::default();
             responses.push(self.apply_entry(entry, &mut batch)?);
-            self.flush(batch, entries.peek().is_none())?;
+            self.flush(batch, false)?;
         }
         Ok(responses)
     }
@@ -693,6 +1082,7 @@ impl RaftStateMachine<RegionTypeConfig> for RegionStateMachine {
                     start_key: descriptor.start_key.clone(),
                     end_key: descriptor.end_key.clone(),
                     descriptor: Some(keys::encode_descriptor(&descriptor)),
+                    merge: self.descriptor.merge_state(),
                 },
                 locks,
                 writes,
@@ -749,8 +1139,18 @@ impl RaftStateMachine<RegionTypeConfig> for RegionStateMachine {
             },
             None => self.range(),
         };
+        let absorbed = match &installed {
+            Some(descriptor) => self
+                .sources_absorbed_by(descriptor)
+                .map_err(|e| read_error(e.to_string()))?,
+            None => Vec::new(),
+        };
         let mut batch = WriteBatch::default();
         super::stage_clear_data_range(&self.db, &range, &mut batch).map_err(write_error)?;
+        for source in &absorbed {
+            self.stage_retire_source(source, &mut batch)
+                .map_err(|e| read_error(format!("encoding a merged record: {e}")))?;
+        }
         if let Some(descriptor) = &installed {
             batch.put_cf(
                 cf(&self.db, CF_REGION_META),
@@ -779,11 +1179,33 @@ impl RaftStateMachine<RegionTypeConfig> for RegionStateMachine {
             keys::state_key(self.region_id, StateKind::Snapshot),
             &bytes,
         );
+        // A snapshot taken after the PrepareMerge entry freezes this
+        // replica too (one taken before cannot unfreeze one: snapshots only
+        // move a replica forward, past the entry that froze it).
+        let merging_key = keys::state_key(self.region_id, StateKind::Merging);
+        match &decoded.header.merge {
+            Some(state) => {
+                let state_bytes = serde_json::to_vec(state)
+                    .map_err(|e| read_error(format!("encoding the merge state: {e}")))?;
+                batch.put_cf(cf(&self.db, CF_RAFT_STATE), merging_key, state_bytes);
+            }
+            None => batch.delete_cf(cf(&self.db, CF_RAFT_STATE), merging_key),
+        }
         self.db.write_opt(batch, &synced()).map_err(write_error)?;
         self.key_count
             .store(self.applied.key_count, Ordering::Relaxed);
+        self.descriptor
+            .set_merge_state(decoded.header.merge.clone());
         if let Some(descriptor) = installed {
-            self.descriptor.set(descriptor);
+            self.descriptor.set(descriptor.clone());
+            for source in &absorbed {
+                tracing::info!(
+                    region_id = self.region_id,
+                    source_region_id = source.region_id,
+                    "a snapshot taken after a merge absorbed the local source"
+                );
+                (self.on_merge)(&descriptor, source);
+            }
         }
         Ok(())
     }

@@ -81,12 +81,14 @@ impl StatementKind {
         }
     }
 
-    /// Admin statements count as what they resemble: SPLIT AT changes the
-    /// schema's layout (DDL), SHOW REGIONS is a read.
+    /// Admin statements count as what they resemble: SPLIT AT and UNSPLIT
+    /// AT change the schema's layout (DDL), SHOW REGIONS is a read.
     pub(crate) fn of_parsed(statement: &ParsedStatement) -> StatementKind {
         match statement {
             ParsedStatement::Sql(statement) => StatementKind::of_statement(statement),
-            ParsedStatement::Admin(AdminStatement::SplitAt { .. }) => StatementKind::Ddl,
+            ParsedStatement::Admin(
+                AdminStatement::SplitAt { .. } | AdminStatement::UnsplitAt { .. },
+            ) => StatementKind::Ddl,
             ParsedStatement::Admin(AdminStatement::ShowRegions { .. }) => StatementKind::Other,
         }
     }

@@ -1,5 +1,5 @@
-//! Admin statements: `ALTER TABLE ... SPLIT AT` and `SHOW REGIONS FROM
-//! TABLE` — recognition before sqlparser, split keys that sort exactly
+//! Admin statements: `ALTER TABLE ... SPLIT AT`, `ALTER TABLE ... UNSPLIT
+//! AT` and `SHOW REGIONS FROM TABLE` — recognition before sqlparser, split keys that sort exactly
 //! where the value's rows start, their SQLSTATEs, and both wire protocols.
 
 use std::sync::atomic::Ordering;
@@ -54,6 +54,7 @@ fn kinds(sql: &str) -> Vec<&'static str> {
         .map(|statement| match statement {
             ParsedStatement::Sql(_) => "sql",
             ParsedStatement::Admin(AdminStatement::SplitAt { .. }) => "split",
+            ParsedStatement::Admin(AdminStatement::UnsplitAt { .. }) => "unsplit",
             ParsedStatement::Admin(AdminStatement::ShowRegions { .. }) => "show",
         })
         .collect()
@@ -79,6 +80,145 @@ fn split_at_is_recognised_with_any_case_comments_and_qualified_names() {
         panic!("not a split");
     };
     assert_eq!(table.to_string(), "public.\"T\"");
+}
+
+#[test]
+fn unsplit_at_is_recognised_with_any_case_comments_and_qualified_names() {
+    let AdminStatement::UnsplitAt { table, rows } =
+        admin("ALTER TABLE t UNSPLIT AT VALUES (1), (100)")
+    else {
+        panic!("not an unsplit");
+    };
+    assert_eq!(table.to_string(), "t");
+    assert_eq!(rows.to_string(), "VALUES (1), (100)");
+    let AdminStatement::UnsplitAt { table, .. } =
+        admin("alter /* why */ table public.\"T\"\n unsplit at values (1, 'a');")
+    else {
+        panic!("not an unsplit");
+    };
+    assert_eq!(table.to_string(), "public.\"T\"");
+    assert_eq!(
+        kinds("ALTER TABLE t UNSPLIT AT VALUES (1); ALTER TABLE t SPLIT AT VALUES (1)"),
+        ["unsplit", "split"]
+    );
+    assert_eq!(kinds("ALTER TABLE t RENAME TO unsplit"), ["sql"]);
+    assert_eq!(
+        parse_error_state("ALTER TABLE t UNSPLIT AT VALUES (1) x"),
+        "42601"
+    );
+    assert_eq!(parse_error_state("ALTER TABLE t UNSPLIT AT"), "42601");
+    assert_eq!(
+        parse_error_state("ALTER TABLE t UNSPLIT VALUES (1)"),
+        "42601"
+    );
+    assert_eq!(
+        parse_error_state("ALTER TABLE t UNSPLIT AT VALUES ($1)"),
+        "0A000"
+    );
+}
+
+#[tokio::test]
+async fn unsplit_at_removes_the_boundary_split_at_made_and_again_answers_at_once() {
+    let (executor, store, _) = admin_executor(None);
+    ok_tag(&executor, "CREATE TABLE t (id BIGINT PRIMARY KEY, v TEXT)").await;
+    query(&executor, "ALTER TABLE t SPLIT AT VALUES (10), (20)").await;
+    let split_keys = store.split_keys.lock().expect("split keys").clone();
+    let (columns, got) = query(&executor, "ALTER TABLE t UNSPLIT AT VALUES (10)").await;
+    assert_eq!(columns, ["unsplit_key", "region_id"]);
+    assert_eq!(got, rows(&[&[Some("/10"), Some("1")]]));
+    assert_eq!(
+        store.unsplit_keys.lock().expect("unsplit keys").clone(),
+        vec![split_keys[0].clone()],
+        "the key UNSPLIT AT asks for is the one SPLIT AT made"
+    );
+    let starts = store.region_starts.lock().expect("regions").clone();
+    assert_eq!(
+        starts.keys().cloned().collect::<Vec<_>>(),
+        vec![split_keys[1].clone()]
+    );
+    // Again: the boundary is gone, the region holding the key answers.
+    let (_, again) = query(&executor, "ALTER TABLE t UNSPLIT AT VALUES (10)").await;
+    assert_eq!(again, got);
+    let (_, right) = query(&executor, "ALTER TABLE t UNSPLIT AT VALUES ('20'), (15)").await;
+    assert_eq!(
+        right,
+        rows(&[&[Some("/20"), Some("1")], &[Some("/15"), Some("1")]])
+    );
+    assert!(store.region_starts.lock().expect("regions").is_empty());
+}
+
+#[tokio::test]
+async fn unsplit_at_errors_have_the_sqlstates_of_split_at() {
+    let (executor, store, _) = admin_executor(None);
+    ok_tag(&executor, "CREATE TABLE t (id BIGINT PRIMARY KEY, v TEXT)").await;
+    let cases = [
+        ("ALTER TABLE missing UNSPLIT AT VALUES (1)", "42P01"),
+        ("ALTER TABLE t UNSPLIT AT VALUES (1, 2)", "42804"),
+        ("ALTER TABLE t UNSPLIT AT VALUES (true)", "42804"),
+        ("ALTER TABLE t UNSPLIT AT VALUES ('abc')", "22P02"),
+        ("ALTER TABLE t UNSPLIT AT VALUES (NULL)", "23502"),
+        ("ALTER TABLE t UNSPLIT AT VALUES (nope)", "42703"),
+        ("ALTER TABLE t UNSPLIT AT SELECT 1", "0A000"),
+        ("ALTER TABLE system.regions UNSPLIT AT VALUES (1)", "42809"),
+    ];
+    for (sql, sqlstate) in cases {
+        assert_eq!(error_state(&executor, sql).await, sqlstate, "{sql}");
+    }
+    let too_many: Vec<String> = (0..=SPLIT_ROWS_MAX).map(|id| format!("({id})")).collect();
+    assert_eq!(
+        error_state(
+            &executor,
+            &format!("ALTER TABLE t UNSPLIT AT VALUES {}", too_many.join(", "))
+        )
+        .await,
+        "54000"
+    );
+    assert!(
+        store.unsplit_keys.lock().expect("unsplit keys").is_empty(),
+        "no failed statement merged anything"
+    );
+    let message = crate::tests::memory::run(&executor, "ALTER TABLE t UNSPLIT AT VALUES (1, 2)")
+        .await
+        .expect_err("too many values")
+        .to_string();
+    assert_eq!(
+        message,
+        "UNSPLIT AT data has 2 columns but the primary key of \"t\" has 1"
+    );
+    let message = crate::tests::memory::run(&executor, "ALTER TABLE t UNSPLIT AT SELECT 1")
+        .await
+        .expect_err("not VALUES")
+        .to_string();
+    assert!(
+        message.contains("ALTER TABLE ... UNSPLIT AT with a query other than VALUES"),
+        "{message}"
+    );
+    store.unavailable.store(true, Ordering::SeqCst);
+    assert_eq!(
+        error_state(&executor, "ALTER TABLE kv UNSPLIT AT VALUES ('k')").await,
+        "57P03"
+    );
+}
+
+#[tokio::test]
+async fn unsplit_at_inside_a_transaction_block_is_refused_and_fails_the_block() {
+    let (executor, store, _) = admin_executor(Some(crate::system_tables::tests::sample_view()));
+    let session = Session::default();
+    ok_in(&executor, &session, "BEGIN").await;
+    let refused = run_in(
+        &executor,
+        &session,
+        "ALTER TABLE kv UNSPLIT AT VALUES ('k')",
+    )
+    .await
+    .expect_err("refused in a block");
+    assert_eq!(refused.sqlstate(), "25001");
+    assert_eq!(
+        refused.to_string(),
+        "ALTER TABLE ... UNSPLIT AT cannot run inside a transaction block"
+    );
+    ok_in(&executor, &session, "ROLLBACK").await;
+    assert!(store.unsplit_keys.lock().expect("unsplit keys").is_empty());
 }
 
 #[test]

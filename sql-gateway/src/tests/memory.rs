@@ -51,6 +51,8 @@ pub(crate) struct MemoryStore {
     /// Regions `split_at` made: start key -> region id. Region 1 starts the
     /// key space and is not listed.
     pub(crate) region_starts: Mutex<BTreeMap<Vec<u8>, u64>>,
+    /// Every `unsplit_at` key, in order.
+    pub(crate) unsplit_keys: Mutex<Vec<Vec<u8>>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -313,6 +315,20 @@ impl Storage for MemoryStore {
             left_region_id: Some(left_region_id),
             right_region_id,
         })
+    }
+
+    /// Like the cluster: the region starting at `key` goes, its left
+    /// neighbour now holds the key; a key no region starts at answers the
+    /// region holding it at once.
+    async fn unsplit_at(&self, key: &[u8]) -> Result<u64, GatewayError> {
+        self.check_available()?;
+        lock(&self.unsplit_keys).push(key.to_vec());
+        let mut starts = lock(&self.region_starts);
+        starts.remove(key);
+        Ok(starts
+            .range(..=key.to_vec())
+            .next_back()
+            .map_or(1, |(_, region_id)| *region_id))
     }
 }
 

@@ -1,7 +1,9 @@
 //! Admin statements sqlparser does not know, recognised in the token
 //! stream before it parses anything: `ALTER TABLE t SPLIT AT VALUES (...)`
-//! (CockroachDB's syntax: split the table's regions at primary-key values)
-//! and `SHOW REGIONS FROM TABLE t` (`SHOW RANGES FROM TABLE t` is the same).
+//! (CockroachDB's syntax: split the table's regions at primary-key values),
+//! its inverse `ALTER TABLE t UNSPLIT AT VALUES (...)` (merge the region
+//! starting at each value into its left neighbour) and `SHOW REGIONS FROM
+//! TABLE t` (`SHOW RANGES FROM TABLE t` is the same).
 //!
 //! Recognition uses sqlparser's own tokenizer and parser (keywords, object
 //! names, and the `VALUES` query after `SPLIT AT`), so quoting, comments
@@ -17,6 +19,7 @@
 pub(crate) mod key_text;
 pub(crate) mod show_regions;
 pub(crate) mod split_at;
+pub(crate) mod unsplit_at;
 
 use sqlparser::ast::{ObjectName, Query};
 use sqlparser::dialect::PostgreSqlDialect;
@@ -33,18 +36,22 @@ pub(crate) enum AdminStatement {
     /// `ALTER TABLE <table> SPLIT AT <rows>`; `rows` is a `VALUES` query
     /// (checked when planned).
     SplitAt { table: ObjectName, rows: Box<Query> },
+    /// `ALTER TABLE <table> UNSPLIT AT <rows>`; `rows` as for SPLIT AT.
+    UnsplitAt { table: ObjectName, rows: Box<Query> },
     /// `SHOW REGIONS FROM TABLE <table>` / `SHOW RANGES FROM TABLE <table>`.
     ShowRegions { table: ObjectName },
 }
 
 /// The statement name errors and metrics use.
 pub(crate) const SPLIT_AT_STATEMENT: &str = "ALTER TABLE ... SPLIT AT";
+pub(crate) const UNSPLIT_AT_STATEMENT: &str = "ALTER TABLE ... UNSPLIT AT";
 
 impl AdminStatement {
     /// The result columns (fixed: Describe needs no catalog).
     pub(crate) fn columns(&self) -> Vec<Column> {
         match self {
             AdminStatement::SplitAt { .. } => split_at::columns(),
+            AdminStatement::UnsplitAt { .. } => unsplit_at::columns(),
             AdminStatement::ShowRegions { .. } => show_regions::columns(),
         }
     }
@@ -52,13 +59,18 @@ impl AdminStatement {
     /// Whether the statement changes the cluster (and so cannot run inside
     /// a transaction block, whose ROLLBACK could not undo it).
     pub(crate) fn changes_cluster(&self) -> bool {
-        matches!(self, AdminStatement::SplitAt { .. })
+        matches!(
+            self,
+            AdminStatement::SplitAt { .. } | AdminStatement::UnsplitAt { .. }
+        )
     }
 
     /// The table the statement names.
     pub(crate) fn table(&self) -> &ObjectName {
         match self {
-            AdminStatement::SplitAt { table, .. } | AdminStatement::ShowRegions { table } => table,
+            AdminStatement::SplitAt { table, .. }
+            | AdminStatement::UnsplitAt { table, .. }
+            | AdminStatement::ShowRegions { table } => table,
         }
     }
 }
@@ -127,7 +139,7 @@ fn is_word(token: &Token, word: &str) -> bool {
 }
 
 /// Whether the statement starting at `tokens` is an admin statement: `SHOW
-/// REGIONS|RANGES ...`, or `ALTER TABLE <name> SPLIT AT ...`.
+/// REGIONS|RANGES ...`, or `ALTER TABLE <name> SPLIT|UNSPLIT AT ...`.
 fn starts_admin(tokens: &[TokenWithSpan]) -> bool {
     let head = significant(tokens, 2);
     match head.as_slice() {
@@ -141,7 +153,7 @@ fn starts_admin(tokens: &[TokenWithSpan]) -> bool {
     }
 }
 
-/// After `ALTER TABLE`, a table name and then `SPLIT AT`.
+/// After `ALTER TABLE`, a table name and then `SPLIT AT` or `UNSPLIT AT`.
 fn split_at_follows_name(tokens: &[TokenWithSpan]) -> bool {
     let dialect = PostgreSqlDialect {};
     let statement: Vec<TokenWithSpan> = tokens
@@ -152,7 +164,10 @@ fn split_at_follows_name(tokens: &[TokenWithSpan]) -> bool {
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(statement);
     parser.parse_keywords(&[Keyword::ALTER, Keyword::TABLE])
         && parser.parse_object_name(false).is_ok()
-        && is_word(&parser.next_token().token, "SPLIT")
+        && {
+            let verb = parser.next_token().token;
+            is_word(&verb, "SPLIT") || is_word(&verb, "UNSPLIT")
+        }
         && parser.parse_keyword(Keyword::AT)
 }
 
@@ -163,6 +178,9 @@ fn parse_admin(tokens: Vec<TokenWithSpan>) -> Result<AdminStatement, GatewayErro
     let placeholder = tokens
         .iter()
         .any(|token| matches!(token.token, Token::Placeholder(_)));
+    let unsplit = significant(&tokens, usize::MAX)
+        .into_iter()
+        .any(|token| is_word(token, "UNSPLIT"));
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let show = parser.parse_keyword(Keyword::SHOW);
     if placeholder {
@@ -171,6 +189,8 @@ fn parse_admin(tokens: Vec<TokenWithSpan>) -> Result<AdminStatement, GatewayErro
         // sqlparser never sees.
         let statement = if show {
             "SHOW REGIONS"
+        } else if unsplit {
+            UNSPLIT_AT_STATEMENT
         } else {
             SPLIT_AT_STATEMENT
         };
@@ -188,11 +208,15 @@ fn parse_admin(tokens: Vec<TokenWithSpan>) -> Result<AdminStatement, GatewayErro
     } else {
         parser.expect_keywords(&[Keyword::ALTER, Keyword::TABLE])?;
         let table = parser.parse_object_name(false)?;
-        // SPLIT AT, checked by `starts_admin`.
-        parser.next_token();
+        // SPLIT AT or UNSPLIT AT, checked by `starts_admin`.
+        let unsplit = is_word(&parser.next_token().token, "UNSPLIT");
         parser.next_token();
         let rows = parser.parse_query()?;
-        AdminStatement::SplitAt { table, rows }
+        if unsplit {
+            AdminStatement::UnsplitAt { table, rows }
+        } else {
+            AdminStatement::SplitAt { table, rows }
+        }
     };
     let next = parser.peek_token();
     if next.token != Token::EOF {

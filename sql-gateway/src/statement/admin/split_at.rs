@@ -55,7 +55,7 @@ impl SplitAtPlan {
         rows: &Query,
         now: StatementTime,
     ) -> Result<Self, GatewayError> {
-        let rows = values_rows(rows)?;
+        let rows = values_rows(rows, SPLIT_AT_STATEMENT)?;
         if rows.len() > SPLIT_ROWS_MAX {
             return Err(GatewayError::ProgramLimitExceeded {
                 what: format!("{SPLIT_AT_STATEMENT} with {} rows", rows.len()),
@@ -64,7 +64,7 @@ impl SplitAtPlan {
         }
         let keys = rows
             .iter()
-            .map(|row| split_key(&table, &row.content, now))
+            .map(|row| split_key(&table, &row.content, now, "SPLIT AT"))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(SplitAtPlan { table, keys })
     }
@@ -89,8 +89,12 @@ impl SplitAtPlan {
     }
 }
 
-/// The rows of a `VALUES` query; anything else (a SELECT) is refused.
-fn values_rows(query: &Query) -> Result<&[ast::Parens<Vec<ast::Expr>>], GatewayError> {
+/// The rows of a `VALUES` query; anything else (a SELECT) is refused
+/// (`statement` names the statement in the error).
+pub(super) fn values_rows<'q>(
+    query: &'q Query,
+    statement: &str,
+) -> Result<&'q [ast::Parens<Vec<ast::Expr>>], GatewayError> {
     let plain = query.with.is_none()
         && query.order_by.is_none()
         && query.limit_clause.is_none()
@@ -98,22 +102,24 @@ fn values_rows(query: &Query) -> Result<&[ast::Parens<Vec<ast::Expr>>], GatewayE
     match query.body.as_ref() {
         SetExpr::Values(values) if plain => Ok(&values.rows),
         _ => Err(GatewayError::unsupported(format!(
-            "{SPLIT_AT_STATEMENT} with a query other than VALUES"
+            "{statement} with a query other than VALUES"
         ))),
     }
 }
 
-/// The key where rows whose primary key starts with `exprs` begin.
-fn split_key(
+/// The key where rows whose primary key starts with `exprs` begin
+/// (`keyword`, e.g. `SPLIT AT`, names the statement in errors).
+pub(super) fn split_key(
     table: &TableDescriptor,
     exprs: &[ast::Expr],
     now: StatementTime,
+    keyword: &str,
 ) -> Result<Vec<u8>, GatewayError> {
     let key_columns = table.primary_key.len();
     if exprs.is_empty() || exprs.len() > key_columns {
         return Err(GatewayError::DatatypeMismatch {
             message: format!(
-                "SPLIT AT data has {} columns but the primary key of \"{}\" has {key_columns}",
+                "{keyword} data has {} columns but the primary key of \"{}\" has {key_columns}",
                 exprs.len(),
                 table.name
             ),
