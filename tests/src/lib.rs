@@ -635,3 +635,36 @@ pub async fn metric_value(address: &str, series: &str) -> Option<f64> {
         .ok()
         .flatten()
 }
+
+/// The cluster view one coordinator (`host:port`) serves, or None when it
+/// does not answer.
+pub async fn coordinator_view(address: &str) -> Option<arbor_proto::ClusterViewResponse> {
+    let mut client =
+        arbor_proto::coordinator_client::CoordinatorClient::connect(format!("http://{address}"))
+            .await
+            .ok()?;
+    let view = client
+        .cluster_view(arbor_proto::ClusterViewRequest { events_limit: 0 })
+        .await
+        .ok()?;
+    Some(view.into_inner())
+}
+
+/// The index in `coordinators` of the one that holds the lease, once one
+/// does; panics after `timeout`.
+pub async fn lease_holder_index(coordinators: &[String], timeout: Duration) -> usize {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        for (i, address) in coordinators.iter().enumerate() {
+            let role = coordinator_view(address)
+                .await
+                .and_then(|view| view.coordinator)
+                .map(|c| c.role);
+            if role.as_deref() == Some("holder") {
+                return i;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no coordinator holds the lease after {timeout:?}");
+}

@@ -13,12 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arbor_proto::coordinator_client::CoordinatorClient;
 use arbor_proto::root_client::RootClient;
 use arbor_proto::root_event::Kind;
-use arbor_proto::{
-    ClusterViewRequest, ClusterViewResponse, MergePlanned, ProposeRequest, RootEvent,
-};
+use arbor_proto::{ClusterViewResponse, MergePlanned, ProposeRequest, RootEvent};
 use arbor_tests::{rows, Cluster, ClusterOptions};
 use tokio_postgres::Client;
 
@@ -299,32 +296,12 @@ async fn with_region_merge_keys_the_split_regions_of_a_small_table_merge_back_by
 }
 
 async fn view_of(address: &str) -> Option<ClusterViewResponse> {
-    let mut client = CoordinatorClient::connect(format!("http://{address}"))
-        .await
-        .ok()?;
-    let view = client
-        .cluster_view(ClusterViewRequest { events_limit: 0 })
-        .await
-        .ok()?;
-    Some(view.into_inner())
+    arbor_tests::coordinator_view(address).await
 }
 
 /// The index in `coordinators` of the lease holder, once one holds it.
 async fn holder_index(coordinators: &[String]) -> usize {
-    let deadline = Instant::now() + Duration::from_millis(SETTLE_TIMEOUT_MS);
-    while Instant::now() < deadline {
-        for (i, address) in coordinators.iter().enumerate() {
-            let role = view_of(address)
-                .await
-                .and_then(|view| view.coordinator)
-                .map(|c| c.role);
-            if role.as_deref() == Some("holder") {
-                return i;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no coordinator holds the lease");
+    arbor_tests::lease_holder_index(coordinators, Duration::from_millis(SETTLE_TIMEOUT_MS)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,9 +10,8 @@ use arbor_proto::coordinator_client::CoordinatorClient;
 use arbor_proto::root_client::RootClient;
 use arbor_proto::root_event::Kind;
 use arbor_proto::{
-    AllocateIdsRequest, ClusterViewRequest, ClusterViewResponse, Mutation, MutationCondition,
-    MutationOp, ProposeRequest, RegionDescriptor, RegionPeer, RootEvent, SplitAtRequest,
-    SplitPlanned,
+    AllocateIdsRequest, ClusterViewResponse, Mutation, MutationCondition, MutationOp,
+    ProposeRequest, RegionDescriptor, RegionPeer, RootEvent, SplitAtRequest, SplitPlanned,
 };
 use arbor_raftstore::RegionClient;
 use arbor_tests::Cluster;
@@ -26,32 +25,12 @@ fn key(i: usize) -> Vec<u8> {
 }
 
 async fn view_of(address: &str) -> Option<ClusterViewResponse> {
-    let mut client = CoordinatorClient::connect(format!("http://{address}"))
-        .await
-        .ok()?;
-    let view = client
-        .cluster_view(ClusterViewRequest { events_limit: 0 })
-        .await
-        .ok()?;
-    Some(view.into_inner())
+    arbor_tests::coordinator_view(address).await
 }
 
 /// The index in `coordinators` of the lease holder, once one holds it.
 async fn holder_index(coordinators: &[String]) -> usize {
-    let deadline = Instant::now() + Duration::from_millis(SETTLE_TIMEOUT_MS);
-    while Instant::now() < deadline {
-        for (i, address) in coordinators.iter().enumerate() {
-            let role = view_of(address)
-                .await
-                .and_then(|view| view.coordinator)
-                .map(|c| c.role);
-            if role.as_deref() == Some("holder") {
-                return i;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no coordinator holds the lease");
+    arbor_tests::lease_holder_index(coordinators, Duration::from_millis(SETTLE_TIMEOUT_MS)).await
 }
 
 /// Regions as root has them, sorted by start key.
